@@ -1,0 +1,366 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/meshcast/meshcast/discovery"
+	"github.com/meshcast/meshcast/overlay"
+	"github.com/meshcast/meshcast/replicate"
+	"github.com/vishvananda/netlink"
+)
+
+// runConfig is the parsed and checked configuration of `meshcast run`.
+type runConfig struct {
+	peersFile string
+	local     netip.Addr
+	community string
+	encap     string
+	greKey    uint32
+	hasGREKey bool
+	vni       uint32
+	hasVNI    bool
+	vxlanPort uint16
+	tap       string
+	logLevel  slog.Level
+	logFormat string
+}
+
+// usageError is a configuration problem: exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+func newRunFlags(cfg *runConfig, stderr io.Writer) (*flag.FlagSet, func() error) {
+	fs := flag.NewFlagSet("meshcast run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var local, encap, greKey, vni, port, level, format string
+	fs.StringVar(&cfg.peersFile, "peers", "", "inventory `FILE`: one line per instance, `UNDERLAY-IP COMMUNITY,OVERLAY-IP/PREFIX`")
+	fs.StringVar(&local, "local", "", "this node's underlay `IP` (default: the inventory line whose address is on one of this host's interfaces)")
+	fs.StringVar(&cfg.community, "community", "", "community `NAME` (default: the community of this node's inventory line)")
+	fs.StringVar(&encap, "encap", "gre", "encapsulation: `gre` or vxlan")
+	fs.StringVar(&greKey, "gre-key", "", "GRE key `N` (0-4294967295) sent and required on every packet (default: no key)")
+	fs.StringVar(&vni, "vni", "", "VXLAN network identifier `N` (1-16777215) (default: derived from the community name)")
+	fs.StringVar(&port, "vxlan-port", strconv.Itoa(overlay.DefaultVXLANPort), "VXLAN UDP `PORT`")
+	fs.StringVar(&cfg.tap, "tap", "", "TAP device `NAME`, at most 15 bytes (default mcbr-COMMUNITY)")
+	fs.StringVar(&level, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	fs.StringVar(&format, "log-format", "text", "log `FORMAT`: text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: meshcast run --peers FILE [flags]\n\n"+
+			"Runs the meshcast daemon in the foreground, logging to stderr. SIGINT or SIGTERM\n"+
+			"stop it and remove its TAP device; SIGHUP re-reads the inventory.\n\n"+
+			"Example:\n  meshcast run --peers /etc/meshcast/peers --encap gre\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	check := func() error {
+		if fs.NArg() > 0 {
+			return usagef("unexpected argument %q: meshcast run takes only flags", fs.Arg(0))
+		}
+		if cfg.peersFile == "" {
+			return usagef("--peers FILE is required: the inventory of the community, one line per instance such as '198.18.0.1 demo,198.19.0.1/24'")
+		}
+		if local != "" {
+			a, err := netip.ParseAddr(local)
+			if err != nil || !a.Is4() {
+				return usagef("--local %q is not an IPv4 address: pass this node's underlay address, such as 198.18.0.1", local)
+			}
+			cfg.local = a
+		}
+		switch encap {
+		case "gre", "vxlan":
+			cfg.encap = encap
+		default:
+			return usagef("--encap %q is not known: use gre or vxlan", encap)
+		}
+		if greKey != "" {
+			k, err := strconv.ParseUint(greKey, 0, 32)
+			if err != nil {
+				return usagef("--gre-key %q is not a number from 0 to 4294967295", greKey)
+			}
+			if cfg.encap != "gre" {
+				return usagef("--gre-key applies to --encap gre only; drop it or use --vni with vxlan")
+			}
+			cfg.greKey, cfg.hasGREKey = uint32(k), true
+		}
+		if vni != "" {
+			v, err := strconv.ParseUint(vni, 0, 32)
+			if err != nil || v < 1 || v > overlay.MaxVNI {
+				return usagef("--vni %q is not a number from 1 to %d", vni, overlay.MaxVNI)
+			}
+			if cfg.encap != "vxlan" {
+				return usagef("--vni applies to --encap vxlan only; drop it or use --gre-key with gre")
+			}
+			cfg.vni, cfg.hasVNI = uint32(v), true
+		}
+		p, err := strconv.ParseUint(port, 10, 16)
+		if err != nil || p == 0 {
+			return usagef("--vxlan-port %q is not a port number from 1 to 65535", port)
+		}
+		cfg.vxlanPort = uint16(p)
+		if err := cfg.logLevel.UnmarshalText([]byte(level)); err != nil {
+			return usagef("--log-level %q is not known: use debug, info, warn or error", level)
+		}
+		switch format {
+		case "text", "json":
+			cfg.logFormat = format
+		default:
+			return usagef("--log-format %q is not known: use text or json", format)
+		}
+		return nil
+	}
+	return fs, check
+}
+
+func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// defaultVNI derives a VNI from the community name, so that every node of a
+// community agrees on it and two communities on one host do not collide.
+func defaultVNI(community string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(community))
+	v := h.Sum32() & overlay.MaxVNI
+	if v == 0 {
+		v = 1
+	}
+	return v
+}
+
+// node is what the daemon resolved from the configuration and inventory.
+type node struct {
+	self  discovery.Member
+	peers []replicate.PeerInfo
+}
+
+// resolve loads the inventory and finds this node and its peers.
+func resolve(cfg *runConfig) (node, error) {
+	all, err := discovery.LoadInventory(cfg.peersFile)
+	if err != nil {
+		return node{}, &usageError{msg: err.Error()}
+	}
+	candidates := all
+	if cfg.community != "" {
+		candidates = discovery.InCommunity(all, cfg.community)
+		if len(candidates) == 0 {
+			return node{}, usagef("%s: no line of community %q: fix --community or the inventory", cfg.peersFile, cfg.community)
+		}
+	}
+	isLocal, err := discovery.LocalAddrs()
+	if err != nil {
+		return node{}, err
+	}
+	self, err := discovery.FindLocal(candidates, cfg.local, isLocal)
+	if err != nil {
+		return node{}, &usageError{msg: fmt.Sprintf("%s: %v", cfg.peersFile, err)}
+	}
+	members := discovery.InCommunity(all, self.Community)
+	if err := discovery.Validate(members); err != nil {
+		return node{}, &usageError{msg: fmt.Sprintf("%s: %v", cfg.peersFile, err)}
+	}
+	n := node{self: self}
+	for _, m := range members {
+		if m.Underlay == self.Underlay {
+			continue
+		}
+		n.peers = append(n.peers, replicate.PeerInfo{Underlay: m.Underlay, Overlay: m.Overlay, ID: m.ID})
+	}
+	return n, nil
+}
+
+// underlayMTU returns the MTU of the interface that holds addr.
+func underlayMTU(addr netip.Addr) (string, int, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return "", 0, err
+	}
+	for _, l := range links {
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && ip == addr {
+				return l.Attrs().Name, l.Attrs().MTU, nil
+			}
+		}
+	}
+	return "", 0, usagef("underlay address %v is not assigned to any interface of this host: pass --local with one of this host's addresses, or fix the inventory", addr)
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	var cfg runConfig
+	fs, check := newRunFlags(&cfg, stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if err := check(); err != nil {
+		fmt.Fprintf(stderr, "meshcast: %v\n", err)
+		return exitUsage
+	}
+	log := newLogger(stderr, cfg.logLevel, cfg.logFormat)
+	if err := runDaemon(&cfg, log); err != nil {
+		var ue *usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "meshcast: %v\n", err)
+			return exitUsage
+		}
+		log.Error("meshcast stopped", "err", err)
+		return exitRuntime
+	}
+	return exitOK
+}
+
+func runDaemon(cfg *runConfig, log *slog.Logger) error {
+	n, err := resolve(cfg)
+	if err != nil {
+		return err
+	}
+	community := n.self.Community
+	tapName := cfg.tap
+	if tapName == "" {
+		tapName = "mcbr-" + community
+	}
+	if err := overlay.ValidIfName(tapName); err != nil {
+		return usagef("TAP device: %v: pass --tap NAME, or use a community name of at most 10 bytes", err)
+	}
+	ifname, umtu, err := underlayMTU(n.self.Underlay)
+	if err != nil {
+		return err
+	}
+
+	var codec overlay.Codec
+	var conn *overlay.Conn
+	switch cfg.encap {
+	case "gre":
+		codec = overlay.NewGRE(cfg.greKey, cfg.hasGREKey)
+		conn, err = overlay.ListenGRE(n.self.Underlay, 0)
+	case "vxlan":
+		vni := cfg.vni
+		if !cfg.hasVNI {
+			vni = defaultVNI(community)
+		}
+		codec = overlay.NewVXLAN(vni, cfg.vxlanPort)
+		conn, err = overlay.ListenVXLAN(n.self.Underlay, cfg.vxlanPort, 0)
+	}
+	if err != nil {
+		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
+			return fmt.Errorf("%w: meshcast needs root, or CAP_NET_RAW and CAP_NET_ADMIN", err)
+		}
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return usagef("%v: another program (perhaps meshcast for another community) holds UDP port %d: pass --vxlan-port", err, cfg.vxlanPort)
+		}
+		return err
+	}
+	defer conn.Close()
+
+	mtu := umtu - codec.Overhead()
+	tap, err := overlay.OpenTAP(overlay.TAPConfig{Name: tapName, Overlay: n.self.Overlay, MTU: mtu})
+	if err != nil {
+		if strings.Contains(err.Error(), "already exists") || strings.Contains(err.Error(), "held by another") {
+			return usagef("%v", err)
+		}
+		return err
+	}
+	defer tap.Close()
+
+	eng, err := replicate.New(replicate.Config{Codec: codec, LocalMAC: tap.MAC(), MTU: mtu, Logger: log})
+	if err != nil {
+		return err
+	}
+	if _, _, err := eng.SetPeers(n.peers); err != nil {
+		return usagef("%s: %v", cfg.peersFile, err)
+	}
+	attrs := []any{"community", community, "encap", codec.Name(), "tap", tapName, "local", n.self.Underlay,
+		"overlay", n.self.Overlay, "mtu", mtu, "underlay_if", ifname, "peers", len(n.peers)}
+	if v, ok := codec.(*overlay.VXLAN); ok {
+		attrs = append(attrs, "vni", v.VNI(), "port", v.Port())
+	}
+	log.Info("meshcast forwarding", attrs...)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx, tap, conn) }()
+
+	for {
+		select {
+		case err := <-done:
+			logCounters(log, eng)
+			if err != nil {
+				return fmt.Errorf("data plane: %w", err)
+			}
+			return nil
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reload(cfg, n.self, eng, log)
+				continue
+			}
+			log.Info("stopping", "signal", sig.String())
+			cancel()
+			tap.Close()
+			conn.Close()
+		}
+	}
+}
+
+// reload re-reads the inventory and applies the new peer set. On any error
+// the running peer set stays in force.
+func reload(cfg *runConfig, self discovery.Member, eng *replicate.Engine, log *slog.Logger) {
+	c := *cfg
+	c.local, c.community = self.Underlay, self.Community
+	n, err := resolve(&c)
+	if err != nil {
+		log.Error("inventory not reloaded; keeping the current peers", "file", cfg.peersFile, "err", err)
+		return
+	}
+	if n.self.Overlay != self.Overlay {
+		log.Warn("this node's overlay address changed in the inventory; restart meshcast to apply it",
+			"running", self.Overlay, "inventory", n.self.Overlay)
+	}
+	added, removed, err := eng.SetPeers(n.peers)
+	if err != nil {
+		log.Error("inventory not reloaded; keeping the current peers", "file", cfg.peersFile, "err", err)
+		return
+	}
+	log.Info("inventory reloaded", "peers", len(n.peers), "added", added, "removed", removed)
+}
+
+func logCounters(log *slog.Logger, eng *replicate.Engine) {
+	for _, p := range eng.Peers() {
+		log.Info("peer counters", "underlay", p.Underlay, "overlay", p.Overlay,
+			"tx_packets", p.TxPackets, "tx_bytes", p.TxBytes, "rx_packets", p.RxPackets, "rx_bytes", p.RxBytes)
+	}
+	var attrs []any
+	for k, v := range eng.Drops() {
+		if v != 0 {
+			attrs = append(attrs, k, v)
+		}
+	}
+	log.Info("drops", attrs...)
+}

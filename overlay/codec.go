@@ -1,0 +1,96 @@
+package overlay
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// Headroom is the space every frame buffer reserves in front of the inner
+// Ethernet frame, so that any Codec can write its header in place.
+const Headroom = 32
+
+// EthHeaderLen is the length of an Ethernet header without a VLAN tag.
+const EthHeaderLen = 14
+
+// IPv4HeaderLen is the length of an outer IPv4 header without options.
+const IPv4HeaderLen = 20
+
+// Codec encapsulates and decapsulates inner Ethernet frames. A Codec is
+// immutable and safe for concurrent use.
+type Codec interface {
+	// Name is "gre" or "vxlan".
+	Name() string
+	// Overhead is what the underlay carries per frame beyond the inner
+	// frame's IP packet: outer IPv4, the tunnel headers and the inner
+	// Ethernet header. The TAP MTU is the underlay MTU minus Overhead.
+	Overhead() int
+	// HeaderLen is how many bytes Encap writes in front of the frame. The
+	// outer IPv4 header is written by the kernel and is not included.
+	HeaderLen() int
+	// Encap writes the tunnel header in front of the frame held in
+	// buf[Headroom:Headroom+n] and returns the packet to send, which is
+	// buf[Headroom-HeaderLen():Headroom+n]. It requires len(buf) >= Headroom+n.
+	Encap(buf []byte, n int) []byte
+	// Decap validates a packet exactly as the underlay socket delivered it
+	// and returns the inner Ethernet frame, a subslice of pkt, or the reason
+	// to drop it.
+	Decap(pkt []byte) ([]byte, Reason)
+}
+
+// ParseIPv4 validates an outer IPv4 header as a raw socket delivers it and
+// returns the source address, the protocol and the payload (trimmed to the
+// header's total length). Options and fragments are refused: no tunnel
+// endpoint meshcast talks to sends them.
+func ParseIPv4(pkt []byte) (src netip.Addr, proto uint8, payload []byte, r Reason) {
+	if len(pkt) < IPv4HeaderLen {
+		return src, 0, nil, ReasonTruncated
+	}
+	if pkt[0]>>4 != 4 {
+		return src, 0, nil, ReasonIPHeader
+	}
+	ihl := int(pkt[0]&0x0f) * 4
+	total := int(binary.BigEndian.Uint16(pkt[2:4]))
+	if ihl < IPv4HeaderLen || total < ihl {
+		return src, 0, nil, ReasonIPHeader
+	}
+	if total > len(pkt) {
+		return src, 0, nil, ReasonTruncated
+	}
+	if ihl != IPv4HeaderLen {
+		return src, 0, nil, ReasonIPOptions
+	}
+	if binary.BigEndian.Uint16(pkt[6:8])&0x3fff != 0 { // MF or fragment offset
+		return src, 0, nil, ReasonIPFragment
+	}
+	src = netip.AddrFrom4([4]byte(pkt[12:16]))
+	return src, pkt[9], pkt[ihl:total], OK
+}
+
+// Checksum returns the Internet checksum (RFC 1071) of b, folded and
+// complemented, ready to store in a header.
+func Checksum(b []byte) uint16 {
+	return ^fold(sum(b, 0))
+}
+
+// sum adds b as big-endian 16-bit words to acc without folding.
+func sum(b []byte, acc uint64) uint64 {
+	for len(b) >= 8 {
+		acc += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
+		b = b[8:]
+	}
+	for len(b) >= 2 {
+		acc += uint64(binary.BigEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		acc += uint64(b[0]) << 8
+	}
+	return acc
+}
+
+func fold(acc uint64) uint16 {
+	for acc>>16 != 0 {
+		acc = acc&0xffff + acc>>16
+	}
+	return uint16(acc)
+}

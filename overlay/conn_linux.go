@@ -1,0 +1,280 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Message is one packet of a batch. On read, Buf is the buffer to fill and
+// N and Addr are set. On write, Buf is the packet and Addr its destination,
+// and WriteBatch sets N to len(Buf) when the kernel took the packet and to
+// -1 when it refused it.
+type Message struct {
+	Buf  []byte
+	N    int
+	Addr netip.Addr
+}
+
+// mmsghdr is struct mmsghdr of recvmmsg(2) and sendmmsg(2).
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+	_   [4]byte
+}
+
+// batchIO holds the scratch arrays of one direction of a socket, allocated
+// once, so that a batch costs one system call and no allocation.
+type batchIO struct {
+	hdrs  []mmsghdr
+	iovs  []unix.Iovec
+	addrs []unix.RawSockaddrInet4
+
+	start, cnt int        // the headers the next system call covers
+	n          int        // messages handled by the last system call
+	errno      unix.Errno // error of the last system call
+	fn         func(fd uintptr) bool
+}
+
+func newBatchIO(size int) *batchIO {
+	b := &batchIO{
+		hdrs:  make([]mmsghdr, size),
+		iovs:  make([]unix.Iovec, size),
+		addrs: make([]unix.RawSockaddrInet4, size),
+	}
+	for i := range b.hdrs {
+		b.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&b.addrs[i]))
+		b.hdrs[i].hdr.Iov = &b.iovs[i]
+		b.hdrs[i].hdr.Iovlen = 1
+	}
+	return b
+}
+
+// Conn is an underlay socket pair for one encapsulation: it receives on rx
+// and sends on tx (which may be the same socket) in batches with
+// recvmmsg(2) and sendmmsg(2). ReadBatch and WriteBatch may run
+// concurrently with each other, but each must not run concurrently with
+// itself.
+type Conn struct {
+	rx, tx     *os.File
+	rxc, txc   syscall.RawConn
+	rd, wr     *batchIO
+	closeFiles []*os.File
+}
+
+// DefaultBatch is the number of messages a Conn moves per system call.
+const DefaultBatch = 64
+
+// sockBuf is the socket buffer size requested for underlay sockets.
+const sockBuf = 4 << 20
+
+// ListenGRE opens a raw IPv4 socket for protocol 47 bound to local. It
+// receives every GRE packet addressed to this host, outer IPv4 header
+// included, and sends with the kernel writing the outer header.
+func ListenGRE(local netip.Addr, batch int) (*Conn, error) {
+	fd, err := socket(unix.SOCK_RAW, ProtoGRE, local, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open raw GRE socket on %v: %w", local, err)
+	}
+	f := os.NewFile(uintptr(fd), "gre")
+	return newConn(f, f, batch)
+}
+
+// ListenVXLAN opens a UDP socket on local:port to receive VXLAN and a raw
+// IPv4 socket for protocol UDP to send it, so that the source port can
+// follow the inner flow. The raw socket carries a filter that accepts
+// nothing, so the kernel never queues received UDP on it.
+func ListenVXLAN(local netip.Addr, port uint16, batch int) (*Conn, error) {
+	rx, err := socket(unix.SOCK_DGRAM, 0, local, port)
+	if err != nil {
+		return nil, fmt.Errorf("open VXLAN socket on %v:%d: %w", local, port, err)
+	}
+	tx, err := socket(unix.SOCK_RAW, ProtoUDP, local, 0)
+	if err != nil {
+		unix.Close(rx)
+		return nil, fmt.Errorf("open raw UDP socket on %v: %w", local, err)
+	}
+	prog := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
+	err = unix.SetsockoptSockFprog(tx, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
+		&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
+	if err != nil {
+		unix.Close(rx)
+		unix.Close(tx)
+		return nil, fmt.Errorf("filter raw UDP socket: %w", err)
+	}
+	return newConn(os.NewFile(uintptr(rx), "vxlan-rx"), os.NewFile(uintptr(tx), "vxlan-tx"), batch)
+}
+
+// socket opens a nonblocking IPv4 socket bound to local:port, with large
+// buffers to absorb bursts of replicated copies (the FORCE variants pass
+// net.core.{r,w}mem_max when we have CAP_NET_ADMIN).
+func socket(typ, proto int, local netip.Addr, port uint16) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		return -1, err
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, sockBuf) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, sockBuf)
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sockBuf) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, sockBuf)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local.As4(), Port: int(port)}); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+func newConn(rx, tx *os.File, batch int) (*Conn, error) {
+	if batch <= 0 {
+		batch = DefaultBatch
+	}
+	c := &Conn{rx: rx, tx: tx, rd: newBatchIO(batch), wr: newBatchIO(batch)}
+	c.closeFiles = append(c.closeFiles, rx)
+	if tx != rx {
+		c.closeFiles = append(c.closeFiles, tx)
+	}
+	var err error
+	if c.rxc, err = rx.SyscallConn(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if c.txc, err = tx.SyscallConn(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.rd.fn = c.recv
+	c.wr.fn = c.send
+	return c, nil
+}
+
+// BatchSize is the largest number of messages one call moves.
+func (c *Conn) BatchSize() int { return len(c.rd.hdrs) }
+
+// ReadBatch waits for at least one packet and reads up to len(msgs) (at
+// most BatchSize) in one system call. For each message read it sets N and
+// the sender's Addr. It returns the number of messages read.
+func (c *Conn) ReadBatch(msgs []Message) (int, error) {
+	b := c.rd
+	if len(msgs) > len(b.hdrs) {
+		msgs = msgs[:len(b.hdrs)]
+	}
+	for i := range msgs {
+		buf := msgs[i].Buf
+		b.iovs[i].Base = unsafe.SliceData(buf)
+		b.iovs[i].SetLen(len(buf))
+		b.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet4
+		b.hdrs[i].hdr.Flags = 0
+		b.hdrs[i].len = 0
+	}
+	b.start, b.cnt, b.n, b.errno = 0, len(msgs), 0, 0
+	if err := c.rxc.Read(b.fn); err != nil {
+		return 0, err
+	}
+	if b.errno != 0 {
+		return 0, os.NewSyscallError("recvmmsg", b.errno)
+	}
+	for i := 0; i < b.n; i++ {
+		n := int(b.hdrs[i].len)
+		if b.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0 {
+			n = 0 // truncated: the caller sees an empty packet and drops it
+		}
+		msgs[i].N = n
+		msgs[i].Addr = netip.AddrFrom4(b.addrs[i].Addr)
+	}
+	return b.n, nil
+}
+
+func (c *Conn) recv(fd uintptr) bool { return c.rd.call(fd, unix.SYS_RECVMMSG) }
+
+func (c *Conn) send(fd uintptr) bool { return c.wr.call(fd, unix.SYS_SENDMMSG) }
+
+// call runs recvmmsg or sendmmsg over hdrs[start:start+cnt]. It reports
+// false, asking the poller to wait, when the socket is not ready.
+func (b *batchIO) call(fd uintptr, trap uintptr) bool {
+	for {
+		n, _, errno := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&b.hdrs[b.start])),
+			uintptr(b.cnt), 0, 0, 0)
+		switch errno {
+		case 0:
+			b.n = int(n)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		default:
+			b.errno = errno
+			return true
+		}
+	}
+}
+
+// WriteBatch sends msgs[i].Buf to msgs[i].Addr for every message, in as few
+// system calls as it can. A message the kernel refuses (for example an
+// unreachable destination or one over the path MTU) is skipped and counted
+// in failed; the rest are still sent. It returns an error only when the
+// socket itself fails.
+func (c *Conn) WriteBatch(msgs []Message) (failed int, err error) {
+	b := c.wr
+	for len(msgs) > 0 {
+		chunk := msgs
+		if len(chunk) > len(b.hdrs) {
+			chunk = chunk[:len(b.hdrs)]
+		}
+		for i := range chunk {
+			buf := chunk[i].Buf
+			b.iovs[i].Base = unsafe.SliceData(buf)
+			b.iovs[i].SetLen(len(buf))
+			b.addrs[i] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: chunk[i].Addr.As4()}
+			b.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet4
+		}
+		for sent := 0; sent < len(chunk); {
+			b.start, b.cnt, b.n, b.errno = sent, len(chunk)-sent, 0, 0
+			if err := c.txc.Write(b.fn); err != nil {
+				return failed, err
+			}
+			switch {
+			case b.errno == 0:
+				for i := sent; i < sent+b.n; i++ {
+					chunk[i].N = len(chunk[i].Buf)
+				}
+				sent += b.n
+			case perMessage(b.errno):
+				chunk[sent].N = -1 // the first message of this call was refused
+				failed++
+				sent++
+			default:
+				return failed, os.NewSyscallError("sendmmsg", b.errno)
+			}
+		}
+		msgs = msgs[len(chunk):]
+	}
+	return failed, nil
+}
+
+// perMessage reports whether errno concerns one destination rather than the
+// socket.
+func perMessage(errno unix.Errno) bool {
+	switch errno {
+	case unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EMSGSIZE, unix.ECONNREFUSED,
+		unix.EPERM, unix.EACCES, unix.EINVAL, unix.ENOBUFS, unix.EADDRNOTAVAIL, unix.EHOSTDOWN:
+		return true
+	}
+	return false
+}
+
+// Close closes the sockets.
+func (c *Conn) Close() error {
+	var errs []error
+	for _, f := range c.closeFiles {
+		errs = append(errs, f.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,133 @@
+package overlay
+
+import "encoding/binary"
+
+const (
+	// DefaultVXLANPort is the IANA port of VXLAN (RFC 7348 section 5).
+	DefaultVXLANPort = 4789
+	// VXLANHeaderLen is the length of the VXLAN header.
+	VXLANHeaderLen = 8
+	// UDPHeaderLen is the length of a UDP header.
+	UDPHeaderLen = 8
+	// ProtoUDP is the IPv4 protocol number of UDP.
+	ProtoUDP = 17
+
+	vxlanFlagI = 0x08
+	// MaxVNI is the largest 24-bit VXLAN network identifier.
+	MaxVNI = 1<<24 - 1
+)
+
+// VXLAN is the codec for VXLAN (RFC 7348). Packets are sent through a raw
+// IPv4 socket for protocol UDP, so Encap writes the UDP header too and can
+// choose the source port per inner flow; they are received on an ordinary
+// UDP socket, which delivers the VXLAN header and what follows.
+type VXLAN struct {
+	vni  uint32
+	port uint16
+}
+
+// NewVXLAN returns a VXLAN codec for one VNI and destination port. It
+// requires vni <= MaxVNI.
+func NewVXLAN(vni uint32, port uint16) *VXLAN { return &VXLAN{vni: vni & MaxVNI, port: port} }
+
+// Name implements Codec.
+func (v *VXLAN) Name() string { return "vxlan" }
+
+// VNI returns the codec's VXLAN network identifier.
+func (v *VXLAN) VNI() uint32 { return v.vni }
+
+// Port returns the codec's destination UDP port.
+func (v *VXLAN) Port() uint16 { return v.port }
+
+// HeaderLen implements Codec: the UDP and VXLAN headers, 16 bytes.
+func (v *VXLAN) HeaderLen() int { return UDPHeaderLen + VXLANHeaderLen }
+
+// Overhead implements Codec: 50 bytes.
+func (v *VXLAN) Overhead() int { return IPv4HeaderLen + UDPHeaderLen + VXLANHeaderLen + EthHeaderLen }
+
+// Encap implements Codec. The UDP checksum is zero, as RFC 7348 section 5
+// recommends for IPv4; the source port comes from FlowPort.
+func (v *VXLAN) Encap(buf []byte, n int) []byte {
+	start := Headroom - UDPHeaderLen - VXLANHeaderLen
+	u := buf[start:]
+	binary.BigEndian.PutUint16(u[0:2], FlowPort(buf[Headroom:Headroom+n]))
+	binary.BigEndian.PutUint16(u[2:4], v.port)
+	binary.BigEndian.PutUint16(u[4:6], uint16(UDPHeaderLen+VXLANHeaderLen+n))
+	binary.BigEndian.PutUint16(u[6:8], 0)
+	PutVXLAN(u[UDPHeaderLen:], v.vni)
+	return buf[start : Headroom+n]
+}
+
+// PutVXLAN writes a VXLAN header with the I flag and vni into b[:8].
+func PutVXLAN(b []byte, vni uint32) {
+	binary.BigEndian.PutUint32(b[0:4], vxlanFlagI<<24)
+	binary.BigEndian.PutUint32(b[4:8], (vni&MaxVNI)<<8)
+}
+
+// ParseVXLAN validates a VXLAN header at the start of b and returns its VNI.
+// Like Linux, it refuses a header whose reserved bits are set.
+func ParseVXLAN(b []byte) (vni uint32, r Reason) {
+	if len(b) < VXLANHeaderLen {
+		return 0, ReasonTruncated
+	}
+	if b[0]&vxlanFlagI == 0 {
+		return 0, ReasonVXLANFlags
+	}
+	if b[0] != vxlanFlagI || b[1]|b[2]|b[3]|b[7] != 0 {
+		return 0, ReasonVXLANReserved
+	}
+	return binary.BigEndian.Uint32(b[4:8]) >> 8, OK
+}
+
+// Decap implements Codec. pkt is a UDP payload: the VXLAN header and the
+// inner frame.
+func (v *VXLAN) Decap(pkt []byte) ([]byte, Reason) {
+	vni, r := ParseVXLAN(pkt)
+	if r != OK {
+		return nil, r
+	}
+	if vni != v.vni {
+		return nil, ReasonVXLANVNI
+	}
+	inner := pkt[VXLANHeaderLen:]
+	if len(inner) < EthHeaderLen {
+		return nil, ReasonInnerShort
+	}
+	return inner, OK
+}
+
+// FlowPort returns a UDP source port in the dynamic range 49152-65535 that
+// is a hash of the inner frame's flow: its MAC addresses and EtherType, and
+// for IPv4 its addresses, protocol and, for unfragmented TCP and UDP, ports.
+// Frames of one flow get one port, so underlay ECMP keeps them in order.
+func FlowPort(frame []byte) uint16 {
+	const (
+		offset32 = 2166136261
+		prime32  = 16777619
+	)
+	h := uint32(offset32)
+	mix := func(b []byte) {
+		for _, c := range b {
+			h ^= uint32(c)
+			h *= prime32
+		}
+	}
+	if len(frame) < EthHeaderLen {
+		mix(frame)
+	} else {
+		mix(frame[:EthHeaderLen])
+		ip := frame[EthHeaderLen:]
+		if binary.BigEndian.Uint16(frame[12:14]) == 0x0800 && len(ip) >= 20 && ip[0]>>4 == 4 {
+			mix(ip[9:10])
+			mix(ip[12:20])
+			ihl := int(ip[0]&0x0f) * 4
+			proto := ip[9]
+			unfragmented := binary.BigEndian.Uint16(ip[6:8])&0x3fff == 0
+			if (proto == 6 || proto == 17) && unfragmented && ihl >= 20 && len(ip) >= ihl+4 {
+				mix(ip[ihl : ihl+4])
+			}
+		}
+	}
+	h ^= h >> 16
+	return 49152 + uint16(h&0x3fff)
+}

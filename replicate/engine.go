@@ -1,0 +1,341 @@
+package replicate
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshcast/meshcast/overlay"
+)
+
+// Reason says why the engine dropped a frame or a packet. The decoders'
+// reasons (overlay.Reason) are counted beside these.
+type Reason uint8
+
+// Drop reasons of the engine.
+const (
+	ReasonNotPeer      Reason = iota // tunnel packet from an address that is not a current peer
+	ReasonInnerTooBig                // inner frame larger than the TAP MTU allows
+	ReasonLoop                       // inner frame carries this node's own MAC as source
+	ReasonBadSourceMAC               // inner frame's source MAC is multicast or broadcast
+	ReasonNotLocal                   // unicast inner frame for a MAC that is not this node's
+	ReasonSendError                  // the kernel refused to send a copy to a peer
+	ReasonTAPWrite                   // writing a frame to the TAP failed
+	ReasonRunt                       // frame from the TAP shorter than an Ethernet header
+	ReasonMACTableFull               // source MAC not learned: the MAC table is full
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	ReasonNotPeer:      "not_peer",
+	ReasonInnerTooBig:  "inner_too_big",
+	ReasonLoop:         "loop",
+	ReasonBadSourceMAC: "bad_source_mac",
+	ReasonNotLocal:     "not_local",
+	ReasonSendError:    "send_error",
+	ReasonTAPWrite:     "tap_write",
+	ReasonRunt:         "runt",
+	ReasonMACTableFull: "mac_table_full",
+}
+
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Decider chooses the peers that get a copy of a broadcast or multicast
+// frame sent by the local host. all is the current peer list; scratch is
+// space the decider may append to. The result may alias all or scratch and
+// is only read. A Decider runs on the egress goroutine only.
+type Decider func(frame []byte, all []*Peer, scratch []*Peer) []*Peer
+
+// Flood is the Decider that sends every broadcast and multicast frame to
+// every peer.
+func Flood(_ []byte, all []*Peer, _ []*Peer) []*Peer { return all }
+
+// Config configures an Engine. Zero fields take their defaults.
+type Config struct {
+	Codec    overlay.Codec    // required
+	LocalMAC net.HardwareAddr // the TAP's MAC address; required
+	MTU      int              // the TAP MTU; default 1500 minus Codec.Overhead()+14
+	Batch    int              // frames per batch; default overlay.DefaultBatch
+	MACTable int              // most learned MAC addresses; default 8192
+	MACAge   time.Duration    // how long a learned MAC stays; default 300s
+	Decide   Decider          // default Flood
+	Logger   *slog.Logger     // default slog.Default()
+}
+
+// Engine forwards frames between the TAP and the peers.
+type Engine struct {
+	codec    overlay.Codec
+	localMAC macKey
+	maxFrame int
+	batch    int
+	decide   Decider
+	log      *slog.Logger
+
+	peers atomic.Pointer[peerSet]
+	setMu sync.Mutex // serializes SetPeers
+	macs  *macTable
+
+	drops     [numReasons]atomic.Uint64
+	wireDrops [overlay.NumReasons]atomic.Uint64
+}
+
+// BufSize is the size of every packet buffer: room for a 9001-byte underlay
+// packet with its headers and the headroom.
+const BufSize = 16 << 10
+
+// New returns an Engine with no peers.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Codec == nil {
+		return nil, errors.New("replicate: Config.Codec is required")
+	}
+	if len(cfg.LocalMAC) != 6 {
+		return nil, errors.New("replicate: Config.LocalMAC must be 6 bytes")
+	}
+	if cfg.MTU <= 0 {
+		cfg.MTU = 1500 - cfg.Codec.Overhead() + overlay.EthHeaderLen
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = overlay.DefaultBatch
+	}
+	if cfg.MACTable <= 0 {
+		cfg.MACTable = 8192
+	}
+	if cfg.MACAge <= 0 {
+		cfg.MACAge = 300 * time.Second
+	}
+	if cfg.Decide == nil {
+		cfg.Decide = Flood
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	e := &Engine{
+		codec:  cfg.Codec,
+		batch:  cfg.Batch,
+		decide: cfg.Decide,
+		log:    cfg.Logger,
+		macs:   newMACTable(cfg.MACTable, cfg.MACAge),
+		// An inner frame may carry one VLAN tag beyond the MTU.
+		maxFrame: cfg.MTU + overlay.EthHeaderLen + 4,
+	}
+	copy(e.localMAC[:], cfg.LocalMAC)
+	e.peers.Store(newPeerSet(nil))
+	return e, nil
+}
+
+// SetPeers replaces the peer set with infos, keeping the counters of peers
+// that stay. Removed peers lose their learned MAC addresses at once. Traffic
+// to peers that stay is never interrupted. It returns the underlay
+// addresses added and removed. It is safe for concurrent use.
+func (e *Engine) SetPeers(infos []PeerInfo) (added, removed []netip.Addr, err error) {
+	e.setMu.Lock()
+	defer e.setMu.Unlock()
+	old := e.peers.Load()
+	seen := make(map[[4]byte]bool, len(infos))
+	list := make([]*Peer, 0, len(infos))
+	for _, in := range infos {
+		if !in.Underlay.Is4() {
+			return nil, nil, fmt.Errorf("peer %s: underlay address %v is not IPv4", in.ID, in.Underlay)
+		}
+		k := in.Underlay.As4()
+		if seen[k] {
+			return nil, nil, fmt.Errorf("peer %s: underlay address %v listed twice", in.ID, in.Underlay)
+		}
+		seen[k] = true
+		if p := old.byAddr[k]; p != nil && p.Overlay == in.Overlay {
+			list = append(list, p)
+			continue
+		}
+		list = append(list, &Peer{Underlay: in.Underlay, Overlay: in.Overlay, ID: in.ID, addr4: k})
+		added = append(added, in.Underlay)
+	}
+	slices.SortFunc(list, func(a, b *Peer) int { return a.Underlay.Compare(b.Underlay) })
+	next := newPeerSet(list)
+	var gone []*Peer
+	for k, p := range old.byAddr {
+		if next.byAddr[k] != p {
+			gone = append(gone, p)
+			removed = append(removed, p.Underlay)
+		}
+	}
+	e.peers.Store(next)
+	if len(gone) > 0 {
+		for _, p := range gone {
+			p.removed.Store(true)
+		}
+		e.macs.sweep(time.Now().UnixNano())
+	}
+	slices.SortFunc(removed, netip.Addr.Compare)
+	return added, removed, nil
+}
+
+// Peers returns a snapshot of every peer's counters, ordered by underlay
+// address.
+func (e *Engine) Peers() []PeerStats {
+	set := e.peers.Load()
+	out := make([]PeerStats, len(set.list))
+	for i, p := range set.list {
+		out[i] = p.Stats()
+	}
+	return out
+}
+
+// Drops returns the drop counters by reason name, including zero ones.
+func (e *Engine) Drops() map[string]uint64 {
+	m := make(map[string]uint64, int(numReasons)+int(overlay.NumReasons))
+	for r := Reason(0); r < numReasons; r++ {
+		m[r.String()] = e.drops[r].Load()
+	}
+	for r := overlay.Reason(1); r < overlay.NumReasons; r++ {
+		m[r.String()] = e.wireDrops[r].Load()
+	}
+	return m
+}
+
+// MACs returns the number of learned MAC addresses.
+func (e *Engine) MACs() int { return e.macs.len() }
+
+// Sweep forgets expired MAC addresses. Run calls it periodically.
+func (e *Engine) Sweep(now time.Time) { e.macs.sweep(now.UnixNano()) }
+
+func isMulticastMAC(mac []byte) bool { return mac[0]&1 != 0 }
+
+// egress is the per-batch state of the TAP-to-underlay direction. It is
+// owned by one goroutine and allocated once.
+type egress struct {
+	e       *Engine
+	out     []overlay.Message
+	outPeer []*Peer
+	scratch []*Peer
+	now     int64
+}
+
+func (e *Engine) newEgress(outCap int) *egress {
+	return &egress{
+		e:       e,
+		out:     make([]overlay.Message, 0, outCap),
+		outPeer: make([]*Peer, 0, outCap),
+		scratch: make([]*Peer, 0, 64),
+	}
+}
+
+// PacketWriter sends a batch of packets; overlay.Conn implements it.
+type PacketWriter interface {
+	WriteBatch(msgs []overlay.Message) (failed int, err error)
+}
+
+// forward queues the copies of one frame from the TAP, held in
+// buf[overlay.Headroom:overlay.Headroom+n]. It flushes to w when the
+// queue is full.
+func (g *egress) forward(buf []byte, n int, w PacketWriter) error {
+	e := g.e
+	if n < overlay.EthHeaderLen {
+		e.drops[ReasonRunt].Add(1)
+		return nil
+	}
+	frame := buf[overlay.Headroom : overlay.Headroom+n]
+	set := e.peers.Load()
+	var targets []*Peer
+	dst := frame[0:6]
+	if isMulticastMAC(dst) {
+		targets = e.decide(frame, set.list, g.scratch[:0])
+	} else if p := e.macs.lookup(dst, g.now); p != nil {
+		g.scratch = append(g.scratch[:0], p)
+		targets = g.scratch
+	} else {
+		targets = set.list
+	}
+	if len(targets) == 0 {
+		return nil
+	}
+	pkt := e.codec.Encap(buf, n)
+	for _, p := range targets {
+		if len(g.out) == cap(g.out) {
+			if err := g.flush(w); err != nil {
+				return err
+			}
+		}
+		g.out = append(g.out, overlay.Message{Buf: pkt, Addr: p.Underlay})
+		g.outPeer = append(g.outPeer, p)
+	}
+	return nil
+}
+
+// flush sends the queued copies and counts them per peer.
+func (g *egress) flush(w PacketWriter) error {
+	if len(g.out) == 0 {
+		return nil
+	}
+	_, err := w.WriteBatch(g.out)
+	hdr := g.e.codec.HeaderLen()
+	for i := range g.out {
+		p := g.outPeer[i]
+		if g.out[i].N < 0 || err != nil {
+			p.txErrors.Add(1)
+			g.e.drops[ReasonSendError].Add(1)
+			continue
+		}
+		p.txPackets.Add(1)
+		p.txBytes.Add(uint64(len(g.out[i].Buf) - hdr))
+	}
+	clear(g.outPeer)
+	g.out, g.outPeer = g.out[:0], g.outPeer[:0]
+	return err
+}
+
+// receive validates one packet from the underlay and returns the inner
+// frame to write to the TAP, or nil when it is dropped. src is the outer
+// source address as the socket reported it.
+func (e *Engine) receive(src netip.Addr, pkt []byte, now int64) []byte {
+	set := e.peers.Load()
+	p := set.byAddr[src.As4()]
+	if p == nil {
+		e.drops[ReasonNotPeer].Add(1)
+		return nil
+	}
+	if len(pkt) == 0 {
+		e.wireDrops[overlay.ReasonTruncated].Add(1)
+		return nil
+	}
+	frame, r := e.codec.Decap(pkt)
+	if r != overlay.OK {
+		e.wireDrops[r].Add(1)
+		return nil
+	}
+	if len(frame) > e.maxFrame {
+		e.drops[ReasonInnerTooBig].Add(1)
+		return nil
+	}
+	srcMAC := frame[6:12]
+	if bytes.Equal(srcMAC, e.localMAC[:]) {
+		e.drops[ReasonLoop].Add(1)
+		return nil
+	}
+	if isMulticastMAC(srcMAC) {
+		e.drops[ReasonBadSourceMAC].Add(1)
+		return nil
+	}
+	if dst := frame[0:6]; !isMulticastMAC(dst) && !bytes.Equal(dst, e.localMAC[:]) {
+		e.drops[ReasonNotLocal].Add(1)
+		return nil
+	}
+	if !e.macs.learn(srcMAC, p, now) {
+		e.drops[ReasonMACTableFull].Add(1)
+	}
+	p.rxPackets.Add(1)
+	p.rxBytes.Add(uint64(len(frame)))
+	p.lastSeen.Store(now)
+	return frame
+}

@@ -1,0 +1,67 @@
+package replicate
+
+import (
+	"net/netip"
+	"sync/atomic"
+)
+
+// PeerInfo describes a peer as discovery knows it.
+type PeerInfo struct {
+	Underlay netip.Addr   // IPv4 address the peer's tunnel packets come from and go to
+	Overlay  netip.Prefix // the peer's overlay address
+	ID       string       // identity for logs and status
+}
+
+// Peer is one remote node of the community. Its identity fields never
+// change; its counters are updated atomically.
+type Peer struct {
+	Underlay netip.Addr
+	Overlay  netip.Prefix
+	ID       string
+
+	addr4 [4]byte
+
+	txPackets, txBytes atomic.Uint64
+	rxPackets, rxBytes atomic.Uint64
+	txErrors           atomic.Uint64
+	lastSeen           atomic.Int64 // unix nanoseconds of the last accepted packet
+	removed            atomic.Bool
+}
+
+// PeerStats is a snapshot of a peer's counters. Bytes count inner Ethernet
+// frames.
+type PeerStats struct {
+	Underlay  netip.Addr
+	Overlay   netip.Prefix
+	ID        string
+	TxPackets uint64
+	TxBytes   uint64
+	RxPackets uint64
+	RxBytes   uint64
+	TxErrors  uint64
+	LastSeen  int64 // unix nanoseconds, 0 if never
+}
+
+// Stats returns a snapshot of the peer's counters.
+func (p *Peer) Stats() PeerStats {
+	return PeerStats{
+		Underlay: p.Underlay, Overlay: p.Overlay, ID: p.ID,
+		TxPackets: p.txPackets.Load(), TxBytes: p.txBytes.Load(),
+		RxPackets: p.rxPackets.Load(), RxBytes: p.rxBytes.Load(),
+		TxErrors: p.txErrors.Load(), LastSeen: p.lastSeen.Load(),
+	}
+}
+
+// peerSet is an immutable snapshot of the peers.
+type peerSet struct {
+	list   []*Peer
+	byAddr map[[4]byte]*Peer
+}
+
+func newPeerSet(list []*Peer) *peerSet {
+	s := &peerSet{list: list, byAddr: make(map[[4]byte]*Peer, len(list))}
+	for _, p := range list {
+		s.byAddr[p.addr4] = p
+	}
+	return s
+}

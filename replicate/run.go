@@ -1,0 +1,118 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"time"
+
+	"github.com/meshcast/meshcast/overlay"
+)
+
+// FrameReader reads frames in batches; overlay.TAP implements it. Frame i
+// goes to bufs[i][offset:] and its length to sizes[i].
+type FrameReader interface {
+	ReadBatch(bufs [][]byte, offset int, sizes []int) (int, error)
+}
+
+// FrameWriter writes one frame; overlay.TAP implements it.
+type FrameWriter interface {
+	Write(frame []byte) (int, error)
+}
+
+// PacketReader reads a batch of packets; overlay.Conn implements it.
+type PacketReader interface {
+	ReadBatch(msgs []overlay.Message) (int, error)
+}
+
+// PacketConn is the underlay: overlay.Conn implements it.
+type PacketConn interface {
+	PacketReader
+	PacketWriter
+}
+
+// Run forwards in both directions until ctx is done or a device fails. To
+// stop it, cancel ctx and then close tap and conn: Run returns nil when its
+// devices fail after ctx is done.
+func (e *Engine) Run(ctx context.Context, tap interface {
+	FrameReader
+	FrameWriter
+}, conn PacketConn) error {
+	errc := make(chan error, 2)
+	go func() { errc <- e.RunEgress(tap, conn) }()
+	go func() { errc <- e.RunIngress(conn, tap) }()
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-errc:
+			if ctx.Err() != nil || isClosed(err) {
+				return nil
+			}
+			return err
+		case now := <-tick.C:
+			e.Sweep(now)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func isClosed(err error) bool {
+	return err == nil || errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed)
+}
+
+// RunEgress reads frames from the TAP and sends their copies to the peers
+// until r fails.
+func (e *Engine) RunEgress(r FrameReader, w PacketWriter) error {
+	bufs := make([][]byte, e.batch)
+	for i := range bufs {
+		bufs[i] = make([]byte, BufSize)
+	}
+	sizes := make([]int, e.batch)
+	g := e.newEgress(4 * e.batch)
+	for {
+		n, err := r.ReadBatch(bufs, overlay.Headroom, sizes)
+		if err != nil {
+			return err
+		}
+		g.now = time.Now().UnixNano()
+		for i := 0; i < n; i++ {
+			if err := g.forward(bufs[i], sizes[i], w); err != nil {
+				return err
+			}
+		}
+		if err := g.flush(w); err != nil {
+			return err
+		}
+	}
+}
+
+// RunIngress reads packets from the underlay and writes the accepted inner
+// frames to the TAP until r fails.
+func (e *Engine) RunIngress(r PacketReader, w FrameWriter) error {
+	msgs := make([]overlay.Message, e.batch)
+	for i := range msgs {
+		msgs[i].Buf = make([]byte, BufSize)
+	}
+	for {
+		n, err := r.ReadBatch(msgs)
+		if err != nil {
+			return err
+		}
+		now := time.Now().UnixNano()
+		for i := 0; i < n; i++ {
+			frame := e.receive(msgs[i].Addr, msgs[i].Buf[:msgs[i].N], now)
+			if frame == nil {
+				continue
+			}
+			if _, err := w.Write(frame); err != nil {
+				if isClosed(err) {
+					return err
+				}
+				e.drops[ReasonTAPWrite].Add(1)
+			}
+		}
+	}
+}
