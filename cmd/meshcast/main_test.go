@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestConfigErrors checks that every configuration mistake exits 2 with a
+// message that says what to change. None of these needs root: each fails
+// before the daemon touches the network.
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "peers")
+	os.WriteFile(good, []byte(demoInventory), 0o644)
+	bad := filepath.Join(dir, "bad")
+	os.WriteFile(bad, []byte("198.18.0.1 demo,198.19.0.1/24\n198.18.0.2 demo,198.19.0.2\n"), 0o644)
+	long := filepath.Join(dir, "long")
+	os.WriteFile(long, []byte("198.18.0.1 averylongcommunity,198.19.0.1/24\n"), 0o644)
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no command", nil, "Usage"},
+		{"unknown command", []string{"fly"}, "unknown command"},
+		{"no peers", []string{"run"}, "--peers FILE is required"},
+		{"unknown flag", []string{"run", "--peers", good, "--bogus"}, "flag provided but not defined"},
+		{"stray argument", []string{"run", "--peers", good, "extra"}, "unexpected argument"},
+		{"bad encap", []string{"run", "--peers", good, "--encap", "ipip"}, "use gre or vxlan"},
+		{"bad local", []string{"run", "--peers", good, "--local", "nowhere"}, "not an IPv4 address"},
+		{"bad key", []string{"run", "--peers", good, "--gre-key", "-1"}, "--gre-key"},
+		{"key with vxlan", []string{"run", "--peers", good, "--encap", "vxlan", "--gre-key", "5"}, "gre only"},
+		{"vni with gre", []string{"run", "--peers", good, "--vni", "5"}, "vxlan only"},
+		{"vni zero", []string{"run", "--peers", good, "--encap", "vxlan", "--vni", "0"}, "--vni"},
+		{"vni too big", []string{"run", "--peers", good, "--encap", "vxlan", "--vni", "16777216"}, "--vni"},
+		{"bad port", []string{"run", "--peers", good, "--vxlan-port", "70000"}, "--vxlan-port"},
+		{"bad level", []string{"run", "--peers", good, "--log-level", "loud"}, "--log-level"},
+		{"bad format", []string{"run", "--peers", good, "--log-format", "xml"}, "--log-format"},
+		{"missing file", []string{"run", "--peers", filepath.Join(dir, "nope")}, "nope"},
+		{"malformed line", []string{"run", "--peers", bad, "--local", "198.18.0.1"}, "bad:2:"},
+		{"unknown community", []string{"run", "--peers", good, "--community", "other", "--local", "198.18.0.1"}, `community "other"`},
+		{"local not listed", []string{"run", "--peers", good, "--local", "198.18.0.9"}, "198.18.0.9"},
+		{"TAP name too long", []string{"run", "--peers", long, "--local", "198.18.0.1"}, "--tap"},
+		{"TAP name given too long", []string{"run", "--peers", good, "--local", "198.18.0.1", "--tap", "a-very-long-tap-name"}, "15"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := Main(c.args, &stdout, &stderr)
+			if code != exitUsage {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, exitUsage, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), c.want) {
+				t.Errorf("stderr does not mention %q:\n%s", c.want, stderr.String())
+			}
+		})
+	}
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	var out, errb bytes.Buffer
+	if Main([]string{"version"}, &out, &errb) != 0 || !strings.HasPrefix(out.String(), "meshcast ") {
+		t.Fatalf("version: %q", out.String())
+	}
+	out.Reset()
+	if Main([]string{"run", "--help"}, &out, &errb) != 0 || !strings.Contains(errb.String(), "--vxlan-port") && !strings.Contains(errb.String(), "-vxlan-port") {
+		t.Fatalf("run --help: %q", errb.String())
+	}
+}
+
+func TestDefaultVNIStable(t *testing.T) {
+	if defaultVNI("demo") != defaultVNI("demo") || defaultVNI("demo") == defaultVNI("demo2") {
+		t.Fatal("default VNI is not a stable function of the community")
+	}
+	for _, c := range []string{"", "a", "demo", "x.y-z_1"} {
+		if v := defaultVNI(c); v < 1 || v > 1<<24-1 {
+			t.Fatalf("defaultVNI(%q) = %d", c, v)
+		}
+	}
+}

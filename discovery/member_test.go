@@ -1,0 +1,186 @@
+package discovery
+
+import (
+	"errors"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestInCommunity(t *testing.T) {
+	all := []Member{
+		member("198.18.0.1", "demo,198.19.0.1/24", "f:1"),
+		member("198.18.0.2", "other,198.19.0.2/24", "f:2"),
+		member("198.18.0.3", "demo,198.19.0.3/24", "f:3"),
+		member("198.18.0.4", "Demo,198.19.0.4/24", "f:4"), // names are case-sensitive
+	}
+	tests := []struct {
+		community string
+		want      []Member
+	}{
+		{"demo", []Member{all[0], all[2]}},
+		{"other", []Member{all[1]}},
+		{"Demo", []Member{all[3]}},
+		{"none", nil},
+		{"", nil},
+	}
+	for _, tt := range tests {
+		if got := InCommunity(all, tt.community); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("InCommunity(%q) = %v, want %v", tt.community, got, tt.want)
+		}
+	}
+	if InCommunity(nil, "demo") != nil {
+		t.Error("InCommunity(nil) != nil")
+	}
+}
+
+func TestFindLocal(t *testing.T) {
+	ms := []Member{
+		member("198.18.0.1", "demo,198.19.0.1/24", "f:1"),
+		member("198.18.0.2", "demo,198.19.0.2/24", "f:2"),
+		member("198.18.0.3", "demo,198.19.0.3/24", "f:3"),
+	}
+	addrs := func(as ...string) func(netip.Addr) bool {
+		return func(a netip.Addr) bool {
+			for _, s := range as {
+				if a == netip.MustParseAddr(s) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	tests := []struct {
+		name    string
+		members []Member
+		local   string // "" for none
+		isLocal func(netip.Addr) bool
+		wantID  string
+		wantErr error
+		errSub  string
+	}{
+		{name: "by --local", members: ms, local: "198.18.0.2", isLocal: addrs("198.18.0.1"), wantID: "f:2"},
+		{name: "by --local mapped", members: ms, local: "::ffff:198.18.0.3", wantID: "f:3"},
+		{name: "--local not found", members: ms, local: "198.18.0.9", isLocal: addrs("198.18.0.1"), wantErr: ErrLocalNotFound, errSub: "no member has underlay 198.18.0.9 (from --local)"},
+		{name: "--local twice", members: append(ms[:1:1], ms[0]), local: "198.18.0.1", wantErr: ErrLocalAmbiguous, errSub: "f:1 (198.18.0.1), f:1 (198.18.0.1)"},
+		{name: "--local in two communities", members: append(ms[:1:1], member("198.18.0.1", "other,198.19.0.1/24", "f:9")), local: "198.18.0.1", wantErr: ErrLocalAmbiguous, errSub: "f:1 (198.18.0.1), f:9 (198.18.0.1); pass --community to choose one"},
+		{name: "by interface", members: ms, isLocal: addrs("10.0.0.1", "198.18.0.3"), wantID: "f:3"},
+		{name: "no interface matches", members: ms, isLocal: addrs("10.0.0.1"), wantErr: ErrLocalNotFound, errSub: "pass --local with this instance's underlay address, or fix the inventory"},
+		{name: "several interfaces match", members: ms, isLocal: addrs("198.18.0.1", "198.18.0.3"), wantErr: ErrLocalAmbiguous, errSub: "f:1 (198.18.0.1), f:3 (198.18.0.3); pass --local to choose one"},
+		{name: "interfaces in two communities", members: append(ms[:1:1], member("198.18.0.5", "other,198.19.0.5/24", "f:9")), isLocal: addrs("198.18.0.1", "198.18.0.5"), wantErr: ErrLocalAmbiguous, errSub: "pass --local or --community to choose one"},
+		{name: "no members", isLocal: addrs("198.18.0.1"), wantErr: ErrLocalNotFound, errSub: "none of the 0 members"},
+		{name: "no local and no isLocal", members: ms, wantErr: ErrLocalNotFound, errSub: "pass --local"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var local netip.Addr
+			if tt.local != "" {
+				local = netip.MustParseAddr(tt.local)
+			}
+			got, err := FindLocal(tt.members, local, tt.isLocal)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.errSub) {
+					t.Fatalf("error = %v, want %v containing %q", err, tt.wantErr, tt.errSub)
+				}
+				return
+			}
+			if err != nil || got.ID != tt.wantID {
+				t.Fatalf("FindLocal = %v, %v; want ID %s", got, err, tt.wantID)
+			}
+		})
+	}
+}
+
+func TestLocalAddrs(t *testing.T) {
+	isLocal, err := LocalAddrs()
+	if err != nil {
+		t.Skipf("no interface addresses here: %v", err)
+	}
+	lo := netip.MustParseAddr("127.0.0.1")
+	if !isLocal(lo) {
+		t.Skip("127.0.0.1 is not assigned here (no loopback interface up)")
+	}
+	if !isLocal(netip.AddrFrom16(lo.As16())) {
+		t.Error("isLocal(::ffff:127.0.0.1) = false, want true")
+	}
+	if isLocal(netip.MustParseAddr("192.0.2.77")) { // TEST-NET-1, never assigned
+		t.Error("isLocal(192.0.2.77) = true, want false")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	a := member("198.18.0.1", "demo,198.19.0.1/24", "i-a")
+	b := member("198.18.0.2", "demo,198.19.0.2/24", "i-b")
+	c := member("198.18.0.3", "demo,198.19.0.3/24", "i-c")
+	tests := []struct {
+		name    string
+		members []Member
+		errSubs []string // all must appear; none means valid
+	}{
+		{name: "empty"},
+		{name: "one", members: []Member{a}},
+		{name: "consistent", members: []Member{a, b, c}},
+		{name: "/31 pair", members: []Member{
+			member("198.18.0.1", "p2p,198.19.0.0/31", "i-a"),
+			member("198.18.0.2", "p2p,198.19.0.1/31", "i-b"),
+		}},
+		{
+			name:    "duplicate underlay",
+			members: []Member{a, b, member("198.18.0.1", "demo,198.19.0.9/24", "i-z")},
+			errSubs: []string{"community demo: i-a and i-z both have underlay 198.18.0.1; give each instance its own address"},
+		},
+		{
+			name:    "duplicate overlay",
+			members: []Member{a, b, member("198.18.0.9", "demo,198.19.0.2/24", "i-z")},
+			errSubs: []string{"i-b and i-z both have overlay 198.19.0.2"},
+		},
+		{
+			name:    "prefix length differs",
+			members: []Member{a, b, member("198.18.0.9", "demo,198.19.0.9/16", "i-z")},
+			errSubs: []string{"i-z has overlay 198.19.0.9/16 but i-a has 198.19.0.1/24; use the same prefix length /24"},
+		},
+		{
+			name:    "network differs",
+			members: []Member{a, member("198.18.0.9", "demo,198.19.1.9/24", "i-z")},
+			errSubs: []string{"i-z has overlay 198.19.1.9/24 outside 198.19.0.0/24, the subnet of i-a"},
+		},
+		{
+			name:    "other community",
+			members: []Member{a, member("198.18.0.9", "other,198.19.0.9/24", "i-z")},
+			errSubs: []string{"i-z is in community other"},
+		},
+		{
+			name:    "invalid member",
+			members: []Member{a, {Community: "demo", ID: "i-z"}},
+			errSubs: []string{"i-z has no valid underlay or overlay address"},
+		},
+		{
+			name: "every problem reported",
+			members: []Member{a, b,
+				member("198.18.0.2", "demo,198.19.0.7/24", "i-y"),
+				member("198.18.0.8", "demo,198.19.0.8/25", "i-z"),
+			},
+			errSubs: []string{"i-b and i-y both have underlay", "i-z has overlay 198.19.0.8/25"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Validate(tt.members)
+			if len(tt.errSubs) == 0 {
+				if err != nil {
+					t.Fatalf("Validate = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate = nil, want error containing %q", tt.errSubs)
+			}
+			for _, s := range tt.errSubs {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("Validate = %q, want it to contain %q", err, s)
+				}
+			}
+		})
+	}
+}
