@@ -81,8 +81,9 @@ func MarshalGRE(pkt []byte, h GREHeader) {
 
 // ParseGRE decodes the GRE header at the start of b and returns it with its
 // length. It refuses a version other than 0, flag bits other than C, K and
-// S, and a header longer than b. It checks the checksum when C is set. It
-// does not judge the protocol type or the key.
+// S, a nonzero Reserved1 field (which it could not re-encode), and a header
+// longer than b. It checks the checksum when C is set. It does not judge the
+// protocol type or the key.
 func ParseGRE(b []byte) (GREHeader, int, Reason) {
 	var h GREHeader
 	if len(b) < 4 {
@@ -106,6 +107,9 @@ func ParseGRE(b []byte) (GREHeader, int, Reason) {
 	}
 	off := 4
 	if h.Checksum {
+		if binary.BigEndian.Uint16(b[6:8]) != 0 { // Reserved1 (RFC 2784 section 2.5)
+			return h, 0, ReasonGREFlags
+		}
 		if fold(sum(b, 0)) != 0xffff {
 			return h, 0, ReasonGREChecksum
 		}
@@ -186,7 +190,7 @@ func (g *GRE) DecapGRE(b []byte) ([]byte, Reason) {
 	if h.Proto != EtherTypeTEB {
 		return nil, ReasonGREProto
 	}
-	if h.HasKey != g.hasKey || h.Key != g.key {
+	if h.HasKey != g.hasKey || (g.hasKey && h.Key != g.key) {
 		return nil, ReasonGREKey
 	}
 	inner := b[n:]

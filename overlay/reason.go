@@ -6,21 +6,21 @@ type Reason uint8
 
 // Drop reasons of the decoders. OK means the packet was accepted.
 const (
-	OK              Reason = iota
-	ReasonTruncated        // shorter than the headers it announces
-	ReasonIPHeader         // outer IPv4 header malformed: version, IHL or total length
-	ReasonIPOptions        // outer IPv4 header carries options
-	ReasonIPFragment       // outer IPv4 packet is a fragment
-	ReasonIPProto          // outer IPv4 protocol is not the expected one
-	ReasonGREVersion       // GRE version is not 0
-	ReasonGREFlags         // GRE reserved flag bits set (only C, K and S are accepted)
-	ReasonGREProto         // GRE protocol type is not 0x6558
-	ReasonGREChecksum      // GRE checksum (C flag) does not match
-	ReasonGREKey           // GRE key missing, unexpected or different from the configured one
-	ReasonVXLANFlags       // VXLAN header without the I flag
-	ReasonVXLANReserved    // VXLAN reserved bits set
-	ReasonVXLANVNI         // VXLAN VNI is not the community's
-	ReasonInnerShort       // inner Ethernet frame shorter than 14 bytes
+	OK                  Reason = iota
+	ReasonTruncated            // shorter than the headers it announces
+	ReasonIPHeader             // outer IPv4 header malformed: version, IHL or total length
+	ReasonIPOptions            // outer IPv4 header carries options
+	ReasonIPFragment           // outer IPv4 packet is a fragment
+	ReasonIPProto              // outer IPv4 protocol is not the expected one
+	ReasonGREVersion           // GRE version is not 0
+	ReasonGREFlags             // GRE reserved flag bits or Reserved1 set (only C, K and S are accepted)
+	ReasonGREProto             // GRE protocol type is not 0x6558
+	ReasonGREChecksum          // GRE checksum (C flag) does not match
+	ReasonGREKey               // GRE key missing, unexpected or different from the configured one
+	ReasonVXLANFlags           // VXLAN header without the I flag
+	ReasonVXLANReserved        // VXLAN reserved bits set
+	ReasonVXLANVNI             // VXLAN VNI is not the community's
+	ReasonInnerShort           // inner Ethernet frame shorter than 14 bytes
 	NumReasons
 )
 
