@@ -12,5 +12,5 @@ require github.com/vishvananda/netns v0.0.5
 
 require (
 	github.com/google/gopacket v1.1.19
-	golang.org/x/net v0.62.0 // indirect
+	golang.org/x/net v0.62.0
 )

@@ -356,11 +356,13 @@ func logCounters(log *slog.Logger, eng *replicate.Engine) {
 		log.Info("peer counters", "underlay", p.Underlay, "overlay", p.Overlay,
 			"tx_packets", p.TxPackets, "tx_bytes", p.TxBytes, "rx_packets", p.RxPackets, "rx_bytes", p.RxBytes)
 	}
+	var total uint64
 	var attrs []any
 	for k, v := range eng.Drops() {
 		if v != 0 {
 			attrs = append(attrs, k, v)
+			total += v
 		}
 	}
-	log.Info("drops", attrs...)
+	log.Info("drops", append([]any{"total", total}, attrs...)...)
 }

@@ -1,0 +1,68 @@
+# meshcast: run `make` to list the targets.
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+# Go is at /usr/local/go on the build machines; a go already on PATH wins.
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+FUZZTIME ?= 30s
+TESTFLAGS ?=
+BIN := bin
+
+.PHONY: help build test deps vet demo fuzz bench lint clean
+
+help: ## List the targets
+	@echo "usage: make TARGET   (variables: FUZZTIME=$(FUZZTIME), ENCAP=gre|vxlan for demo, TESTFLAGS)"
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-7s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+build: ## Build bin/meshcast and bin/mcastprobe
+	$(GO) build -o $(BIN)/meshcast ./cmd/meshcast
+	$(GO) build -o $(BIN)/mcastprobe ./internal/cmd/mcastprobe
+
+# The root integration tests need ip, ping and ethtool. Install whatever is
+# missing, and run apt-get update only then.
+deps: ## Install the tools the integration tests use (iproute2, iputils-ping, ethtool)
+	@missing=""; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v ping >/dev/null || missing="$$missing iputils-ping"; \
+	command -v ethtool >/dev/null || missing="$$missing ethtool"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" -ne 0 ]; then \
+		echo "missing:$$missing (not root, so not installing; root integration tests will skip)"; \
+		exit 0; \
+	fi; \
+	echo "installing:$$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+
+vet: ## Run go vet on every package
+	$(GO) vet ./...
+
+test: deps build vet ## Run every test, root integration tests included (they skip without root)
+	$(GO) test -count=1 -timeout 20m $(TESTFLAGS) ./...
+
+demo: build ## Run the three-instance demo in network namespaces (root; ENCAP=gre|vxlan)
+	./scripts/demo.sh
+
+# Each fuzz target runs on its own: go test -fuzz accepts one target at a
+# time. `go test -list` prints a package's targets, then its "ok" line.
+fuzz: ## Run every Fuzz* target for FUZZTIME each (default 30s)
+	@set -euo pipefail; \
+	targets=$$($(GO) test -list '^Fuzz' ./... | awk '/^Fuzz/ { names[n++] = $$1; next } /^(ok|\?) / { for (i = 0; i < n; i++) print $$2, names[i]; n = 0 }'); \
+	if [ -z "$$targets" ]; then echo "no fuzz targets"; exit 0; fi; \
+	while read -r pkg target; do \
+		echo "== $$pkg $$target ($(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) "$$pkg"; \
+	done <<< "$$targets"
+
+bench: ## Run every benchmark with allocation counts
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+lint: ## Check formatting (gofmt -l must print nothing) and run go vet
+	@files=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
+	if [ -n "$$files" ]; then echo "gofmt would change:"; echo "$$files"; exit 1; fi
+	$(GO) vet ./...
+
+clean: ## Remove bin/ and the test cache
+	rm -rf $(BIN)
+	$(GO) clean -testcache

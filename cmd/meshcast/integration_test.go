@@ -1,0 +1,269 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshcast/meshcast/internal/nstest"
+	"github.com/meshcast/meshcast/overlay"
+)
+
+var (
+	buildOnce             sync.Once
+	buildErr              error
+	binDir                string
+	meshcastBin, probeBin string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// binaries builds meshcast and the multicast probe once per test binary,
+// into a directory that outlives every test.
+func binaries(t *testing.T) (string, string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		if binDir, buildErr = os.MkdirTemp("", "meshcast-bin-"); buildErr != nil {
+			return
+		}
+		meshcastBin = filepath.Join(binDir, "meshcast")
+		probeBin = filepath.Join(binDir, "mcastprobe")
+		for pkg, out := range map[string]string{
+			"github.com/meshcast/meshcast/cmd/meshcast":            meshcastBin,
+			"github.com/meshcast/meshcast/internal/cmd/mcastprobe": probeBin,
+		} {
+			if b, err := exec.Command(goTool(), "build", "-o", out, pkg).CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return meshcastBin, probeBin
+}
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+const demoInventory = `# underlay      COMMUNITY,OVERLAY-IP/PREFIX
+198.18.0.1      demo,198.19.0.1/24
+198.18.0.2      demo,198.19.0.2/24
+198.18.0.3      demo,198.19.0.3/24
+`
+
+var receivedRE = regexp.MustCompile(`received (\d+)/(\d+)`)
+
+func received(t *testing.T, out string) int {
+	t.Helper()
+	m := receivedRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no result line in probe output:\n%s", out)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// drops parses the "drops" line the daemon logs when it stops.
+func drops(out string) map[string]int {
+	m := map[string]int{}
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.Contains(line, "msg=drops") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			k, v, ok := strings.Cut(f, "=")
+			if n, err := strconv.Atoi(v); ok && err == nil {
+				m[k] = n
+			}
+		}
+	}
+	return m
+}
+
+// TestIntegrationMesh runs three real daemons in namespaces on a shared
+// underlay, for GRE and VXLAN, and checks multicast delivery, unicast across
+// the overlay, split horizon, and that a fourth host outside the inventory
+// gets nothing into a TAP.
+func TestIntegrationMesh(t *testing.T) {
+	for _, encap := range []string{"gre", "vxlan"} {
+		t.Run(encap, func(t *testing.T) { testMesh(t, encap) })
+	}
+}
+
+func testMesh(t *testing.T, encap string) {
+	nt := nstest.NewNet(t, 4)
+	nstest.LeakCheck(t)
+	bin, probe := binaries(t)
+	inv := filepath.Join(t.TempDir(), "peers")
+	if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nodes := nt.Nodes()[:3]
+	outsider := nt.Node(4)
+	daemons := make([]*nstest.Proc, 3)
+	for i, n := range nodes {
+		daemons[i] = n.Start(t, bin, "run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap)
+	}
+	for i, d := range daemons {
+		if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
+			t.Fatalf("node %d did not start: %v\n%s", i+1, err, d.Output())
+		}
+	}
+	// The TAP has the expected MTU: underlay 1500 minus the overhead.
+	wantMTU := map[string]int{"gre": 1462, "vxlan": 1450}[encap]
+	if l, err := nodes[0].Link("mcbr-demo"); err != nil || l.Attrs().MTU != wantMTU {
+		t.Fatalf("TAP MTU: link %v err %v, want %d", l, err, wantMTU)
+	}
+
+	// Multicast: nodes 2 and 3 join 239.1.2.3; node 1 sends 1000 datagrams.
+	const count = 1000
+	var recvs []*nstest.Proc
+	for _, n := range nodes[1:] {
+		p := n.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+			"--count", strconv.Itoa(count), "--timeout", "30s")
+		if err := p.WaitOutput("ready", 10*time.Second); err != nil {
+			t.Fatalf("receiver on %s: %v\n%s", n, err, p.Output())
+		}
+		recvs = append(recvs, p)
+	}
+	var before []nstest.Counters
+	for _, n := range nodes {
+		c, err := n.Counters(nstest.NodeLink)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before = append(before, c)
+	}
+	if out, err := nodes[0].Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+		"--count", strconv.Itoa(count), "--rate", "2000", "--size", "200"); err != nil {
+		t.Fatalf("send: %v\n%s", err, out)
+	}
+	for i, p := range recvs {
+		p.Wait(40 * time.Second)
+		got := received(t, p.Output())
+		t.Logf("%s: node %d received %d/%d multicast datagrams", encap, i+2, got, count)
+		if got*1000 < count*999 {
+			t.Errorf("node %d received %d/%d (< 99.9%%)", i+2, got, count)
+		}
+	}
+	// Split horizon: nodes 2 and 3 received about 1000 copies each but sent
+	// almost nothing (IGMP reports and ARP of their own), so they forwarded
+	// no frame of node 1 to each other.
+	for i, n := range nodes[1:] {
+		c, _ := n.Counters(nstest.NodeLink)
+		d := c.Sub(before[i+1])
+		t.Logf("%s: node %d underlay rx %d tx %d packets during the stream", encap, i+2, d.RxPackets, d.TxPackets)
+		if d.RxPackets < count || d.TxPackets > 50 {
+			t.Errorf("node %d: underlay rx %d tx %d: a peer's frames were sent on to another peer", i+2, d.RxPackets, d.TxPackets)
+		}
+	}
+
+	// Unicast across the overlay: ARP resolves through the mesh.
+	if out, err := nodes[0].Exec(t, "ping", "-c", "3", "-i", "0.2", "-W", "2", "198.19.0.3"); err != nil {
+		t.Errorf("ping across the overlay: %v\n%s", err, out)
+	}
+	urecv := nodes[1].Start(t, probe, "recv", "--port", "5001", "--count", "200", "--timeout", "20s")
+	if err := urecv.WaitOutput("ready", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := nodes[2].Exec(t, probe, "send", "--to", "198.19.0.2:5001", "--count", "200", "--rate", "2000"); err != nil {
+		t.Fatalf("unicast send: %v\n%s", err, out)
+	}
+	urecv.Wait(25 * time.Second)
+	if got := received(t, urecv.Output()); got < 200 {
+		t.Errorf("unicast: received %d/200", got)
+	}
+
+	// A host outside the inventory sends GRE and VXLAN at node 1: nothing
+	// reaches the TAP, and the daemon counts the drops.
+	tapBefore, err := nodes[0].Counters("mcbr-demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const forged = 300
+	if err := outsider.Do(func() error { return sendForged(outsider.Underlay, nodes[0].Underlay, forged, defaultVNI("demo")) }); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	tapAfter, _ := nodes[0].Counters("mcbr-demo")
+	if d := tapAfter.Sub(tapBefore); d.RxPackets > 10 {
+		t.Errorf("TAP of node 1 received %d frames while the outsider sent %d", d.RxPackets, forged)
+	}
+
+	// SIGTERM: clean exit, TAP removed, drops reported.
+	for i, d := range daemons {
+		d.Signal(syscall.SIGTERM)
+		code, err := d.Wait(10 * time.Second)
+		if err != nil || code != 0 {
+			t.Errorf("node %d: exit %d, %v", i+1, code, err)
+		}
+		if _, err := nodes[i].Link("mcbr-demo"); err == nil {
+			t.Errorf("node %d: TAP still present after SIGTERM", i+1)
+		}
+	}
+	dr := drops(daemons[0].Output())
+	t.Logf("%s: node 1 drops %v", encap, dr)
+	if dr["not_peer"] < forged {
+		t.Errorf("node 1 counted %d not_peer drops, want >= %d", dr["not_peer"], forged)
+	}
+}
+
+// sendForged sends n GRE and n VXLAN packets with a broadcast inner frame
+// from src to dst, as a host outside the community would.
+func sendForged(src, dst netip.Addr, n int, vni uint32) error {
+	inner := make([]byte, 60)
+	copy(inner[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	copy(inner[6:12], []byte{0x02, 0, 0, 0, 0, 4})
+	binary.BigEndian.PutUint16(inner[12:14], 0x0806)
+	gre, err := net.ListenPacket("ip4:47", src.String())
+	if err != nil {
+		return err
+	}
+	defer gre.Close()
+	pkt := make([]byte, 4+len(inner))
+	overlay.MarshalGRE(pkt, overlay.GREHeader{Proto: overlay.EtherTypeTEB})
+	copy(pkt[4:], inner)
+	vx, err := net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)),
+		net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, overlay.DefaultVXLANPort)))
+	if err != nil {
+		return err
+	}
+	defer vx.Close()
+	vpkt := make([]byte, 8+len(inner))
+	overlay.PutVXLAN(vpkt, vni)
+	copy(vpkt[8:], inner)
+	for i := 0; i < n; i++ {
+		if _, err := gre.WriteTo(pkt, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+			return fmt.Errorf("forged GRE: %w", err)
+		}
+		vx.Write(vpkt) // ICMP port unreachable may refuse later writes on a GRE node
+		if i%50 == 49 {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,34 @@
+package nstest_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/meshcast/meshcast/internal/nstest"
+)
+
+// A typical integration test: two nodes, a receiver started in the
+// background on one, a command run on the other, and a counter read.
+func Example() {
+	_ = func(t *testing.T) {
+		nstest.LeakCheck(t)
+		nt := nstest.NewNet(t, 2) // skips without root, fails with CI=true
+		a, b := nt.Node(1), nt.Node(2)
+
+		probe := nstest.BuildBinary(t, "github.com/meshcast/meshcast/internal/cmd/mcastprobe")
+		recv := b.Start(t, probe, "recv", "--iface", nstest.NodeLink, "--group", "239.1.2.3", "--count", "10")
+		if err := recv.WaitOutput("ready\n", 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := a.Exec(t, probe, "send", "--iface", nstest.NodeLink, "--group", "239.1.2.3", "--count", "10"); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if code, err := recv.Wait(10 * time.Second); code != 0 || err != nil {
+			t.Fatalf("recv: exit %d, %v\n%s", code, err, recv.Output())
+		}
+		rx, err := b.RxPackets(nstest.NodeLink)
+		if err != nil || rx < 10 {
+			t.Errorf("%s received %d packets, %v", nstest.NodeLink, rx, err)
+		}
+	}
+}

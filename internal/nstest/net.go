@@ -1,0 +1,264 @@
+package nstest
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// UnderlayPrefix is the subnet of every Net's underlay: node K has its
+// address .K on NodeLink. Do not modify it.
+var UnderlayPrefix = netip.MustParsePrefix("198.18.0.0/24")
+
+const (
+	// BridgeName is the name of the Linux bridge in the hub namespace.
+	BridgeName = "br0"
+	// NodeLink is the name of a node's underlay interface.
+	NodeLink = "eth0"
+	// UnderlayMTU is the MTU of every underlay link.
+	UnderlayMTU = 1500
+	maxNodes    = 254
+)
+
+// A Net is an underlay network: a hub namespace with a Linux bridge, and
+// nodes connected to it. Build one with NewNet. Its methods are safe for
+// concurrent use.
+type Net struct {
+	// Hub is the hub namespace. Its bridge is BridgeName; the bridge port
+	// that leads to node K is named HubPort(K).
+	Hub *Node
+
+	prefix string      // namespace name prefix, "mc<pid>-<rand>-"
+	tb     testing.TB  // the test that made the Net
+	test   string      // its name
+	seq    uint64      // from netSeq, for LeakCheck
+	closed atomic.Bool // set once cleanup has removed everything
+
+	mu    sync.Mutex
+	nodes []*Node
+	procs []*Proc
+	leaks []string // what still held the namespaces at cleanup, for LeakCheck
+}
+
+// HubPort returns the name of the hub's bridge port that leads to node k.
+func HubPort(k int) string { return fmt.Sprintf("node%d", k) }
+
+// NewNet builds an underlay with n nodes (n may be 0) and registers its
+// removal with t.Cleanup. It calls RequireRoot first, and fails the test
+// if any step fails.
+func NewNet(t testing.TB, n int) *Net {
+	t.Helper()
+	RequireRoot(t)
+	if n < 0 || n > maxNodes {
+		t.Fatalf("nstest.NewNet: %d nodes; want 0 to %d", n, maxNodes)
+	}
+	sweepOnce.Do(func() { sweepStale(t.Logf) })
+
+	nt := &Net{prefix: newPrefix(), tb: t, test: t.Name(), seq: netSeq.Add(1)}
+	// Registered before anything is created, so a failure half way through
+	// is cleaned up too.
+	t.Cleanup(func() { nt.cleanup(t) })
+
+	hub, err := nt.newNode("hub", 0)
+	nt.Hub = hub // for cleanup, even if err != nil
+	if err != nil {
+		t.Fatalf("nstest: %v", err)
+	}
+	err = hub.nl(func(h *netlink.Handle) error {
+		off := false
+		br := &netlink.Bridge{
+			LinkAttrs:         netlink.LinkAttrs{Name: BridgeName, MTU: UnderlayMTU},
+			MulticastSnooping: &off,
+		}
+		if err := h.LinkAdd(br); err != nil {
+			return fmt.Errorf("adding bridge: %w", err)
+		}
+		return h.LinkSetUp(br)
+	})
+	if err != nil {
+		t.Fatalf("nstest: hub %s: %v", hub.Name, err)
+	}
+	for range n {
+		nt.AddNode(t)
+	}
+	return nt
+}
+
+// AddNode adds a node on the underlay, with the next free address, and
+// returns it. It fails the test if that is impossible.
+func (nt *Net) AddNode(t testing.TB) *Node {
+	t.Helper()
+	nt.mu.Lock()
+	defer nt.mu.Unlock()
+	k := len(nt.nodes) + 1
+	if k > maxNodes {
+		t.Fatalf("nstest: AddNode: a Net holds at most %d nodes", maxNodes)
+	}
+	node, err := nt.newNode(fmt.Sprintf("n%d", k), k)
+	if node != nil {
+		nt.nodes = append(nt.nodes, node) // for cleanup, even if err != nil
+	}
+	if err != nil {
+		t.Fatalf("nstest: %v", err)
+	}
+	a := UnderlayPrefix.Addr().As4()
+	a[3] = byte(k)
+	node.Underlay = netip.AddrFrom4(a)
+	if err := nt.connect(node); err != nil {
+		t.Fatalf("nstest: connecting %s to the hub: %v", node.Name, err)
+	}
+	return node
+}
+
+// connect creates the veth pair between the hub and node, with the node's
+// end named NodeLink and addressed, and brings both ends up.
+func (nt *Net) connect(node *Node) error {
+	port := HubPort(node.Index)
+	err := nt.Hub.nl(func(h *netlink.Handle) error {
+		br, err := h.LinkByName(BridgeName)
+		if err != nil {
+			return err
+		}
+		veth := &netlink.Veth{
+			LinkAttrs: netlink.LinkAttrs{
+				Name:        port,
+				MTU:         UnderlayMTU,
+				MasterIndex: br.Attrs().Index,
+				TxQLen:      -1,
+			},
+			PeerName:      NodeLink,
+			PeerMTU:       UnderlayMTU,
+			PeerTxQLen:    -1,
+			PeerNamespace: netlink.NsFd(int(node.ns)),
+		}
+		if err := h.LinkAdd(veth); err != nil {
+			return fmt.Errorf("adding veth %s: %w", port, err)
+		}
+		return h.LinkSetUp(veth)
+	})
+	if err != nil {
+		return err
+	}
+	return node.nl(func(h *netlink.Handle) error {
+		l, err := h.LinkByName(NodeLink)
+		if err != nil {
+			return err
+		}
+		pfx := netip.PrefixFrom(node.Underlay, UnderlayPrefix.Bits())
+		addr := &netlink.Addr{IPNet: &net.IPNet{
+			IP:   node.Underlay.AsSlice(),
+			Mask: net.CIDRMask(pfx.Bits(), 32),
+		}}
+		if err := h.AddrAdd(l, addr); err != nil {
+			return fmt.Errorf("adding %s to %s: %w", pfx, NodeLink, err)
+		}
+		return h.LinkSetUp(l)
+	})
+}
+
+// newNode creates the namespace prefix+role and a Node for it, and records
+// it for cleanup. It returns a non-nil Node whenever the namespace exists,
+// even with an error.
+func (nt *Net) newNode(role string, index int) (*Node, error) {
+	name := nt.prefix + role
+	ns, err := createNamespace(name)
+	if err != nil {
+		return nil, fmt.Errorf("creating namespace %s: %w", name, err)
+	}
+	node := &Node{Name: name, Index: index, net: nt, ns: ns}
+	registerNamespace(name, nt)
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return node, fmt.Errorf("netlink handle in %s: %w", name, err)
+	}
+	node.handle = h
+	return node, nil
+}
+
+// Nodes returns the nodes in order of Index (node K is Nodes()[K-1]). The
+// slice is a copy; the hub is not in it.
+func (nt *Net) Nodes() []*Node {
+	nt.mu.Lock()
+	defer nt.mu.Unlock()
+	return append([]*Node(nil), nt.nodes...)
+}
+
+// Node returns the node with Index k, or nil.
+func (nt *Net) Node(k int) *Node {
+	nt.mu.Lock()
+	defer nt.mu.Unlock()
+	if k < 1 || k > len(nt.nodes) {
+		return nil
+	}
+	return nt.nodes[k-1]
+}
+
+func (nt *Net) addProc(p *Proc) {
+	nt.mu.Lock()
+	defer nt.mu.Unlock()
+	nt.procs = append(nt.procs, p)
+}
+
+// cleanup stops the processes, kills whatever else runs in the namespaces,
+// and deletes the namespaces, nodes before the hub. It reports on t any
+// namespace it could not delete.
+func (nt *Net) cleanup(t testing.TB) {
+	nt.mu.Lock()
+	procs := append([]*Proc(nil), nt.procs...)
+	nodes := append([]*Node(nil), nt.nodes...)
+	nt.mu.Unlock()
+	if nt.Hub != nil {
+		nodes = append(nodes, nt.Hub)
+	}
+	// A node whose creation failed half way is not in nt.nodes, but its
+	// namespace is registered: find it there.
+	for _, name := range registeredBy(nt) {
+		found := false
+		for _, n := range nodes {
+			found = found || n.Name == name
+		}
+		if !found {
+			nodes = append(nodes, &Node{Name: name, ns: netns.None()})
+		}
+	}
+
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Go(func() { p.stop() })
+	}
+	wg.Wait()
+
+	var errs []error
+	var leaks []string
+	for _, n := range nodes {
+		if n.handle != nil {
+			n.handle.Close()
+		}
+		if n.ns.IsOpen() {
+			n.ns.Close()
+		}
+		if ino, err := nsInode(filepath.Join(netnsDir, n.Name)); err == nil {
+			killNamespaceProcs(ino)
+			leaks = append(leaks, holders(n.Name, ino)...)
+		}
+		if err := deleteNamespace(n.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	nt.mu.Lock()
+	nt.leaks = leaks
+	nt.mu.Unlock()
+	nt.closed.Store(true)
+	if err := errors.Join(errs...); err != nil {
+		t.Errorf("nstest: cleanup: %v", err)
+	}
+	runPending()
+}
