@@ -1,0 +1,155 @@
+package igmp
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+)
+
+// Frame-level constants.
+const (
+	// EtherTypeIPv4 is the EtherType of IPv4.
+	EtherTypeIPv4 = 0x0800
+	// ProtoIGMP is the IPv4 protocol number of IGMP.
+	ProtoIGMP = 2
+
+	ethHeaderLen  = 14
+	ipv4HeaderLen = 20
+
+	// FrameOverhead is the length of the headers BuildQueryFrame writes in
+	// front of the IGMP message: 14 bytes of Ethernet and 24 of IPv4 (a
+	// 20-byte header and the 4-byte Router Alert option).
+	FrameOverhead = ethHeaderLen + ipv4HeaderLen + 4
+)
+
+// IPv4 header fields (RFC 791 section 3.1), as offsets from the start of the
+// IPv4 header.
+const (
+	ipVerIHL   = 0
+	ipTOS      = 1
+	ipTotalLen = 2
+	ipID       = 4
+	ipFrag     = 6 // flags (3 bits) and fragment offset (13 bits)
+	ipTTL      = 8
+	ipProto    = 9
+	ipChecksum = 10
+	ipSrc      = 12
+	ipDst      = 16
+
+	ipFlagMF       = 0x2000
+	ipFragOffset   = 0x1fff
+	ipTOSInternet  = 0xc0 // precedence 6, Internetwork Control, as IGMP is sent
+	optRouterAlert = 0x94 // copied flag, class 0, option 20 (RFC 2113)
+)
+
+// FromFrame finds an IGMP message in an untagged Ethernet frame, as the TAP
+// or a peer carries it. It returns the IPv4 source and destination and the
+// IGMP bytes (a view into frame, trimmed to the IP total length so Ethernet
+// padding is left out), or isIGMP false.
+//
+// The frame must carry EtherType 0x0800 (802.1Q tags are not looked
+// through) and an IPv4 header with version 4, IHL of at least 5 (options
+// are allowed: IGMP carries Router Alert), a header checksum that verifies, a
+// total length that covers the header and fits in the frame, protocol 2,
+// and no fragmentation (neither MF nor an offset). TTL and the Router Alert
+// option are not required. FromFrame does not check the IGMP message itself:
+// Parse does. It allocates nothing.
+func FromFrame(frame []byte) (src, dst netip.Addr, igmp []byte, isIGMP bool) {
+	if len(frame) < ethHeaderLen+ipv4HeaderLen ||
+		binary.BigEndian.Uint16(frame[12:14]) != EtherTypeIPv4 {
+		return src, dst, nil, false
+	}
+	ip := frame[ethHeaderLen:]
+	if ip[ipVerIHL]>>4 != 4 || ip[ipProto] != ProtoIGMP {
+		return src, dst, nil, false
+	}
+	hlen := int(ip[ipVerIHL]&0x0f) * 4
+	total := int(binary.BigEndian.Uint16(ip[ipTotalLen:]))
+	if hlen < ipv4HeaderLen || total < hlen || total > len(ip) {
+		return src, dst, nil, false
+	}
+	if binary.BigEndian.Uint16(ip[ipFrag:])&(ipFlagMF|ipFragOffset) != 0 {
+		return src, dst, nil, false
+	}
+	if fold(sum(ip[:hlen], 0)) != 0xffff {
+		return src, dst, nil, false
+	}
+	src = addr(ip[ipSrc:])
+	dst = addr(ip[ipDst:])
+	return src, dst, ip[hlen:total:total], true
+}
+
+// IPv4Multicast returns the source, the destination and the protocol of an
+// untagged Ethernet frame carrying IPv4 to a multicast destination
+// (224.0.0.0/4), for the forwarding decision. ok is false for other
+// EtherTypes, a version other than 4, an IHL below 5, a header cut short by
+// the end of the frame, or a destination that is not multicast. It checks
+// nothing more (no checksum, no total length), so it costs a few loads and
+// allocates nothing.
+func IPv4Multicast(frame []byte) (src, dst netip.Addr, proto uint8, ok bool) {
+	if len(frame) < ethHeaderLen+ipv4HeaderLen ||
+		binary.BigEndian.Uint16(frame[12:14]) != EtherTypeIPv4 {
+		return src, dst, 0, false
+	}
+	ip := frame[ethHeaderLen:]
+	vihl := ip[ipVerIHL]
+	if vihl>>4 != 4 || vihl&0x0f < 5 || int(vihl&0x0f)*4 > len(ip) || !isMulticast(ip[ipDst:]) {
+		return src, dst, 0, false
+	}
+	return addr(ip[ipSrc:]), addr(ip[ipDst:]), ip[ipProto], true
+}
+
+// MulticastMAC returns the Ethernet address that IPv4 group maps to (RFC 1112
+// section 6.4): 01:00:5e followed by the low 23 bits of the group. group must
+// be an IPv4 address (any, though only multicast ones are meaningful).
+func MulticastMAC(group netip.Addr) [6]byte {
+	g := group.As4()
+	return [6]byte{0x01, 0x00, 0x5e, g[1] & 0x7f, g[2], g[3]}
+}
+
+// BuildQueryFrame writes an Ethernet frame carrying the IGMP message igmp
+// into buf and returns the frame's length, FrameOverhead + len(igmp). It is
+// meant for queries but works for any IGMP message.
+//
+// The Ethernet destination is MulticastMAC(dstIP), the source srcMAC, the
+// EtherType IPv4. The IPv4 header has TOS 0xc0 (Internetwork Control), ID 0,
+// no flags (DF off), TTL 1, protocol 2, the Router Alert option of RFC 2113
+// (so IHL 6), and its checksum filled in. The IGMP message is copied in as
+// is; it may already sit at buf[FrameOverhead:], in which case nothing moves.
+//
+// It requires len(srcMAC) == 6, IPv4 srcIP and dstIP, and
+// len(buf) >= FrameOverhead+len(igmp), and panics otherwise.
+func BuildQueryFrame(buf []byte, srcMAC net.HardwareAddr, srcIP, dstIP netip.Addr, igmp []byte) int {
+	if len(srcMAC) != 6 {
+		panic("igmp: BuildQueryFrame source MAC is not 6 bytes")
+	}
+	n := FrameOverhead + len(igmp)
+	if len(buf) < n {
+		panic("igmp: BuildQueryFrame buffer too short")
+	}
+	if n-ethHeaderLen > 0xffff {
+		panic("igmp: BuildQueryFrame message too long for IPv4")
+	}
+	f := buf[:n]
+	copy(f[FrameOverhead:], igmp) // first: igmp may alias buf
+	mac := MulticastMAC(dstIP)
+	copy(f[0:6], mac[:])
+	copy(f[6:12], srcMAC)
+	binary.BigEndian.PutUint16(f[12:14], EtherTypeIPv4)
+
+	ip := f[ethHeaderLen:FrameOverhead]
+	ip[ipVerIHL] = 4<<4 | 6
+	ip[ipTOS] = ipTOSInternet
+	binary.BigEndian.PutUint16(ip[ipTotalLen:], uint16(n-ethHeaderLen))
+	binary.BigEndian.PutUint16(ip[ipID:], 0)
+	binary.BigEndian.PutUint16(ip[ipFrag:], 0)
+	ip[ipTTL] = 1
+	ip[ipProto] = ProtoIGMP
+	ip[ipChecksum], ip[ipChecksum+1] = 0, 0
+	s, d := srcIP.As4(), dstIP.As4()
+	copy(ip[ipSrc:], s[:])
+	copy(ip[ipDst:], d[:])
+	ip[20], ip[21], ip[22], ip[23] = optRouterAlert, 4, 0, 0 // value 0: examine the packet
+	binary.BigEndian.PutUint16(ip[ipChecksum:], ^fold(sum(ip, 0)))
+	return n
+}
