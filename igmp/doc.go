@@ -1,4 +1,31 @@
-// Package igmp will hold meshcast's IGMP v1/v2/v3 snooping table and
-// querier (RFC 4541, RFC 2236, RFC 3376). Until it lands, package replicate
-// floods every multicast frame to every peer through replicate.Flood.
+// Package igmp is meshcast's IGMP snooping (RFC 4541): byte-view parsers
+// and builders of IGMP v1, v2 and v3 messages (RFC 1112, RFC 2236, RFC
+// 3376), the snooping table, and the querier of a node's own TAP.
+//
+// The package does no I/O. It is handed frames and the time: every Table
+// and Querier method takes now, so tests drive the clock and run in
+// milliseconds.
+//
+// # Parsing
+//
+// Parse validates one message (lengths, every count against the bytes
+// present, the checksum) and returns a Message view that copies nothing;
+// Records iterates the group records of a v3 report without allocating.
+// FromFrame finds the IGMP message in an Ethernet frame.
+//
+// # Table
+//
+// A Table holds, per port (a peer's underlay address, or LocalPort for the
+// TAP) and group, the router-side state of RFC 3376 section 6.4: INCLUDE or
+// EXCLUDE with source timers and a group timer, and the IGMPv1/v2
+// compatibility modes of section 7.3.2. Lookup answers which peer ports get
+// traffic from a source to a group without allocating. The table is bounded
+// globally, per port and per membership; what exceeds a bound is refused and
+// counted.
+//
+// # Querier
+//
+// A Querier sends startup and general queries into the TAP, the
+// last-member queries after the local host leaves, and yields to a querier
+// with a lower address.
 package igmp
