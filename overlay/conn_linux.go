@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -57,13 +58,14 @@ func newBatchIO(size int) *batchIO {
 
 // Conn is an underlay socket pair for one encapsulation: it receives on rx
 // and sends on tx (which may be the same socket) in batches with
-// recvmmsg(2) and sendmmsg(2). ReadBatch and WriteBatch may run
-// concurrently with each other, but each must not run concurrently with
-// itself.
+// recvmmsg(2) and sendmmsg(2). ReadBatch must not run concurrently with
+// itself; WriteBatch is safe for concurrent use (it takes a mutex once per
+// batch, so the data path and rare control sends can share the socket).
 type Conn struct {
 	rx, tx     *os.File
 	rxc, txc   syscall.RawConn
 	rd, wr     *batchIO
+	wmu        sync.Mutex // serializes WriteBatch
 	closeFiles []*os.File
 }
 
@@ -222,6 +224,8 @@ func (b *batchIO) call(fd uintptr, trap uintptr) bool {
 // in failed; the rest are still sent. It returns an error only when the
 // socket itself fails.
 func (c *Conn) WriteBatch(msgs []Message) (failed int, err error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	b := c.wr
 	for len(msgs) > 0 {
 		chunk := msgs
