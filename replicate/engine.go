@@ -52,16 +52,6 @@ func (r Reason) String() string {
 	return "unknown"
 }
 
-// Decider chooses the peers that get a copy of a broadcast or multicast
-// frame sent by the local host. all is the current peer list; scratch is
-// space the decider may append to. The result may alias all or scratch and
-// is only read. A Decider runs on the egress goroutine only.
-type Decider func(frame []byte, all []*Peer, scratch []*Peer) []*Peer
-
-// Flood is the Decider that sends every broadcast and multicast frame to
-// every peer.
-func Flood(_ []byte, all []*Peer, _ []*Peer) []*Peer { return all }
-
 // Config configures an Engine. Zero fields take their defaults.
 type Config struct {
 	Codec    overlay.Codec    // required
@@ -70,7 +60,7 @@ type Config struct {
 	Batch    int              // frames per batch; default overlay.DefaultBatch
 	MACTable int              // most learned MAC addresses; default 8192
 	MACAge   time.Duration    // how long a learned MAC stays; default 300s
-	Decide   Decider          // default Flood
+	Snoop    *Snooping        // IGMP snooping; nil floods every multicast frame to every peer
 	Logger   *slog.Logger     // default slog.Default()
 }
 
@@ -80,12 +70,14 @@ type Engine struct {
 	localMAC macKey
 	maxFrame int
 	batch    int
-	decide   Decider
+	snoop    *Snooping
 	log      *slog.Logger
 
 	peers atomic.Pointer[peerSet]
 	setMu sync.Mutex // serializes SetPeers
 	macs  *macTable
+
+	announceTo atomic.Pointer[PacketWriter] // the underlay, once Run starts
 
 	drops     [numReasons]atomic.Uint64
 	wireDrops [overlay.NumReasons]atomic.Uint64
@@ -115,18 +107,15 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.MACAge <= 0 {
 		cfg.MACAge = 300 * time.Second
 	}
-	if cfg.Decide == nil {
-		cfg.Decide = Flood
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	e := &Engine{
-		codec:  cfg.Codec,
-		batch:  cfg.Batch,
-		decide: cfg.Decide,
-		log:    cfg.Logger,
-		macs:   newMACTable(cfg.MACTable, cfg.MACAge),
+		codec: cfg.Codec,
+		batch: cfg.Batch,
+		snoop: cfg.Snoop,
+		log:   cfg.Logger,
+		macs:  newMACTable(cfg.MACTable, cfg.MACAge),
 		// An inner frame may carry one VLAN tag beyond the MTU.
 		maxFrame: cfg.MTU + overlay.EthHeaderLen + 4,
 	}
@@ -160,6 +149,11 @@ func (e *Engine) SetPeers(infos []PeerInfo) (added, removed []netip.Addr, err er
 		}
 		list = append(list, &Peer{Underlay: in.Underlay, Overlay: in.Overlay, ID: in.ID, addr4: k})
 		added = append(added, in.Underlay)
+		if e.snoop != nil && len(old.list) > 0 {
+			// A peer added to a running node learns this host's groups
+			// from its next reports; at start the startup queries do it.
+			e.snoop.peerAppeared(time.Now().UnixNano())
+		}
 	}
 	slices.SortFunc(list, func(a, b *Peer) int { return a.Underlay.Compare(b.Underlay) })
 	next := newPeerSet(list)
@@ -174,6 +168,9 @@ func (e *Engine) SetPeers(infos []PeerInfo) (added, removed []netip.Addr, err er
 	if len(gone) > 0 {
 		for _, p := range gone {
 			p.removed.Store(true)
+			if e.snoop != nil {
+				e.snoop.removePort(p.Underlay)
+			}
 		}
 		e.macs.sweep(time.Now().UnixNano())
 	}
@@ -200,6 +197,9 @@ func (e *Engine) Drops() map[string]uint64 {
 	}
 	for r := overlay.Reason(1); r < overlay.NumReasons; r++ {
 		m[r.String()] = e.wireDrops[r].Load()
+	}
+	if e.snoop != nil {
+		e.snoop.addDrops(m)
 	}
 	return m
 }
@@ -249,8 +249,15 @@ func (g *egress) forward(buf []byte, n int, w PacketWriter) error {
 	set := e.peers.Load()
 	var targets []*Peer
 	dst := frame[0:6]
+	if cap(g.scratch) < len(set.list) {
+		g.scratch = make([]*Peer, 0, len(set.list))
+	}
 	if isMulticastMAC(dst) {
-		targets = e.decide(frame, set.list, g.scratch[:0])
+		if e.snoop != nil {
+			targets = e.snoop.decide(frame, set, g.scratch[:0], g.now)
+		} else {
+			targets = set.list
+		}
 	} else if p := e.macs.lookup(dst, g.now); p != nil {
 		g.scratch = append(g.scratch[:0], p)
 		targets = g.scratch
@@ -295,6 +302,30 @@ func (g *egress) flush(w PacketWriter) error {
 	return err
 }
 
+// Announce sends one frame from this node's control plane (such as the
+// querier's startup query) to every peer. It is for rare messages: it
+// allocates. It is safe for concurrent use with the data path, and does
+// nothing before Run has started.
+func (e *Engine) Announce(frame []byte) error {
+	w := e.announceTo.Load()
+	if w == nil || len(frame) < overlay.EthHeaderLen {
+		return nil
+	}
+	set := e.peers.Load()
+	if len(set.list) == 0 {
+		return nil
+	}
+	buf := make([]byte, overlay.Headroom+len(frame))
+	copy(buf[overlay.Headroom:], frame)
+	g := &egress{e: e, out: make([]overlay.Message, 0, len(set.list)), outPeer: make([]*Peer, 0, len(set.list))}
+	pkt := e.codec.Encap(buf, len(frame))
+	for _, p := range set.list {
+		g.out = append(g.out, overlay.Message{Buf: pkt, Addr: p.Underlay})
+		g.outPeer = append(g.outPeer, p)
+	}
+	return g.flush(*w)
+}
+
 // receive validates one packet from the underlay and returns the inner
 // frame to write to the TAP, or nil when it is dropped. src is the outer
 // source address as the socket reported it.
@@ -336,6 +367,13 @@ func (e *Engine) receive(src netip.Addr, pkt []byte, now int64) []byte {
 	}
 	p.rxPackets.Add(1)
 	p.rxBytes.Add(uint64(len(frame)))
-	p.lastSeen.Store(now)
+	if prev := p.lastSeen.Swap(now); e.snoop != nil && (prev == 0 || now-prev > e.snoop.silence()) {
+		// A peer that is new or was silent for long may have restarted
+		// and forgotten this host's groups: have the host report them.
+		e.snoop.peerAppeared(now)
+	}
+	if e.snoop != nil && !e.snoop.ingress(p, frame, now) {
+		return nil // an IGMP report for the table, or malformed IGMP (counted)
+	}
 	return frame
 }

@@ -39,11 +39,27 @@ func (e *Engine) Run(ctx context.Context, tap interface {
 	FrameReader
 	FrameWriter
 }, conn PacketConn) error {
+	var w PacketWriter = conn
+	e.announceTo.Store(&w)
+	defer e.announceTo.Store(nil)
 	errc := make(chan error, 2)
 	go func() { errc <- e.RunEgress(tap, conn) }()
 	go func() { errc <- e.RunIngress(conn, tap) }()
-	tick := time.NewTicker(10 * time.Second)
-	defer tick.Stop()
+	sweep := time.NewTicker(10 * time.Second)
+	defer sweep.Stop()
+	var snoopC <-chan time.Time
+	if e.snoop != nil {
+		// Timers run at a tenth of the last member interval, so a group
+		// stops within that much of its deadline.
+		every := e.snoop.Table.Config().LastMemberInterval / 10
+		if every < 10*time.Millisecond {
+			every = 10 * time.Millisecond
+		}
+		t := time.NewTicker(every)
+		defer t.Stop()
+		snoopC = t.C
+		e.snoop.tick(time.Now())
+	}
 	for {
 		select {
 		case err := <-errc:
@@ -51,8 +67,10 @@ func (e *Engine) Run(ctx context.Context, tap interface {
 				return nil
 			}
 			return err
-		case now := <-tick.C:
+		case now := <-sweep.C:
 			e.Sweep(now)
+		case now := <-snoopC:
+			e.snoop.tick(now)
 		case <-ctx.Done():
 			return nil
 		}

@@ -14,8 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/meshcast/meshcast/discovery"
+	"github.com/meshcast/meshcast/igmp"
 	"github.com/meshcast/meshcast/overlay"
 	"github.com/meshcast/meshcast/replicate"
 	"github.com/vishvananda/netlink"
@@ -35,6 +37,9 @@ type runConfig struct {
 	tap       string
 	logLevel  slog.Level
 	logFormat string
+
+	igmp         igmp.Config
+	unregistered replicate.Unregistered
 }
 
 // usageError is a configuration problem: exit status 2.
@@ -58,6 +63,15 @@ func newRunFlags(cfg *runConfig, stderr io.Writer) (*flag.FlagSet, func() error)
 	fs.StringVar(&vni, "vni", "", "VXLAN network identifier `N` (1-16777215) (default: derived from the community name)")
 	fs.StringVar(&port, "vxlan-port", strconv.Itoa(overlay.DefaultVXLANPort), "VXLAN UDP `PORT`")
 	fs.StringVar(&cfg.tap, "tap", "", "TAP device `NAME`, at most 15 bytes (default mcbr-COMMUNITY)")
+	var unregistered string
+	var robustness int
+	fs.DurationVar(&cfg.igmp.QueryInterval, "igmp-query-interval", 125*time.Second, "IGMP general query `interval` of this node's querier")
+	fs.DurationVar(&cfg.igmp.ResponseInterval, "igmp-response-interval", 10*time.Second, "IGMP maximum response `time` of general queries")
+	fs.IntVar(&robustness, "igmp-robustness", 2, "IGMP robustness variable `N` (1-7): startup and last member query count")
+	fs.DurationVar(&cfg.igmp.LastMemberInterval, "igmp-last-member-interval", time.Second, "IGMP last member query `interval`")
+	fs.IntVar(&cfg.igmp.MaxGroups, "igmp-max-groups", 16384, "most (peer, group) memberships in the snooping table; reports beyond are refused and counted")
+	fs.IntVar(&cfg.igmp.MaxGroupsPerPort, "igmp-max-groups-per-peer", 2048, "most groups one peer (or the local host) may join")
+	fs.StringVar(&unregistered, "unregistered", "flood", "traffic for groups no peer joined: `flood` to every peer, or drop (router peers still get it)")
 	fs.StringVar(&level, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	fs.StringVar(&format, "log-format", "text", "log `FORMAT`: text or json")
 	fs.Usage = func() {
@@ -112,6 +126,40 @@ func newRunFlags(cfg *runConfig, stderr io.Writer) (*flag.FlagSet, func() error)
 			return usagef("--vxlan-port %q is not a port number from 1 to 65535", port)
 		}
 		cfg.vxlanPort = uint16(p)
+		switch unregistered {
+		case "flood":
+			cfg.unregistered = replicate.UnregisteredFlood
+		case "drop":
+			cfg.unregistered = replicate.UnregisteredDrop
+		default:
+			return usagef("--unregistered %q is not known: use flood or drop", unregistered)
+		}
+		if robustness < 1 || robustness > 7 {
+			return usagef("--igmp-robustness %d is out of range: use 1 to 7 (2 is the RFC 3376 default)", robustness)
+		}
+		cfg.igmp.Robustness = robustness
+		for _, d := range []struct {
+			name string
+			v    time.Duration
+		}{
+			{"--igmp-query-interval", cfg.igmp.QueryInterval},
+			{"--igmp-response-interval", cfg.igmp.ResponseInterval},
+			{"--igmp-last-member-interval", cfg.igmp.LastMemberInterval},
+		} {
+			if d.v <= 0 {
+				return usagef("%s %v must be positive, such as 1s", d.name, d.v)
+			}
+		}
+		if cfg.igmp.ResponseInterval >= cfg.igmp.QueryInterval {
+			return usagef("--igmp-response-interval %v must be less than --igmp-query-interval %v (RFC 3376 section 8.3)",
+				cfg.igmp.ResponseInterval, cfg.igmp.QueryInterval)
+		}
+		if cfg.igmp.LastMemberInterval > 25500*time.Millisecond {
+			return usagef("--igmp-last-member-interval %v is longer than a query can carry (25.5s)", cfg.igmp.LastMemberInterval)
+		}
+		if cfg.igmp.MaxGroups < 1 || cfg.igmp.MaxGroupsPerPort < 1 {
+			return usagef("--igmp-max-groups and --igmp-max-groups-per-peer must be at least 1")
+		}
 		if err := cfg.logLevel.UnmarshalText([]byte(level)); err != nil {
 			return usagef("--log-level %q is not known: use debug, info, warn or error", level)
 		}
@@ -286,10 +334,21 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	}
 	defer tap.Close()
 
-	eng, err := replicate.New(replicate.Config{Codec: codec, LocalMAC: tap.MAC(), MTU: mtu, Logger: log})
+	icfg := cfg.igmp
+	icfg.Logger = log
+	snoop := &replicate.Snooping{
+		Table: igmp.NewTable(icfg),
+		Querier: igmp.NewQuerier(icfg, n.self.Overlay.Addr(), tap.MAC(), func(frame []byte) error {
+			_, err := tap.Write(frame)
+			return err
+		}),
+		Unregistered: cfg.unregistered,
+	}
+	eng, err := replicate.New(replicate.Config{Codec: codec, LocalMAC: tap.MAC(), MTU: mtu, Logger: log, Snoop: snoop})
 	if err != nil {
 		return err
 	}
+	snoop.Querier.SetAnnounce(eng.Announce)
 	if _, _, err := eng.SetPeers(n.peers); err != nil {
 		return usagef("%s: %v", cfg.peersFile, err)
 	}

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshcast/meshcast/internal/nstest"
+)
+
+// igmpMesh starts three daemons (A, B, C = nodes 1, 2, 3) with a short last
+// member interval. With igmpVersion 2 every node's kernel is forced to
+// IGMPv2 first.
+func igmpMesh(t *testing.T, encap string, igmpVersion int, extra ...string) ([]*nstest.Node, []*nstest.Proc) {
+	t.Helper()
+	nt := nstest.NewNet(t, 3)
+	nstest.LeakCheck(t)
+	bin, _ := binaries(t)
+	inv := filepath.Join(t.TempDir(), "peers")
+	if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nodes := nt.Nodes()
+	var daemons []*nstest.Proc
+	for _, n := range nodes {
+		if igmpVersion == 2 {
+			if out, err := n.Exec(t, "sysctl", "-w", "net.ipv4.conf.all.force_igmp_version=2"); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+		}
+		args := append([]string{"run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap,
+			"--igmp-last-member-interval", "500ms"}, extra...)
+		daemons = append(daemons, n.Start(t, bin, args...))
+	}
+	for i, d := range daemons {
+		if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
+			t.Fatalf("node %d did not start: %v\n%s", i+1, err, d.Output())
+		}
+	}
+	return nodes, daemons
+}
+
+// TestIntegrationIGMPPruning checks, with real kernels as IGMP hosts (v3 by
+// default and forced v2), that a group's traffic crosses the underlay only
+// to the member peer, and stops within the last member time after the
+// member leaves. It runs with --unregistered drop: with the default flood,
+// a group whose last member left is flooded again (see
+// TestIntegrationIGMPUnregisteredFlood).
+func TestIntegrationIGMPPruning(t *testing.T) {
+	for _, encap := range []string{"gre", "vxlan"} {
+		for _, v := range []int{3, 2} {
+			t.Run(fmt.Sprintf("%s/igmpv%d", encap, v), func(t *testing.T) { testPruning(t, encap, v) })
+		}
+	}
+}
+
+func testPruning(t *testing.T, encap string, version int) {
+	nodes, _ := igmpMesh(t, encap, version, "--unregistered", "drop")
+	_, probe := binaries(t)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+
+	// B joins 239.1.2.3 and stays for a first stream, then leaves while a
+	// second stream runs.
+	const count = 1000
+	recv := b.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+		"--count", strconv.Itoa(count), "--timeout", "30s")
+	if err := recv.WaitOutput("ready", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the join's report reaches A
+	cBefore, _ := c.Counters(nstest.NodeLink)
+	bBefore, _ := b.Counters(nstest.NodeLink)
+	if out, err := a.Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+		"--count", strconv.Itoa(count), "--rate", "2000", "--size", "200"); err != nil {
+		t.Fatalf("send: %v\n%s", err, out)
+	}
+	recv.Wait(30 * time.Second)
+	got := received(t, recv.Output())
+	cAfter, _ := c.Counters(nstest.NodeLink)
+	bAfter, _ := b.Counters(nstest.NodeLink)
+	toC := cAfter.Sub(cBefore).RxPackets
+	toB := bAfter.Sub(bBefore).RxPackets
+	t.Logf("%s v%d: member B received %d/%d; underlay packets into B %d, into non-member C %d",
+		encap, version, got, count, toB, toC)
+	if got*1000 < count*999 {
+		t.Errorf("member received %d/%d (< 99.9%%)", got, count)
+	}
+	if toC > 20 {
+		t.Errorf("non-member C got %d underlay packets during a %d-datagram stream: not pruned", toC, count)
+	}
+
+	// Leave: B's receiver exits during a steady stream; copies into B must
+	// stop within the last member time (2 x 500ms) plus 1 s.
+	recv2 := b.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+		"--count", "1000000", "--timeout", "1500ms")
+	if err := recv2.WaitOutput("ready", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	sender := a.Start(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+		"--count", "1600", "--rate", "200", "--size", "100")
+	recv2.Wait(10 * time.Second)
+	left := time.Now()
+	last := left
+	prev, _ := b.Counters(nstest.NodeLink)
+	for time.Since(left) < 5*time.Second {
+		time.Sleep(100 * time.Millisecond)
+		cur, _ := b.Counters(nstest.NodeLink)
+		if cur.Sub(prev).RxPackets >= 3 { // the stream runs at 20 per 100 ms
+			last = time.Now()
+		}
+		prev = cur
+	}
+	sender.Stop()
+	stop := last.Sub(left)
+	t.Logf("%s v%d: copies to B stopped %v after its leave (limit 2s)", encap, version, stop.Round(10*time.Millisecond))
+	if stop > 2*time.Second {
+		t.Errorf("copies to B went on for %v after the leave, want <= last member time 1s + 1s", stop)
+	}
+}
+
+// TestIntegrationIGMPSourceSpecific checks IGMPv3 source filtering end to
+// end: B joins (198.19.0.1, 232.1.1.1) only; traffic from A crosses to B,
+// and traffic from C to the same group does not cross the underlay at all.
+func TestIntegrationIGMPSourceSpecific(t *testing.T) {
+	for _, encap := range []string{"gre", "vxlan"} {
+		t.Run(encap, func(t *testing.T) {
+			nodes, _ := igmpMesh(t, encap, 3)
+			_, probe := binaries(t)
+			a, b, c := nodes[0], nodes[1], nodes[2]
+			const count = 500
+			recv := b.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "232.1.1.1", "--source", "198.19.0.1",
+				"--port", "5002", "--count", strconv.Itoa(count), "--timeout", "30s")
+			if err := recv.WaitOutput("ready", 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond)
+			before, _ := b.Counters(nstest.NodeLink)
+			if out, err := c.Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "232.1.1.1", "--port", "5002",
+				"--count", strconv.Itoa(count), "--rate", "2000"); err != nil {
+				t.Fatalf("send from C: %v\n%s", err, out)
+			}
+			mid, _ := b.Counters(nstest.NodeLink)
+			if out, err := a.Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "232.1.1.1", "--port", "5002",
+				"--count", strconv.Itoa(count), "--rate", "2000"); err != nil {
+				t.Fatalf("send from A: %v\n%s", err, out)
+			}
+			recv.Wait(30 * time.Second)
+			after, _ := b.Counters(nstest.NodeLink)
+			fromC := mid.Sub(before).RxPackets
+			fromA := after.Sub(mid).RxPackets
+			got := received(t, recv.Output())
+			t.Logf("%s: B received %d/%d from the joined source; underlay packets into B: %d while C sent, %d while A sent",
+				encap, got, count, fromC, fromA)
+			if got*1000 < count*999 {
+				t.Errorf("received %d/%d from the joined source", got, count)
+			}
+			if fromC > 20 {
+				t.Errorf("%d packets of the excluded source C crossed to B", fromC)
+			}
+			if fromA < count {
+				t.Errorf("only %d packets of the joined source A crossed to B", fromA)
+			}
+		})
+	}
+}
+
+// TestIntegrationIGMPUnregisteredFlood checks the default policy: traffic
+// for a group nobody joined goes to every peer, and once a peer joins, only
+// to that peer.
+func TestIntegrationIGMPUnregisteredFlood(t *testing.T) {
+	nodes, _ := igmpMesh(t, "gre", 3)
+	_, probe := binaries(t)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	const count = 300
+	send := func(group string) (toB, toC uint64) {
+		b0, _ := b.Counters(nstest.NodeLink)
+		c0, _ := c.Counters(nstest.NodeLink)
+		if out, err := a.Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", group, "--port", "5003",
+			"--count", strconv.Itoa(count), "--rate", "2000"); err != nil {
+			t.Fatalf("send: %v\n%s", err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+		b1, _ := b.Counters(nstest.NodeLink)
+		c1, _ := c.Counters(nstest.NodeLink)
+		return b1.Sub(b0).RxPackets, c1.Sub(c0).RxPackets
+	}
+	toB, toC := send("239.9.9.9")
+	t.Logf("unregistered 239.9.9.9: underlay packets into B %d, into C %d", toB, toC)
+	if toB < count || toC < count {
+		t.Errorf("unregistered group not flooded: B %d, C %d of %d", toB, toC, count)
+	}
+	recv := b.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "239.9.9.9", "--port", "5003",
+		"--count", strconv.Itoa(count), "--timeout", "20s")
+	if err := recv.WaitOutput("ready", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	toB, toC = send("239.9.9.9")
+	t.Logf("after B joined 239.9.9.9: underlay packets into B %d, into C %d", toB, toC)
+	if toB < count || toC > 20 {
+		t.Errorf("registered group: B %d (want %d), C %d (want ~0)", toB, count, toC)
+	}
+}
+
+// TestIntegrationIGMPRestart restarts a node and checks that it relearns a
+// peer's group within one response interval of its start: its startup
+// queries reach the peers' hosts, whose reports come back at once.
+func TestIntegrationIGMPRestart(t *testing.T) {
+	flags := []string{"--unregistered", "drop", "--igmp-response-interval", "2s"}
+	nodes, daemons := igmpMesh(t, "gre", 3, flags...)
+	bin, probe := binaries(t)
+	a, b := nodes[0], nodes[1]
+	recv := b.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5004",
+		"--count", "100", "--timeout", "60s")
+	if err := recv.WaitOutput("ready", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := daemons[0].WaitOutput(`member joined" group=239.1.2.3 port=198.18.0.2`, 5*time.Second); err != nil {
+		t.Fatalf("A never learned B's join: %v", err)
+	}
+	daemons[0].Signal(syscall.SIGKILL)
+	daemons[0].Wait(5 * time.Second)
+	inv := filepath.Join(t.TempDir(), "peers")
+	if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	again := a.Start(t, bin, append([]string{"run", "--peers", inv, "--local", a.Underlay.String(), "--encap", "gre",
+		"--igmp-last-member-interval", "500ms"}, flags...)...)
+	if err := again.WaitOutput(`member joined" group=239.1.2.3 port=198.18.0.2`, 10*time.Second); err != nil {
+		t.Fatalf("restarted A did not relearn B's group: %v\n%s", err, again.Output())
+	}
+	took := time.Since(start)
+	t.Logf("after SIGKILL and restart, A relearned B's group in %v (response interval 2s)", took.Round(10*time.Millisecond))
+	if took > 4*time.Second {
+		t.Errorf("relearning took %v, want within the 2s response interval plus start-up", took)
+	}
+	if out, err := a.Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5004",
+		"--count", "100", "--rate", "1000"); err != nil {
+		t.Fatalf("send: %v\n%s", err, out)
+	}
+	recv.Wait(20 * time.Second)
+	if got := received(t, recv.Output()); got < 100 {
+		t.Errorf("after the restart B received %d/100", got)
+	}
+}

@@ -1,0 +1,174 @@
+package replicate
+
+import (
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshcast/meshcast/igmp"
+)
+
+// Unregistered says what happens to traffic for a group no peer has joined.
+type Unregistered uint8
+
+const (
+	// UnregisteredFlood sends it to every peer (the default, as RFC 4541
+	// section 2.1.2 recommends for a switch that cannot be sure it heard
+	// every report).
+	UnregisteredFlood Unregistered = iota
+	// UnregisteredDrop sends it to router peers only.
+	UnregisteredDrop
+)
+
+// Snooping wires IGMP snooping (RFC 4541) into the engine: the table that
+// decides which peers get a group's traffic, and the querier of the local
+// TAP.
+//
+//   - From the TAP: IGMP goes to every peer, and reports and leaves of the
+//     local host update the table's local port (a leave makes the querier
+//     send its last-member queries). Groups in 224.0.0.0/24 and non-IPv4
+//     multicast go to every peer. Other groups go to their member peers,
+//     whose source filters pass the sender, and to router peers.
+//   - From a peer: reports and leaves update that peer's port and are never
+//     delivered into the TAP, so the local host never suppresses its own
+//     reports. Queries are delivered, and make the peer a router port.
+//   - A message that fails its checksum is neither learned nor forwarded.
+type Snooping struct {
+	Table        *igmp.Table
+	Querier      *igmp.Querier // nil: no querier
+	Unregistered Unregistered
+
+	drops     [igmp.NumReasons]atomic.Uint64
+	badIP     atomic.Uint64 // IGMP whose IPv4 header is malformed
+	unregDrop atomic.Uint64 // unregistered traffic with no router peer, dropped
+	ports     []igmp.Port   // egress scratch; egress is one goroutine
+}
+
+// decide returns the peers that get a copy of a multicast frame from the
+// local host, appending to scratch where it must.
+func (s *Snooping) decide(frame []byte, set *peerSet, scratch []*Peer, now int64) []*Peer {
+	src, dst, proto, ok := igmp.IPv4Multicast(frame)
+	if !ok {
+		return set.list // broadcast, ARP, IPv6 and other non-IPv4 multicast
+	}
+	if proto == igmp.ProtoIGMP {
+		if !s.local(frame, now) {
+			return nil
+		}
+		return set.list
+	}
+	if dst.IsLinkLocalMulticast() {
+		return set.list
+	}
+	if cap(s.ports) < len(set.list) {
+		s.ports = make([]igmp.Port, 0, len(set.list))
+	}
+	ports, registered := s.Table.Lookup(dst, src, s.ports[:0])
+	s.ports = ports[:0]
+	if !registered && s.Unregistered == UnregisteredFlood {
+		return set.list
+	}
+	for _, port := range ports {
+		if p := set.byAddr[port.As4()]; p != nil {
+			scratch = append(scratch, p)
+		}
+	}
+	if !registered && len(scratch) == 0 {
+		s.unregDrop.Add(1)
+	}
+	return scratch
+}
+
+// local snoops an IGMP frame of the local host. It reports false when the
+// frame is malformed and must not be forwarded.
+func (s *Snooping) local(frame []byte, now int64) bool {
+	src, _, b, ok := igmp.FromFrame(frame)
+	if !ok {
+		s.badIP.Add(1)
+		return false
+	}
+	m, r := igmp.Parse(b)
+	if r != igmp.OK {
+		s.drops[r].Add(1)
+		return false
+	}
+	t := time.Unix(0, now)
+	switch m.Type() {
+	case igmp.TypeQuery:
+		if s.Querier != nil {
+			s.Querier.HeardQuery(src, t)
+		}
+	default:
+		for _, q := range s.Table.Handle(igmp.LocalPort, m, t) {
+			if s.Querier != nil {
+				s.Querier.LastMember(q, t)
+			}
+		}
+	}
+	return true
+}
+
+// ingress snoops a frame from peer p. It reports whether the frame goes
+// into the TAP.
+func (s *Snooping) ingress(p *Peer, frame []byte, now int64) bool {
+	_, _, proto, ok := igmp.IPv4Multicast(frame)
+	if !ok || proto != igmp.ProtoIGMP {
+		return true
+	}
+	src, _, b, ok := igmp.FromFrame(frame)
+	if !ok {
+		s.badIP.Add(1)
+		return false
+	}
+	m, r := igmp.Parse(b)
+	if r != igmp.OK {
+		s.drops[r].Add(1)
+		return false
+	}
+	t := time.Unix(0, now)
+	if m.Type() == igmp.TypeQuery {
+		s.Table.HeardQuery(p.Underlay, src, t)
+		if s.Querier != nil {
+			s.Querier.HeardQuery(src, t)
+		}
+		return true
+	}
+	s.Table.Handle(p.Underlay, m, t)
+	return false
+}
+
+// silence is how long a peer may be quiet before its next packet counts as
+// a (re)appearance: a live peer's host reports its groups at least once
+// per query interval.
+func (s *Snooping) silence() int64 {
+	c := s.Table.Config()
+	return int64(c.QueryInterval + c.ResponseInterval)
+}
+
+// peerAppeared has the querier solicit the local host's reports.
+func (s *Snooping) peerAppeared(now int64) {
+	if s.Querier != nil {
+		s.Querier.Solicit(time.Unix(0, now))
+	}
+}
+
+// tick runs the table's timers and the querier.
+func (s *Snooping) tick(now time.Time) {
+	s.Table.Expire(now)
+	if s.Querier != nil {
+		s.Querier.Tick(now)
+	}
+}
+
+func (s *Snooping) removePort(addr netip.Addr) { s.Table.RemovePort(addr) }
+
+func (s *Snooping) addDrops(m map[string]uint64) {
+	for r := igmp.Reason(1); r < igmp.NumReasons; r++ {
+		m[r.String()] = s.drops[r].Load()
+	}
+	m["igmp_ip_header"] = s.badIP.Load()
+	m["unregistered"] = s.unregDrop.Load()
+	for k, v := range s.Table.Refused() {
+		m[k] = v
+	}
+}
