@@ -2,6 +2,7 @@ package igmp
 
 import (
 	"encoding/binary"
+	"github.com/meshcast/meshcast/internal/inet"
 	"net"
 	"net/netip"
 )
@@ -71,7 +72,7 @@ func FromFrame(frame []byte) (src, dst netip.Addr, igmp []byte, isIGMP bool) {
 	if binary.BigEndian.Uint16(ip[ipFrag:])&(ipFlagMF|ipFragOffset) != 0 {
 		return src, dst, nil, false
 	}
-	if fold(sum(ip[:hlen], 0)) != 0xffff {
+	if !inet.Verify(ip[:hlen]) {
 		return src, dst, nil, false
 	}
 	src = addr(ip[ipSrc:])
@@ -150,6 +151,6 @@ func BuildQueryFrame(buf []byte, srcMAC net.HardwareAddr, srcIP, dstIP netip.Add
 	copy(ip[ipSrc:], s[:])
 	copy(ip[ipDst:], d[:])
 	ip[20], ip[21], ip[22], ip[23] = optRouterAlert, 4, 0, 0 // value 0: examine the packet
-	binary.BigEndian.PutUint16(ip[ipChecksum:], ^fold(sum(ip, 0)))
+	binary.BigEndian.PutUint16(ip[ipChecksum:], inet.Checksum(ip))
 	return n
 }

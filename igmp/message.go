@@ -2,6 +2,7 @@ package igmp
 
 import (
 	"encoding/binary"
+	"github.com/meshcast/meshcast/internal/inet"
 	"math/bits"
 	"net/netip"
 	"time"
@@ -609,34 +610,9 @@ func PutReportV3(b []byte, records ...RecordSpec) int {
 // setChecksum fills in the checksum field of the message b.
 func setChecksum(b []byte) {
 	b[offChecksum], b[offChecksum+1] = 0, 0
-	binary.BigEndian.PutUint16(b[offChecksum:], ^fold(sum(b, 0)))
+	binary.BigEndian.PutUint16(b[offChecksum:], inet.Checksum(b))
 }
 
 // verifyChecksum reports whether the Internet checksum over b, its checksum
 // field included, verifies.
-func verifyChecksum(b []byte) bool { return fold(sum(b, 0)) == 0xffff }
-
-// sum adds b to acc as big-endian 16-bit words (RFC 1071), padding an odd
-// final byte with zero, without folding the carries.
-func sum(b []byte, acc uint64) uint64 {
-	for len(b) >= 8 {
-		acc += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
-		b = b[8:]
-	}
-	for len(b) >= 2 {
-		acc += uint64(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		acc += uint64(b[0]) << 8
-	}
-	return acc
-}
-
-// fold reduces a sum to 16 bits with end-around carry.
-func fold(acc uint64) uint16 {
-	for acc>>16 != 0 {
-		acc = acc&0xffff + acc>>16
-	}
-	return uint16(acc)
-}
+func verifyChecksum(b []byte) bool { return inet.Verify(b) }

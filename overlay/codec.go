@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"encoding/binary"
+	"github.com/meshcast/meshcast/internal/inet"
 	"net/netip"
 )
 
@@ -68,29 +69,4 @@ func ParseIPv4(pkt []byte) (src netip.Addr, proto uint8, payload []byte, r Reaso
 
 // Checksum returns the Internet checksum (RFC 1071) of b, folded and
 // complemented, ready to store in a header.
-func Checksum(b []byte) uint16 {
-	return ^fold(sum(b, 0))
-}
-
-// sum adds b as big-endian 16-bit words to acc without folding.
-func sum(b []byte, acc uint64) uint64 {
-	for len(b) >= 8 {
-		acc += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
-		b = b[8:]
-	}
-	for len(b) >= 2 {
-		acc += uint64(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		acc += uint64(b[0]) << 8
-	}
-	return acc
-}
-
-func fold(acc uint64) uint16 {
-	for acc>>16 != 0 {
-		acc = acc&0xffff + acc>>16
-	}
-	return uint16(acc)
-}
+func Checksum(b []byte) uint16 { return inet.Checksum(b) }

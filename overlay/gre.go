@@ -1,6 +1,10 @@
 package overlay
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/meshcast/meshcast/internal/inet"
+)
 
 // GRE header bits (RFC 2784 section 2, RFC 2890 section 2).
 const (
@@ -110,7 +114,7 @@ func ParseGRE(b []byte) (GREHeader, int, Reason) {
 		if binary.BigEndian.Uint16(b[6:8]) != 0 { // Reserved1 (RFC 2784 section 2.5)
 			return h, 0, ReasonGREFlags
 		}
-		if fold(sum(b, 0)) != 0xffff {
+		if !inet.Verify(b) {
 			return h, 0, ReasonGREChecksum
 		}
 		off += 4

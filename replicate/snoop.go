@@ -79,17 +79,27 @@ func (s *Snooping) decide(frame []byte, set *peerSet, scratch []*Peer, now int64
 	return scratch
 }
 
-// local snoops an IGMP frame of the local host. It reports false when the
-// frame is malformed and must not be forwarded.
-func (s *Snooping) local(frame []byte, now int64) bool {
+// parse finds and validates the IGMP message of a frame, counting what it
+// refuses.
+func (s *Snooping) parse(frame []byte) (netip.Addr, igmp.Message, bool) {
 	src, _, b, ok := igmp.FromFrame(frame)
 	if !ok {
 		s.badIP.Add(1)
-		return false
+		return src, nil, false
 	}
 	m, r := igmp.Parse(b)
 	if r != igmp.OK {
 		s.drops[r].Add(1)
+		return src, nil, false
+	}
+	return src, m, true
+}
+
+// local snoops an IGMP frame of the local host. It reports false when the
+// frame is malformed and must not be forwarded.
+func (s *Snooping) local(frame []byte, now int64) bool {
+	src, m, ok := s.parse(frame)
+	if !ok {
 		return false
 	}
 	t := time.Unix(0, now)
@@ -115,14 +125,8 @@ func (s *Snooping) ingress(p *Peer, frame []byte, now int64) bool {
 	if !ok || proto != igmp.ProtoIGMP {
 		return true
 	}
-	src, _, b, ok := igmp.FromFrame(frame)
+	src, m, ok := s.parse(frame)
 	if !ok {
-		s.badIP.Add(1)
-		return false
-	}
-	m, r := igmp.Parse(b)
-	if r != igmp.OK {
-		s.drops[r].Add(1)
 		return false
 	}
 	t := time.Unix(0, now)
