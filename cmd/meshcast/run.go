@@ -25,6 +25,10 @@ import (
 
 // runConfig is the parsed and checked configuration of `meshcast run`.
 type runConfig struct {
+	discovery string
+	tagKey    string
+	interval  time.Duration
+	overlay   netip.Prefix
 	peersFile string
 	local     netip.Addr
 	community string
@@ -54,8 +58,12 @@ func usagef(format string, args ...any) error {
 func newRunFlags(cfg *runConfig, stderr io.Writer) (*flag.FlagSet, func() error) {
 	fs := flag.NewFlagSet("meshcast run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var local, encap, greKey, vni, port, level, format string
+	var local, encap, greKey, vni, port, level, format, disc, ovl string
 	fs.StringVar(&cfg.peersFile, "peers", "", "inventory `FILE`: one line per instance, `UNDERLAY-IP COMMUNITY,OVERLAY-IP/PREFIX`")
+	fs.StringVar(&disc, "discovery", "", "where peers come from: `static` (the --peers file; the default when --peers is given) or ec2 (instance tags)")
+	fs.StringVar(&cfg.tagKey, "tag-key", discovery.DefaultTagKey, "EC2 tag `KEY` whose value is COMMUNITY,IP/PREFIX (with --discovery ec2)")
+	fs.DurationVar(&cfg.interval, "interval", 60*time.Second, "discovery `period` (±10% jitter); the inventory file is also watched for changes")
+	fs.StringVar(&ovl, "overlay", "", "this node's overlay `IP/PREFIX`, overriding its EC2 tag (with --discovery ec2)")
 	fs.StringVar(&local, "local", "", "this node's underlay `IP` (default: the inventory line whose address is on one of this host's interfaces)")
 	fs.StringVar(&cfg.community, "community", "", "community `NAME` (default: the community of this node's inventory line)")
 	fs.StringVar(&encap, "encap", "gre", "encapsulation: `gre` or vxlan")
@@ -85,8 +93,40 @@ func newRunFlags(cfg *runConfig, stderr io.Writer) (*flag.FlagSet, func() error)
 		if fs.NArg() > 0 {
 			return usagef("unexpected argument %q: meshcast run takes only flags", fs.Arg(0))
 		}
-		if cfg.peersFile == "" {
-			return usagef("--peers FILE is required: the inventory of the community, one line per instance such as '198.18.0.1 demo,198.19.0.1/24'")
+		switch disc {
+		case "":
+			if cfg.peersFile == "" {
+				return usagef("--peers FILE or --discovery ec2 is required: the inventory of the community has one line per instance such as '198.18.0.1 demo,198.19.0.1/24'")
+			}
+			cfg.discovery = "static"
+		case "static":
+			if cfg.peersFile == "" {
+				return usagef("--discovery static needs --peers FILE")
+			}
+			cfg.discovery = disc
+		case "ec2":
+			if cfg.peersFile != "" {
+				return usagef("--peers is for --discovery static; drop it with --discovery ec2")
+			}
+			cfg.discovery = disc
+		default:
+			return usagef("--discovery %q is not known: use static or ec2", disc)
+		}
+		if cfg.interval < time.Second {
+			return usagef("--interval %v is too short: use 1s or more (default 60s)", cfg.interval)
+		}
+		if cfg.tagKey == "" {
+			return usagef("--tag-key must not be empty")
+		}
+		if ovl != "" {
+			if cfg.discovery != "ec2" {
+				return usagef("--overlay applies to --discovery ec2; with an inventory, edit this node's line")
+			}
+			_, p, err := discovery.ParseTag("x," + ovl)
+			if err != nil {
+				return usagef("--overlay %q: %v", ovl, err)
+			}
+			cfg.overlay = p
 		}
 		if local != "" {
 			a, err := netip.ParseAddr(local)
@@ -200,11 +240,11 @@ type node struct {
 	peers []replicate.PeerInfo
 }
 
-// resolve loads the inventory and finds this node and its peers.
-func resolve(cfg *runConfig) (node, error) {
-	all, err := discovery.LoadInventory(cfg.peersFile)
-	if err != nil {
-		return node{}, &usageError{msg: err.Error()}
+// pick finds this node and its peers in a listing of all communities.
+// With EC2 discovery, ec2Self names this instance.
+func pick(cfg *runConfig, all []discovery.Member, ec2Self *discovery.Self) (node, error) {
+	if ec2Self != nil {
+		return pickEC2(cfg, all, ec2Self)
 	}
 	candidates := all
 	if cfg.community != "" {
@@ -225,14 +265,49 @@ func resolve(cfg *runConfig) (node, error) {
 	if err := discovery.Validate(members); err != nil {
 		return node{}, &usageError{msg: fmt.Sprintf("%s: %v", cfg.peersFile, err)}
 	}
+	return withPeers(self, members), nil
+}
+
+func withPeers(self discovery.Member, members []discovery.Member) node {
 	n := node{self: self}
 	for _, m := range members {
-		if m.Underlay == self.Underlay {
+		if m.Underlay == self.Underlay || m.ID == self.ID {
 			continue
 		}
 		n.peers = append(n.peers, replicate.PeerInfo{Underlay: m.Underlay, Overlay: m.Overlay, ID: m.ID})
 	}
-	return n, nil
+	return n
+}
+
+// pickEC2 finds this instance by its ID. Its tag gives the community and
+// overlay address unless --community and --overlay override them, and its
+// primary private address is the underlay unless --local overrides it.
+func pickEC2(cfg *runConfig, all []discovery.Member, me *discovery.Self) (node, error) {
+	self := discovery.Member{ID: me.ID, Underlay: me.IP}
+	tagged := false
+	for _, m := range all {
+		if m.ID == me.ID {
+			self, tagged = m, true
+		}
+	}
+	if cfg.community != "" && cfg.community != self.Community {
+		self.Community = cfg.community
+		if !cfg.overlay.IsValid() {
+			if tagged {
+				return node{}, usagef("--community %q differs from this instance's tag (community %q): pass --overlay IP/PREFIX too", cfg.community, self.Community)
+			}
+		}
+	}
+	if cfg.overlay.IsValid() {
+		self.Overlay = cfg.overlay
+	}
+	if self.Community == "" || !self.Overlay.IsValid() {
+		return node{}, usagef("this instance (%s) has no usable tag %s=COMMUNITY,IP/PREFIX (a malformed one is logged above): tag it, or pass --community and --overlay", me.ID, cfg.tagKey)
+	}
+	if cfg.local.IsValid() {
+		self.Underlay = cfg.local
+	}
+	return withPeers(self, discovery.InCommunity(all, self.Community)), nil
 }
 
 // underlayMTU returns the MTU of the interface that holds addr.
@@ -282,11 +357,83 @@ func cmdRun(args []string, stderr io.Writer) int {
 }
 
 func runDaemon(cfg *runConfig, log *slog.Logger) error {
-	n, err := resolve(cfg)
-	if err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	stopped := make(chan struct{})
+	go func() {
+		// Until the data plane runs, SIGINT and SIGTERM only cancel the
+		// start-up (such as waiting for the EC2 API).
+		for {
+			select {
+			case sig := <-sigs:
+				if sig != syscall.SIGHUP {
+					log.Info("stopping", "signal", sig.String())
+					cancel()
+					return
+				}
+			case <-stopped:
+				return
+			}
+		}
+	}()
+
+	var src discovery.Source
+	var ec2Self *discovery.Self
+	var static *discovery.Static
+	switch cfg.discovery {
+	case "ec2":
+		e, err := discovery.NewEC2(ctx, discovery.EC2Config{TagKey: cfg.tagKey, Logger: log})
+		if err != nil {
+			return err
+		}
+		self := e.Self()
+		ec2Self = &self
+		src = e
+		log.Info("ec2 discovery", "instance", self.ID, "region", self.Region, "vpc", self.VPC, "private_ip", self.IP, "tag_key", cfg.tagKey)
+	default:
+		static = &discovery.Static{Path: cfg.peersFile}
+		src = static
+	}
+	rec := &discovery.Reconciler{Source: src, Interval: cfg.interval, Logger: log}
+
+	// The first successful listing gives this node's overlay address. An
+	// inventory that does not parse is a configuration error; the EC2 API
+	// is retried with backoff until it answers.
+	var n node
+	rec.Apply = func(all []discovery.Member) (err error) {
+		n, err = pick(cfg, all, ec2Self)
 		return err
 	}
-	community := n.self.Community
+	for {
+		err := rec.Once(ctx)
+		if err == nil {
+			break
+		}
+		var ue *usageError
+		var ie *discovery.InventoryError
+		switch {
+		case errors.As(err, &ue):
+			return err
+		case errors.As(err, &ie):
+			return &usageError{msg: err.Error()}
+		case ctx.Err() != nil:
+			return nil
+		case static != nil:
+			return err
+		}
+		d := rec.Delay(rec.Status().ConsecutiveFailures)
+		log.Warn("discovery failed; retrying", "source", src.Name(), "err", err, "retry_in", d.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d):
+		}
+	}
+	self := n.self
+	community := self.Community
 	tapName := cfg.tap
 	if tapName == "" {
 		tapName = "mcbr-" + community
@@ -294,7 +441,7 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	if err := overlay.ValidIfName(tapName); err != nil {
 		return usagef("TAP device: %v: pass --tap NAME, or use a community name of at most 10 bytes", err)
 	}
-	ifname, umtu, err := underlayMTU(n.self.Underlay)
+	ifname, umtu, err := underlayMTU(self.Underlay)
 	if err != nil {
 		return err
 	}
@@ -304,14 +451,14 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	switch cfg.encap {
 	case "gre":
 		codec = overlay.NewGRE(cfg.greKey, cfg.hasGREKey)
-		conn, err = overlay.ListenGRE(n.self.Underlay, 0)
+		conn, err = overlay.ListenGRE(self.Underlay, 0)
 	case "vxlan":
 		vni := cfg.vni
 		if !cfg.hasVNI {
 			vni = defaultVNI(community)
 		}
 		codec = overlay.NewVXLAN(vni, cfg.vxlanPort)
-		conn, err = overlay.ListenVXLAN(n.self.Underlay, cfg.vxlanPort, 0)
+		conn, err = overlay.ListenVXLAN(self.Underlay, cfg.vxlanPort, 0)
 	}
 	if err != nil {
 		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
@@ -325,7 +472,7 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	defer conn.Close()
 
 	mtu := umtu - codec.Overhead()
-	tap, err := overlay.OpenTAP(overlay.TAPConfig{Name: tapName, Overlay: n.self.Overlay, MTU: mtu})
+	tap, err := overlay.OpenTAP(overlay.TAPConfig{Name: tapName, Overlay: self.Overlay, MTU: mtu})
 	if err != nil {
 		if strings.Contains(err.Error(), "already exists") || strings.Contains(err.Error(), "held by another") {
 			return usagef("%v", err)
@@ -338,7 +485,7 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	icfg.Logger = log
 	snoop := &replicate.Snooping{
 		Table: igmp.NewTable(icfg),
-		Querier: igmp.NewQuerier(icfg, n.self.Overlay.Addr(), tap.MAC(), func(frame []byte) error {
+		Querier: igmp.NewQuerier(icfg, self.Overlay.Addr(), tap.MAC(), func(frame []byte) error {
 			_, err := tap.Write(frame)
 			return err
 		}),
@@ -350,34 +497,76 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	}
 	snoop.Querier.SetAnnounce(eng.Announce)
 	if _, _, err := eng.SetPeers(n.peers); err != nil {
-		return usagef("%s: %v", cfg.peersFile, err)
+		return usagef("%v", err)
 	}
-	attrs := []any{"community", community, "encap", codec.Name(), "tap", tapName, "local", n.self.Underlay,
-		"overlay", n.self.Overlay, "mtu", mtu, "underlay_if", ifname, "peers", len(n.peers)}
+	attrs := []any{"community", community, "encap", codec.Name(), "tap", tapName, "local", self.Underlay,
+		"overlay", self.Overlay, "mtu", mtu, "underlay_if", ifname, "peers", len(n.peers), "discovery", src.Name()}
 	if v, ok := codec.(*overlay.VXLAN); ok {
 		attrs = append(attrs, "vni", v.VNI(), "port", v.Port())
 	}
 	log.Info("meshcast forwarding", attrs...)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
+	// From now on every listing is applied live; a failed one changes
+	// nothing.
+	fixed := *cfg
+	fixed.local, fixed.community = self.Underlay, community
+	rec.Apply = func(all []discovery.Member) error {
+		next, err := pick(&fixed, all, ec2Self)
+		if err != nil {
+			return err
+		}
+		if next.self.Overlay != self.Overlay {
+			log.Warn("this node's overlay address changed; restart meshcast to apply it",
+				"running", self.Overlay, "discovered", next.self.Overlay)
+		}
+		added, removed, err := eng.SetPeers(next.peers)
+		if err != nil {
+			return err
+		}
+		if len(added)+len(removed) > 0 {
+			log.Info("peers changed", "peers", len(next.peers), "added", added, "removed", removed)
+		}
+		return nil
+	}
+
+	close(stopped)
+	if ctx.Err() != nil {
+		return nil
+	}
 	done := make(chan error, 1)
 	go func() { done <- eng.Run(ctx, tap, conn) }()
+	recDone := make(chan struct{})
+	go func() {
+		defer close(recDone)
+		// The first listing is applied; the next comes after an interval.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(rec.Delay(0)):
+		}
+		rec.Run(ctx)
+	}()
+	if static != nil {
+		go watchFile(ctx, static, rec)
+	}
 
 	for {
 		select {
 		case err := <-done:
+			cancel()
+			<-recDone
 			logCounters(log, eng)
+			st := rec.Status()
+			log.Info("discovery", "source", st.Source, "successes", st.Successes, "failures", st.Failures,
+				"throttled", st.Throttled, "last_success", st.LastSuccess.Format(time.RFC3339))
 			if err != nil {
 				return fmt.Errorf("data plane: %w", err)
 			}
 			return nil
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reload(cfg, n.self, eng, log)
+				log.Info("SIGHUP: discovering again", "source", src.Name())
+				rec.Poke()
 				continue
 			}
 			log.Info("stopping", "signal", sig.String())
@@ -388,26 +577,20 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	}
 }
 
-// reload re-reads the inventory and applies the new peer set. On any error
-// the running peer set stays in force.
-func reload(cfg *runConfig, self discovery.Member, eng *replicate.Engine, log *slog.Logger) {
-	c := *cfg
-	c.local, c.community = self.Underlay, self.Community
-	n, err := resolve(&c)
-	if err != nil {
-		log.Error("inventory not reloaded; keeping the current peers", "file", cfg.peersFile, "err", err)
-		return
+// watchFile pokes the reconciler when the inventory file changes.
+func watchFile(ctx context.Context, s *discovery.Static, rec *discovery.Reconciler) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if s.Changed() {
+				rec.Poke()
+			}
+		}
 	}
-	if n.self.Overlay != self.Overlay {
-		log.Warn("this node's overlay address changed in the inventory; restart meshcast to apply it",
-			"running", self.Overlay, "inventory", n.self.Overlay)
-	}
-	added, removed, err := eng.SetPeers(n.peers)
-	if err != nil {
-		log.Error("inventory not reloaded; keeping the current peers", "file", cfg.peersFile, "err", err)
-		return
-	}
-	log.Info("inventory reloaded", "peers", len(n.peers), "added", added, "removed", removed)
 }
 
 func logCounters(log *slog.Logger, eng *replicate.Engine) {
