@@ -41,7 +41,8 @@ type Querier struct {
 	sent        uint64
 	lastSolicit time.Time
 	announce    func(frame []byte) error
-	lastLen     int // length of the last frame built in buf
+	lastLen     int  // length of the last frame built in buf
+	solicited   bool // the next general query was asked for by Solicit
 }
 
 type pendingQuery struct {
@@ -139,9 +140,10 @@ func (q *Querier) Tick(now time.Time) time.Time {
 	next := time.Time{}
 	if !q.nextGeneral.After(now) {
 		q.sendLocked(netip.Addr{}, nil, q.cfg.ResponseInterval)
-		if q.startupLeft > 0 && q.announce != nil {
+		if (q.startupLeft > 0 || q.solicited) && q.announce != nil {
 			_ = q.announce(q.buf[:q.lastLen])
 		}
+		q.solicited = false
 		if q.startupLeft > 1 {
 			q.startupLeft--
 			q.nextGeneral = now.Add(q.cfg.QueryInterval / 4)
@@ -185,11 +187,12 @@ func (q *Querier) sendLocked(group netip.Addr, sources []netip.Addr, maxResp tim
 	}
 }
 
-// Solicit asks for a general query on the next Tick, so that the local
-// host reports its groups again and every peer hears them: meshcast calls
-// it when a peer appears or comes back after a silence, since that peer
-// knows nothing of this host's groups. It does nothing while another
-// querier is present, and at most once per response interval.
+// Solicit asks for a general query on the next Tick, into the TAP and (with
+// SetAnnounce) to every peer, so that this host and every peer's host
+// report their groups again. meshcast calls it when a peer is added or
+// comes back after a silence: the two sides know nothing of each other's
+// groups yet. It does nothing while another querier is present, and at most
+// once per response interval.
 func (q *Querier) Solicit(now time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -200,6 +203,7 @@ func (q *Querier) Solicit(now time.Time) {
 		return
 	}
 	q.lastSolicit = now
+	q.solicited = true
 	if q.nextGeneral.After(now) {
 		q.nextGeneral = now
 	}

@@ -353,3 +353,52 @@ func TestQuerierLongSourceList(t *testing.T) {
 		t.Errorf("frame of %d bytes exceeds a 1500-byte MTU", n)
 	}
 }
+
+// TestQuerierAnnounce checks what goes to the peers: the startup queries
+// and a solicited general query, but not the periodic or specific ones, and
+// solicits at most once per response interval.
+func TestQuerierAnnounce(t *testing.T) {
+	cfg := Config{}.withDefaults()
+	r := newQuerierRig(t, cfg)
+	var announced []time.Duration
+	r.q.SetAnnounce(func(frame []byte) error {
+		if _, _, b, ok := FromFrame(frame); !ok {
+			t.Fatal("announced frame is not IGMP")
+		} else if m, reason := Parse(b); reason != OK || m.Type() != TypeQuery || m.Group().IsValid() && !m.Group().IsUnspecified() {
+			t.Fatalf("announced %v %v, want a general query", reason, m.Group())
+		}
+		announced = append(announced, r.now.Sub(t0))
+		return nil
+	})
+	r.run(3 * cfg.QueryInterval)
+	// Robustness (2) startup queries are announced; the periodic ones are not.
+	if len(announced) != cfg.Robustness || announced[0] != 0 || announced[1] != cfg.QueryInterval/4 {
+		t.Fatalf("announced at %v, want the %d startup queries", announced, cfg.Robustness)
+	}
+	r.q.LastMember(Query{Group: netip.MustParseAddr("239.1.2.3")}, r.now)
+	r.tickAt(r.now.Sub(t0) + time.Millisecond)
+	if len(announced) != cfg.Robustness {
+		t.Fatal("a group-specific query was announced")
+	}
+	// Solicit: a general query at the next Tick, announced; a second
+	// Solicit within the response interval does nothing. (First let the
+	// last-member queries finish.)
+	r.tickAt(r.now.Sub(t0) + 5*time.Second)
+	base := r.now.Sub(t0)
+	sent := len(r.sent)
+	r.q.Solicit(r.now)
+	r.tickAt(base + time.Second)
+	if len(r.sent) != sent+1 || len(announced) != cfg.Robustness+1 {
+		t.Fatalf("solicit: sent %d -> %d, announced %d", sent, len(r.sent), len(announced))
+	}
+	r.q.Solicit(at(base + 2*time.Second))
+	r.tickAt(base + 3*time.Second)
+	if len(r.sent) != sent+1 {
+		t.Fatal("a second solicit within the response interval sent a query")
+	}
+	r.q.Solicit(at(base + cfg.ResponseInterval + time.Second))
+	r.tickAt(base + cfg.ResponseInterval + 2*time.Second)
+	if len(r.sent) != sent+2 || len(announced) != cfg.Robustness+2 {
+		t.Fatalf("solicit after the response interval: sent %d, announced %d", len(r.sent)-sent, len(announced))
+	}
+}
