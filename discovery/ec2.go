@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -80,7 +83,7 @@ func NewEC2(ctx context.Context, cfg EC2Config) (*EC2, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
-	md := imds.NewFromConfig(awsCfg)
+	md := imds.NewFromConfig(awsCfg, func(o *imds.Options) { o.HTTPClient = hideBodies(o.HTTPClient) })
 	get := func(path string) (string, error) {
 		c, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -125,7 +128,7 @@ func NewEC2(ctx context.Context, cfg EC2Config) (*EC2, error) {
 	}
 	self.Region = awsCfg.Region
 	return &EC2{
-		client:   ec2.NewFromConfig(awsCfg),
+		client:   ec2.NewFromConfig(awsCfg, func(o *ec2.Options) { o.HTTPClient = hideBodies(o.HTTPClient) }),
 		self:     self,
 		tagKey:   cfg.TagKey,
 		log:      cfg.Logger,
@@ -374,3 +377,33 @@ func (e *EC2) record(problems []Problem) {
 		}
 	}
 }
+
+// httpDoer is the SDK's HTTP client interface.
+type httpDoer interface {
+	Do(*http.Request) (*http.Response, error)
+}
+
+// bodyHider passes requests on with their bodies reduced to Read and
+// Close. The SDK's request body also has WriteTo, which fails with io.EOF
+// once the SDK closed the body after an early response; net/http, still
+// checking for bytes beyond Content-Length, takes that for a write error and
+// closes the connection while the response is being read. Endpoints close
+// by (a VPC endpoint, a local test server) answer fast enough to hit it.
+type bodyHider struct{ next httpDoer }
+
+func hideBodies(c httpDoer) httpDoer {
+	if c == nil {
+		c = awshttp.NewBuildableClient()
+	}
+	return bodyHider{c}
+}
+
+func (b bodyHider) Do(r *http.Request) (*http.Response, error) {
+	if r.Body != nil && r.Body != http.NoBody {
+		r = r.Clone(r.Context())
+		r.Body = readCloserOnly{r.Body}
+	}
+	return b.next.Do(r)
+}
+
+type readCloserOnly struct{ io.ReadCloser }

@@ -139,7 +139,13 @@ func (q *Querier) Tick(now time.Time) time.Time {
 	}
 	next := time.Time{}
 	if !q.nextGeneral.After(now) {
-		q.sendLocked(netip.Addr{}, nil, q.cfg.ResponseInterval)
+		maxResp := q.cfg.ResponseInterval
+		if q.solicited && q.startupLeft == 0 {
+			// A solicited query wants answers soon: peers that just
+			// met wait for nothing else.
+			maxResp = min(maxResp, q.cfg.LastMemberInterval)
+		}
+		q.sendLocked(netip.Addr{}, nil, maxResp)
 		if (q.startupLeft > 0 || q.solicited) && q.announce != nil {
 			_ = q.announce(q.buf[:q.lastLen])
 		}
