@@ -198,14 +198,14 @@ func (q *Querier) sendLocked(group netip.Addr, sources []netip.Addr, maxResp tim
 // report their groups again. meshcast calls it when a peer is added or
 // comes back after a silence: the two sides know nothing of each other's
 // groups yet. It does nothing while another querier is present, and at most
-// once per response interval.
+// once per last member interval.
 func (q *Querier) Solicit(now time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.otherUntil.After(now) {
 		return
 	}
-	if !q.lastSolicit.IsZero() && now.Sub(q.lastSolicit) < q.cfg.ResponseInterval {
+	if !q.lastSolicit.IsZero() && now.Sub(q.lastSolicit) < q.cfg.LastMemberInterval {
 		return
 	}
 	q.lastSolicit = now

@@ -356,7 +356,7 @@ func TestQuerierLongSourceList(t *testing.T) {
 
 // TestQuerierAnnounce checks what goes to the peers: the startup queries
 // and a solicited general query, but not the periodic or specific ones, and
-// solicits at most once per response interval.
+// solicits at most once per last member interval.
 func TestQuerierAnnounce(t *testing.T) {
 	cfg := Config{}.withDefaults()
 	r := newQuerierRig(t, cfg)
@@ -381,23 +381,26 @@ func TestQuerierAnnounce(t *testing.T) {
 		t.Fatal("a group-specific query was announced")
 	}
 	// Solicit: a general query at the next Tick, announced; a second
-	// Solicit within the response interval does nothing. (First let the
+	// Solicit within the last member interval does nothing. (First let the
 	// last-member queries finish.)
 	r.tickAt(r.now.Sub(t0) + 5*time.Second)
 	base := r.now.Sub(t0)
 	sent := len(r.sent)
 	r.q.Solicit(r.now)
-	r.tickAt(base + time.Second)
+	r.tickAt(base + 100*time.Millisecond)
 	if len(r.sent) != sent+1 || len(announced) != cfg.Robustness+1 {
 		t.Fatalf("solicit: sent %d -> %d, announced %d", sent, len(r.sent), len(announced))
 	}
-	r.q.Solicit(at(base + 2*time.Second))
-	r.tickAt(base + 3*time.Second)
-	if len(r.sent) != sent+1 {
-		t.Fatal("a second solicit within the response interval sent a query")
+	if got := r.sent[len(r.sent)-1].msg.MaxResp(); got != cfg.LastMemberInterval {
+		t.Fatalf("solicited query max response %v, want the last member interval", got)
 	}
-	r.q.Solicit(at(base + cfg.ResponseInterval + time.Second))
-	r.tickAt(base + cfg.ResponseInterval + 2*time.Second)
+	r.q.Solicit(at(base + 500*time.Millisecond))
+	r.tickAt(base + 600*time.Millisecond)
+	if len(r.sent) != sent+1 {
+		t.Fatal("a second solicit within the last member interval sent a query")
+	}
+	r.q.Solicit(at(base + 2*time.Second))
+	r.tickAt(base + 2100*time.Millisecond)
 	if len(r.sent) != sent+2 || len(announced) != cfg.Robustness+2 {
 		t.Fatalf("solicit after the response interval: sent %d, announced %d", len(r.sent)-sent, len(announced))
 	}
