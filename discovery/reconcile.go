@@ -128,8 +128,17 @@ func (r *Reconciler) Delay(consecutiveFailures int) time.Duration {
 
 // Run lists and applies until ctx is done. The first listing happens at
 // once.
-func (r *Reconciler) Run(ctx context.Context) {
+func (r *Reconciler) Run(ctx context.Context) { r.run(ctx, true) }
+
+// RunAfter is Run for a caller that has just listed with Once: the first
+// listing comes after an interval, or at a Poke.
+func (r *Reconciler) RunAfter(ctx context.Context) { r.run(ctx, false) }
+
+func (r *Reconciler) run(ctx context.Context, now bool) {
 	r.init()
+	if !now && !r.wait(ctx, r.Delay(0)) {
+		return
+	}
 	for {
 		err := r.Once(ctx)
 		st := r.Status()
@@ -138,20 +147,26 @@ func (r *Reconciler) Run(ctx context.Context) {
 				"source", st.Source, "err", err, "failures_in_a_row", st.ConsecutiveFailures,
 				"last_success_age", age(st.LastSuccess))
 		}
-		d := r.Delay(st.ConsecutiveFailures)
-		r.mu.Lock()
-		r.status.NextAttempt = time.Now().Add(d)
-		r.mu.Unlock()
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !r.wait(ctx, r.Delay(st.ConsecutiveFailures)) {
 			return
-		case <-r.poke:
-			t.Stop()
-		case <-t.C:
 		}
 	}
+}
+
+// wait sleeps for d or until a Poke; it reports false when ctx is done.
+func (r *Reconciler) wait(ctx context.Context, d time.Duration) bool {
+	r.mu.Lock()
+	r.status.NextAttempt = time.Now().Add(d)
+	r.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-r.poke:
+	case <-t.C:
+	}
+	return true
 }
 
 func age(t time.Time) string {

@@ -114,3 +114,22 @@ func TestStaticChanged(t *testing.T) {
 		t.Fatal("replaced file not noticed")
 	}
 }
+
+func TestReconcilerRunAfterWaitsForPoke(t *testing.T) {
+	done := make(chan struct{}, 8)
+	r := &Reconciler{Source: &scripted{}, Interval: time.Hour, Logger: quiet(), Apply: func([]Member) error { done <- struct{}{}; return nil }}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.RunAfter(ctx)
+	select {
+	case <-done:
+		t.Fatal("RunAfter listed at once")
+	case <-time.After(100 * time.Millisecond):
+	}
+	r.Poke()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Poke did not cause a listing")
+	}
+}

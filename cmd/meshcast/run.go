@@ -538,13 +538,7 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	recDone := make(chan struct{})
 	go func() {
 		defer close(recDone)
-		// The first listing is applied; the next comes after an interval.
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(rec.Delay(0)):
-		}
-		rec.Run(ctx)
+		rec.RunAfter(ctx) // the first listing is applied already
 	}()
 	if static != nil {
 		go watchFile(ctx, static, rec)
