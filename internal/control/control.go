@@ -1,0 +1,120 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// ErrRunning means another daemon already serves the socket.
+var ErrRunning = errors.New("another meshcast is already running")
+
+// DefaultPath returns the default socket of a community.
+func DefaultPath(community string) string {
+	return filepath.Join("/run/meshcast", community+".sock")
+}
+
+// Server serves a daemon's state on a Unix socket.
+type Server struct {
+	path string
+	ln   net.Listener
+	srv  *http.Server
+}
+
+// Listen creates the socket at path, mode 0600, in a directory it creates
+// with mode 0700 if missing. A socket that answers means another daemon
+// runs (ErrRunning); a stale one is replaced.
+func Listen(path string) (*Server, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("control socket directory: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("%w: %s answers; stop it first, or pass another --control and --tap", ErrRunning, path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale control socket: %w", err)
+	}
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return &Server{path: path, ln: ln}, nil
+}
+
+// Path returns the socket's path.
+func (s *Server) Path() string { return s.path }
+
+// Serve answers GET /v1/state with state() as JSON until Close.
+func (s *Server) Serve(state func() State) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/state", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(state())
+	})
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go s.srv.Serve(s.ln)
+}
+
+// Close stops serving and removes the socket.
+func (s *Server) Close() error {
+	if s.srv != nil {
+		s.srv.Close()
+	} else {
+		s.ln.Close()
+	}
+	err := os.Remove(s.path)
+	if errors.Is(err, os.ErrNotExist) {
+		err = nil
+	}
+	return err
+}
+
+// Fetch asks the daemon at path for its state.
+func Fetch(ctx context.Context, path string) (State, error) {
+	var st State
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://meshcast/v1/state", nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		var se syscall.Errno
+		if errors.As(err, &se) && (se == syscall.ENOENT || se == syscall.ECONNREFUSED) {
+			return st, fmt.Errorf("no meshcast is running with control socket %s: start it with meshcast run, or pass --control", path)
+		}
+		if errors.As(err, &se) && se == syscall.EACCES {
+			return st, fmt.Errorf("%s: permission denied: run as root", path)
+		}
+		return st, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("control socket %s: %s", path, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("control socket %s: bad state: %w", path, err)
+	}
+	return st, nil
+}

@@ -1,0 +1,88 @@
+// Package control is meshcast's control socket: the JSON state a running
+// daemon serves on a Unix socket (mode 0600) and the client that `meshcast
+// status` and `meshcast ping` use. The socket also keeps a second daemon of
+// the same community from starting.
+//
+// The State type is a contract: scripts read `meshcast status --json`.
+// Fields are only ever added.
+package control
+
+import "time"
+
+// State is what a daemon reports about itself.
+type State struct {
+	Version   string            `json:"version"`
+	PID       int               `json:"pid"`
+	Started   time.Time         `json:"started"`
+	Community string            `json:"community"`
+	Encap     string            `json:"encap"`
+	VNI       uint32            `json:"vni,omitempty"`
+	Port      uint16            `json:"port,omitempty"`
+	TAP       string            `json:"tap"`
+	Local     string            `json:"local"`   // underlay IPv4 address
+	Overlay   string            `json:"overlay"` // overlay address with prefix
+	MTU       int               `json:"mtu"`
+	Peers     []Peer            `json:"peers"`
+	Groups    []Group           `json:"groups"`
+	Routers   []string          `json:"routers"`
+	Drops     map[string]uint64 `json:"drops"`
+	Discovery Discovery         `json:"discovery"`
+	Querier   Querier           `json:"querier"`
+	Ping      PingService       `json:"ping"`
+}
+
+// Peer is one peer with its counters. Bytes count inner Ethernet frames.
+type Peer struct {
+	Underlay  string     `json:"underlay"`
+	Overlay   string     `json:"overlay"`
+	ID        string     `json:"id"`
+	TxPackets uint64     `json:"tx_packets"`
+	RxPackets uint64     `json:"rx_packets"`
+	TxBytes   uint64     `json:"tx_bytes"`
+	RxBytes   uint64     `json:"rx_bytes"`
+	TxErrors  uint64     `json:"tx_errors"`
+	LastSeen  *time.Time `json:"last_seen,omitempty"` // last packet accepted from it
+}
+
+// Group is one multicast group with state in the snooping table.
+type Group struct {
+	Group   string   `json:"group"`
+	Peers   []string `json:"peers"` // underlay addresses of member peers
+	Local   bool     `json:"local"` // the local host is a member
+	Members []Member `json:"members"`
+}
+
+// Member is the state of a group on one port: a peer or "local".
+type Member struct {
+	Port           string   `json:"port"`
+	Mode           string   `json:"mode"` // include or exclude
+	Version        int      `json:"version"`
+	ExpiresSeconds float64  `json:"expires_seconds"`
+	Sources        []string `json:"sources,omitempty"`
+	Blocked        []string `json:"blocked,omitempty"`
+}
+
+// Discovery is the health of peer discovery.
+type Discovery struct {
+	Source             string            `json:"source"` // static or ec2
+	LastSuccess        *time.Time        `json:"last_success,omitempty"`
+	LastSuccessAgeSecs float64           `json:"last_success_age_seconds"`
+	Successes          uint64            `json:"successes"`
+	Failures           uint64            `json:"failures"`
+	Throttled          uint64            `json:"throttled"`
+	LastError          string            `json:"last_error,omitempty"`
+	Problems           []string          `json:"problems,omitempty"`
+	ProblemCounts      map[string]uint64 `json:"problem_counts,omitempty"`
+}
+
+// Querier is the state of the local IGMP querier.
+type Querier struct {
+	Active bool   `json:"active"`
+	Sent   uint64 `json:"sent"`
+}
+
+// PingService is where the daemon answers `meshcast ping` probes.
+type PingService struct {
+	Group string `json:"group"`
+	Port  int    `json:"port"`
+}
