@@ -10,7 +10,11 @@ FUZZTIME ?= 30s
 TESTFLAGS ?=
 BIN := bin
 
-.PHONY: help build test deps vet demo fuzz bench lint clean
+PREFIX ?= /usr/local
+DESTDIR ?=
+UNITDIR ?= /etc/systemd/system
+
+.PHONY: help build test deps vet demo fuzz bench lint clean install
 
 help: ## List the targets
 	@echo "usage: make TARGET   (variables: FUZZTIME=$(FUZZTIME), ENCAP=gre|vxlan for demo, TESTFLAGS)"
@@ -62,6 +66,14 @@ lint: ## Check formatting (gofmt -l must print nothing) and run go vet
 	@files=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
 	if [ -n "$$files" ]; then echo "gofmt would change:"; echo "$$files"; exit 1; fi
 	$(GO) vet ./...
+
+install: build ## Install meshcast to $(PREFIX)/bin and its systemd unit to $(UNITDIR) (DESTDIR for staging)
+	install -D -m 0755 $(BIN)/meshcast $(DESTDIR)$(PREFIX)/bin/meshcast
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	sed 's|/usr/local/bin/meshcast|$(PREFIX)/bin/meshcast|' deploy/meshcast.service > $(DESTDIR)$(UNITDIR)/meshcast.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/meshcast.service
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/meshcast and $(DESTDIR)$(UNITDIR)/meshcast.service"
+	@echo "next: systemctl daemon-reload && systemctl enable --now meshcast"
 
 clean: ## Remove bin/ and the test cache
 	rm -rf $(BIN)

@@ -110,19 +110,30 @@ func (r *Reconciler) Once(ctx context.Context) error {
 	return err
 }
 
+// SetInterval changes the interval at run time.
+func (r *Reconciler) SetInterval(d time.Duration) {
+	r.init()
+	r.mu.Lock()
+	r.Interval = d
+	r.mu.Unlock()
+}
+
 // Delay returns how long to wait after a listing: the interval with ±10%
 // jitter after a success, and after n consecutive failures a backoff of
 // Backoff·2^(n-1), capped at Interval, of which a random half is waited.
 func (r *Reconciler) Delay(consecutiveFailures int) time.Duration {
 	r.init()
+	r.mu.Lock()
+	interval := r.Interval
+	r.mu.Unlock()
 	if consecutiveFailures == 0 {
-		return time.Duration(float64(r.Interval) * (0.9 + 0.2*r.Rand()))
+		return time.Duration(float64(interval) * (0.9 + 0.2*r.Rand()))
 	}
 	d := r.Backoff
-	for i := 1; i < consecutiveFailures && d < r.Interval; i++ {
+	for i := 1; i < consecutiveFailures && d < interval; i++ {
 		d *= 2
 	}
-	d = min(d, r.Interval)
+	d = min(d, interval)
 	return time.Duration(float64(d) * (0.5 + 0.5*r.Rand()))
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"net"
 	"net/netip"
 	"slices"
@@ -79,6 +80,8 @@ type Engine struct {
 
 	announceTo atomic.Pointer[PacketWriter] // the underlay, once Run starts
 
+	fanout fanoutHist
+
 	drops     [numReasons]atomic.Uint64
 	wireDrops [overlay.NumReasons]atomic.Uint64
 }
@@ -120,6 +123,9 @@ func New(cfg Config) (*Engine, error) {
 		maxFrame: cfg.MTU + overlay.EthHeaderLen + 4,
 	}
 	copy(e.localMAC[:], cfg.LocalMAC)
+	if cfg.Snoop != nil {
+		cfg.Snoop.policy.Store(uint32(cfg.Snoop.Unregistered))
+	}
 	e.peers.Store(newPeerSet(nil))
 	return e, nil
 }
@@ -264,6 +270,7 @@ func (g *egress) forward(buf []byte, n int, w PacketWriter) error {
 	} else {
 		targets = set.list
 	}
+	e.fanout.observe(len(targets))
 	if len(targets) == 0 {
 		return nil
 	}
@@ -376,4 +383,38 @@ func (e *Engine) receive(src netip.Addr, pkt []byte, now int64) []byte {
 		return nil // an IGMP report for the table, or malformed IGMP (counted)
 	}
 	return frame
+}
+
+// FanoutBounds are the upper bounds of the fan-out histogram's buckets.
+var FanoutBounds = []float64{0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}
+
+// fanoutHist counts the copies sent per frame from the TAP, in buckets of
+// FanoutBounds (and one more for larger fan-outs).
+type fanoutHist struct {
+	buckets [13]atomic.Uint64
+	sum     atomic.Uint64
+}
+
+func (h *fanoutHist) observe(n int) {
+	i := 0
+	if n > 0 {
+		i = bits.Len(uint(n-1)) + 1 // 1 -> 1, 2 -> 2, 3..4 -> 3, 5..8 -> 4, ...
+	}
+	i = min(i, len(h.buckets)-1)
+	h.buckets[i].Add(1)
+	h.sum.Add(uint64(n))
+}
+
+// Fanout returns the fan-out histogram: cumulative counts per bound of
+// FanoutBounds, the number of frames and the number of copies.
+func (e *Engine) Fanout() (cumulative []uint64, count, sum uint64) {
+	cumulative = make([]uint64, len(FanoutBounds))
+	var c uint64
+	for i := range e.fanout.buckets {
+		c += e.fanout.buckets[i].Load()
+		if i < len(cumulative) {
+			cumulative[i] = c
+		}
+	}
+	return cumulative, c, e.fanout.sum.Load()
 }

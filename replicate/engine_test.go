@@ -423,3 +423,21 @@ func BenchmarkIngress(b *testing.B) {
 		})
 	}
 }
+
+func TestFanoutHistogram(t *testing.T) {
+	e := &Engine{}
+	for _, n := range []int{0, 1, 2, 3, 4, 5, 16, 17, 5000} {
+		e.fanout.observe(n)
+	}
+	cum, count, sum := e.Fanout()
+	// bounds 0 1 2 4 8 16 32 ...: 0 | 1 | 2 | 3,4 | 5 | 16 | 17 | ... | 5000 beyond 1024
+	want := []uint64{1, 2, 3, 5, 6, 7, 8, 8, 8, 8, 8, 8}
+	for i := range want {
+		if cum[i] != want[i] {
+			t.Fatalf("cumulative %v, want %v", cum, want)
+		}
+	}
+	if count != 9 || sum != 0+1+2+3+4+5+16+17+5000 {
+		t.Fatalf("count %d sum %d", count, sum)
+	}
+}

@@ -38,6 +38,8 @@ type Snooping struct {
 	Querier      *igmp.Querier // nil: no querier
 	Unregistered Unregistered
 
+	policy    atomic.Uint32 // the Unregistered in force; see SetUnregistered
+
 	drops     [igmp.NumReasons]atomic.Uint64
 	badIP     atomic.Uint64 // IGMP whose IPv4 header is malformed
 	unregDrop atomic.Uint64 // unregistered traffic with no router peer, dropped
@@ -65,7 +67,7 @@ func (s *Snooping) decide(frame []byte, set *peerSet, scratch []*Peer, now int64
 	}
 	ports, registered := s.Table.Lookup(dst, src, s.ports[:0])
 	s.ports = ports[:0]
-	if !registered && s.Unregistered == UnregisteredFlood {
+	if !registered && Unregistered(s.policy.Load()) == UnregisteredFlood {
 		return set.list
 	}
 	for _, port := range ports {
@@ -139,6 +141,12 @@ func (s *Snooping) ingress(p *Peer, frame []byte, now int64) bool {
 	}
 	s.Table.Handle(p.Underlay, m, t)
 	return false
+}
+
+// SetUnregistered changes the policy for unregistered groups at run time.
+func (s *Snooping) SetUnregistered(u Unregistered) {
+	s.Unregistered = u
+	s.policy.Store(uint32(u))
 }
 
 // silence is how long a peer may be quiet before its next packet counts as

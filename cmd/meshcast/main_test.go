@@ -24,7 +24,7 @@ func TestConfigErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no command", nil, "Usage"},
+		{"unknown status flag", []string{"status", "--bogus"}, "unknown flag"},
 		{"unknown command", []string{"fly"}, "unknown command"},
 		{"no peers", []string{"run"}, "--peers FILE or --discovery ec2 is required"},
 		{"bad discovery", []string{"run", "--discovery", "dns"}, "use static or ec2"},
@@ -34,7 +34,7 @@ func TestConfigErrors(t *testing.T) {
 		{"overlay with static", []string{"run", "--peers", good, "--overlay", "198.19.0.1/24"}, "--discovery ec2"},
 		{"bad overlay", []string{"run", "--discovery", "ec2", "--overlay", "198.19.0.1"}, "prefix"},
 		{"empty tag key", []string{"run", "--discovery", "ec2", "--tag-key", ""}, "--tag-key"},
-		{"unknown flag", []string{"run", "--peers", good, "--bogus"}, "flag provided but not defined"},
+		{"unknown flag", []string{"run", "--peers", good, "--bogus"}, "unknown flag: --bogus"},
 		{"stray argument", []string{"run", "--peers", good, "extra"}, "unexpected argument"},
 		{"bad encap", []string{"run", "--peers", good, "--encap", "ipip"}, "use gre or vxlan"},
 		{"bad local", []string{"run", "--peers", good, "--local", "nowhere"}, "not an IPv4 address"},
@@ -52,7 +52,7 @@ func TestConfigErrors(t *testing.T) {
 		{"negative interval", []string{"run", "--peers", good, "--igmp-query-interval", "-1s"}, "must be positive"},
 		{"response not below query", []string{"run", "--peers", good, "--igmp-query-interval", "5s", "--igmp-response-interval", "5s"}, "less than --igmp-query-interval"},
 		{"last member too long", []string{"run", "--peers", good, "--igmp-last-member-interval", "30s"}, "25.5s"},
-		{"bad duration", []string{"run", "--peers", good, "--igmp-last-member-interval", "soon"}, "invalid value"},
+		{"bad duration", []string{"run", "--peers", good, "--igmp-last-member-interval", "soon"}, "invalid argument"},
 		{"zero cap", []string{"run", "--peers", good, "--igmp-max-groups", "0"}, "at least 1"},
 		{"missing file", []string{"run", "--peers", filepath.Join(dir, "nope")}, "nope"},
 		{"malformed line", []string{"run", "--peers", bad, "--local", "198.18.0.1"}, "bad:2:"},
@@ -80,9 +80,31 @@ func TestVersionAndHelp(t *testing.T) {
 	if Main([]string{"version"}, &out, &errb) != 0 || !strings.HasPrefix(out.String(), "meshcast ") {
 		t.Fatalf("version: %q", out.String())
 	}
+	// --help of every command lists every flag.
+	for cmd, flags := range map[string][]string{
+		"run": {"--peers", "--discovery", "--local", "--community", "--encap", "--gre-key", "--vni", "--vxlan-port",
+			"--tap", "--control", "--metrics", "--interval", "--unregistered", "--igmp-query-interval",
+			"--igmp-response-interval", "--igmp-robustness", "--igmp-last-member-interval", "--log-level",
+			"--log-format", "--config", "--tag-key", "--overlay"},
+		"status": {"--json", "--control"},
+		"ping":   {"--control", "--count", "--interval", "--group", "--port"},
+	} {
+		out.Reset()
+		if code := Main([]string{cmd, "--help"}, &out, &errb); code != 0 {
+			t.Fatalf("%s --help: exit %d", cmd, code)
+		}
+		for _, f := range flags {
+			if !strings.Contains(out.String(), f) {
+				t.Errorf("%s --help does not mention %s", cmd, f)
+			}
+		}
+	}
 	out.Reset()
-	if Main([]string{"run", "--help"}, &out, &errb) != 0 || !strings.Contains(errb.String(), "--vxlan-port") && !strings.Contains(errb.String(), "-vxlan-port") {
-		t.Fatalf("run --help: %q", errb.String())
+	if Main([]string{"completion", "bash"}, &out, &errb) != 0 || !strings.Contains(out.String(), "meshcast") {
+		t.Fatal("completion bash printed no script")
+	}
+	if Main(nil, &out, &errb) != 2 {
+		t.Fatal("no command: want exit 2")
 	}
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -18,8 +17,12 @@ import (
 
 	"github.com/meshcast/meshcast/discovery"
 	"github.com/meshcast/meshcast/igmp"
+	"github.com/meshcast/meshcast/internal/control"
+	"github.com/meshcast/meshcast/internal/metrics"
+	"github.com/meshcast/meshcast/internal/ping"
 	"github.com/meshcast/meshcast/overlay"
 	"github.com/meshcast/meshcast/replicate"
+	"github.com/spf13/pflag"
 	"github.com/vishvananda/netlink"
 )
 
@@ -44,6 +47,13 @@ type runConfig struct {
 
 	igmp         igmp.Config
 	unregistered replicate.Unregistered
+
+	control    string
+	metrics    string
+	configFile string
+
+	args     []string       // the command line, parsed again on SIGHUP
+	levelVar *slog.LevelVar // the logger's level, changed on SIGHUP
 }
 
 // usageError is a configuration problem: exit status 2.
@@ -55,9 +65,10 @@ func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
 
-func newRunFlags(cfg *runConfig, stderr io.Writer) (*flag.FlagSet, func() error) {
-	fs := flag.NewFlagSet("meshcast run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// addRunFlags defines the flags of `meshcast run` on fs, and returns the
+// function that checks them into cfg once fs is parsed (and the config
+// file applied).
+func addRunFlags(fs *pflag.FlagSet, cfg *runConfig) func() error {
 	var local, encap, greKey, vni, port, level, format, disc, ovl string
 	fs.StringVar(&cfg.peersFile, "peers", "", "inventory `FILE`: one line per instance, `UNDERLAY-IP COMMUNITY,OVERLAY-IP/PREFIX`")
 	fs.StringVar(&disc, "discovery", "", "where peers come from: `static` (the --peers file; the default when --peers is given) or ec2 (instance tags)")
@@ -82,17 +93,10 @@ func newRunFlags(cfg *runConfig, stderr io.Writer) (*flag.FlagSet, func() error)
 	fs.StringVar(&unregistered, "unregistered", "flood", "traffic for groups no peer joined: `flood` to every peer, or drop (router peers still get it)")
 	fs.StringVar(&level, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	fs.StringVar(&format, "log-format", "text", "log `FORMAT`: text or json")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: meshcast run --peers FILE [flags]\n\n"+
-			"Runs the meshcast daemon in the foreground, logging to stderr. SIGINT or SIGTERM\n"+
-			"stop it and remove its TAP device; SIGHUP re-reads the inventory.\n\n"+
-			"Example:\n  meshcast run --peers /etc/meshcast/peers --encap gre\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	fs.StringVar(&cfg.control, "control", "", "control socket `PATH` (default /run/meshcast/COMMUNITY.sock)")
+	fs.StringVar(&cfg.metrics, "metrics", "", "serve Prometheus metrics on `ADDR`, such as 127.0.0.1:9977 (default off; bind to loopback)")
+	fs.StringVar(&cfg.configFile, "config", "", "YAML configuration `FILE` whose keys are these flags' names; flags given on the command line win")
 	check := func() error {
-		if fs.NArg() > 0 {
-			return usagef("unexpected argument %q: meshcast run takes only flags", fs.Arg(0))
-		}
 		switch disc {
 		case "":
 			if cfg.peersFile == "" {
@@ -211,15 +215,18 @@ func newRunFlags(cfg *runConfig, stderr io.Writer) (*flag.FlagSet, func() error)
 		}
 		return nil
 	}
-	return fs, check
+	return check
 }
 
-func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: level}
+
+func newLogger(w io.Writer, level slog.Level, format string) (*slog.Logger, *slog.LevelVar) {
+	lv := new(slog.LevelVar)
+	lv.Set(level)
+	opts := &slog.HandlerOptions{Level: lv}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), lv
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), lv
 }
 
 // defaultVNI derives a VNI from the community name, so that every node of a
@@ -330,33 +337,11 @@ func underlayMTU(addr netip.Addr) (string, int, error) {
 	return "", 0, usagef("underlay address %v is not assigned to any interface of this host: pass --local with one of this host's addresses, or fix the inventory", addr)
 }
 
-func cmdRun(args []string, stderr io.Writer) int {
-	var cfg runConfig
-	fs, check := newRunFlags(&cfg, stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if err := check(); err != nil {
-		fmt.Fprintf(stderr, "meshcast: %v\n", err)
-		return exitUsage
-	}
-	log := newLogger(stderr, cfg.logLevel, cfg.logFormat)
-	if err := runDaemon(&cfg, log); err != nil {
-		var ue *usageError
-		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "meshcast: %v\n", err)
-			return exitUsage
-		}
-		log.Error("meshcast stopped", "err", err)
-		return exitRuntime
-	}
-	return exitOK
-}
-
 func runDaemon(cfg *runConfig, log *slog.Logger) error {
+	started := time.Now()
+	if err := preflight(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 4)
@@ -383,6 +368,7 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	var src discovery.Source
 	var ec2Self *discovery.Self
 	var static *discovery.Static
+	var ec2src *discovery.EC2
 	switch cfg.discovery {
 	case "ec2":
 		e, err := discovery.NewEC2(ctx, discovery.EC2Config{TagKey: cfg.tagKey, Logger: log})
@@ -391,7 +377,7 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 		}
 		self := e.Self()
 		ec2Self = &self
-		src = e
+		src, ec2src = e, e
 		log.Info("ec2 discovery", "instance", self.ID, "region", self.Region, "vpc", self.VPC, "private_ip", self.IP, "tag_key", cfg.tagKey)
 	default:
 		static = &discovery.Static{Path: cfg.peersFile}
@@ -445,6 +431,20 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// The control socket comes first: it keeps a second daemon of the
+	// community from touching anything.
+	ctlPath := cfg.control
+	if ctlPath == "" {
+		ctlPath = control.DefaultPath(community)
+	}
+	ctl, err := control.Listen(ctlPath)
+	if err != nil {
+		if errors.Is(err, control.ErrRunning) {
+			return usagef("community %s: %v", community, err)
+		}
+		return err
+	}
+	defer ctl.Close()
 
 	var codec overlay.Codec
 	var conn *overlay.Conn
@@ -499,8 +499,27 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	if _, _, err := eng.SetPeers(n.peers); err != nil {
 		return usagef("%v", err)
 	}
+	pingGroup := netip.MustParseAddr(ping.DefaultGroup)
+	responder, err := ping.Listen(tapName, self.Overlay.Addr(), pingGroup, ping.DefaultPort)
+	if err != nil {
+		return fmt.Errorf("ping responder: %w", err)
+	}
+	defer responder.Close()
+	d := &daemon{cfg: cfg, self: self, started: started, codec: codec, tap: tapName, mtu: mtu,
+		eng: eng, snoop: snoop, rec: rec, ec2: ec2src,
+		ping: control.PingService{Group: pingGroup.String(), Port: ping.DefaultPort}}
+	ctl.Serve(d.state)
+	if cfg.metrics != "" {
+		ms, err := metrics.Serve(cfg.metrics, metrics.New(d.state, buildVersion()))
+		if err != nil {
+			return usagef("--metrics %s: %v", cfg.metrics, err)
+		}
+		defer ms.Close()
+		log.Info("serving metrics", "url", "http://"+ms.Addr()+"/metrics")
+	}
 	attrs := []any{"community", community, "encap", codec.Name(), "tap", tapName, "local", self.Underlay,
-		"overlay", self.Overlay, "mtu", mtu, "underlay_if", ifname, "peers", len(n.peers), "discovery", src.Name()}
+		"overlay", self.Overlay, "mtu", mtu, "underlay_if", ifname, "peers", len(n.peers), "discovery", src.Name(),
+		"control", ctlPath}
 	if v, ok := codec.(*overlay.VXLAN); ok {
 		attrs = append(attrs, "vni", v.VNI(), "port", v.Port())
 	}
@@ -559,7 +578,8 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 			return nil
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				log.Info("SIGHUP: discovering again", "source", src.Name())
+				log.Info("SIGHUP: reloading", "source", src.Name(), "config", cfg.configFile)
+				d.reload(log)
 				rec.Poke()
 				continue
 			}

@@ -29,6 +29,16 @@ type State struct {
 	Discovery Discovery         `json:"discovery"`
 	Querier   Querier           `json:"querier"`
 	Ping      PingService       `json:"ping"`
+	Fanout    Histogram         `json:"fanout"` // copies sent per frame from the TAP
+}
+
+// Histogram is a cumulative histogram: Counts[i] frames had at most
+// Bounds[i] copies; Count is every frame, Sum every copy.
+type Histogram struct {
+	Bounds []float64 `json:"bounds"`
+	Counts []uint64  `json:"counts"`
+	Count  uint64    `json:"count"`
+	Sum    uint64    `json:"sum"`
 }
 
 // Peer is one peer with its counters. Bytes count inner Ethernet frames.

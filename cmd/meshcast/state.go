@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meshcast/meshcast/discovery"
+	"github.com/meshcast/meshcast/igmp"
+	"github.com/meshcast/meshcast/internal/control"
+	"github.com/meshcast/meshcast/overlay"
+	"github.com/meshcast/meshcast/replicate"
+)
+
+// preflight checks what the daemon needs from the host before it touches
+// anything, with one clear error each.
+func preflight() error {
+	capEff, err := effectiveCaps()
+	if err == nil {
+		const capNetAdmin, capNetRaw = 12, 13
+		var missing []string
+		if capEff&(1<<capNetAdmin) == 0 {
+			missing = append(missing, "CAP_NET_ADMIN")
+		}
+		if capEff&(1<<capNetRaw) == 0 {
+			missing = append(missing, "CAP_NET_RAW")
+		}
+		if len(missing) > 0 {
+			who := "this user"
+			if os.Geteuid() != 0 {
+				who = "a user who is not root"
+			}
+			return fmt.Errorf("meshcast runs as %s without %s: run it as root, or grant CAP_NET_ADMIN and CAP_NET_RAW (the systemd unit in deploy/ does)",
+				who, strings.Join(missing, " and "))
+		}
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		return fmt.Errorf("/dev/net/tun is missing (%v): load the tun module (modprobe tun) or give the container the device", err)
+	}
+	return nil
+}
+
+// effectiveCaps reads the effective capability set from /proc/self/status.
+func effectiveCaps() (uint64, error) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	return 0, errors.New("no CapEff in /proc/self/status")
+}
+
+// daemon is what the control socket and the metrics read.
+type daemon struct {
+	cfg     *runConfig
+	self    discovery.Member
+	started time.Time
+	codec   overlay.Codec
+	tap     string
+	mtu     int
+	eng     *replicate.Engine
+	snoop   *replicate.Snooping
+	rec     *discovery.Reconciler
+	ec2     *discovery.EC2
+	ping    control.PingService
+}
+
+// state builds the control.State snapshot.
+func (d *daemon) state() control.State {
+	now := time.Now()
+	st := control.State{
+		Version:   buildVersion(),
+		PID:       os.Getpid(),
+		Started:   d.started,
+		Community: d.self.Community,
+		Encap:     d.codec.Name(),
+		TAP:       d.tap,
+		Local:     d.self.Underlay.String(),
+		Overlay:   d.self.Overlay.String(),
+		MTU:       d.mtu,
+		Peers:     []control.Peer{},
+		Groups:    []control.Group{},
+		Routers:   []string{},
+		Drops:     d.eng.Drops(),
+		Ping:      d.ping,
+	}
+	if v, ok := d.codec.(*overlay.VXLAN); ok {
+		st.VNI, st.Port = v.VNI(), v.Port()
+	}
+	for _, p := range d.eng.Peers() {
+		cp := control.Peer{
+			Underlay: p.Underlay.String(), Overlay: p.Overlay.String(), ID: p.ID,
+			TxPackets: p.TxPackets, RxPackets: p.RxPackets, TxBytes: p.TxBytes, RxBytes: p.RxBytes, TxErrors: p.TxErrors,
+		}
+		if p.LastSeen != 0 {
+			t := time.Unix(0, p.LastSeen)
+			cp.LastSeen = &t
+		}
+		st.Peers = append(st.Peers, cp)
+	}
+	groups, routers := d.snoop.Table.Snapshot(now)
+	for _, g := range groups {
+		cg := control.Group{Group: g.Group.String(), Local: g.Local, Peers: []string{}}
+		for _, p := range g.Ports {
+			name := "local"
+			if p.Port != igmp.LocalPort {
+				name = p.Port.String()
+				cg.Peers = append(cg.Peers, name)
+			}
+			m := control.Member{Port: name, Mode: p.Mode, Version: p.Version, ExpiresSeconds: p.Expires.Seconds()}
+			for _, a := range p.Sources {
+				m.Sources = append(m.Sources, a.String())
+			}
+			for _, a := range p.Blocked {
+				m.Blocked = append(m.Blocked, a.String())
+			}
+			cg.Members = append(cg.Members, m)
+		}
+		st.Groups = append(st.Groups, cg)
+	}
+	for _, r := range routers {
+		st.Routers = append(st.Routers, r.String())
+	}
+	rs := d.rec.Status()
+	st.Discovery = control.Discovery{
+		Source: rs.Source, Successes: rs.Successes, Failures: rs.Failures, Throttled: rs.Throttled, LastError: rs.LastError,
+	}
+	if !rs.LastSuccess.IsZero() {
+		t := rs.LastSuccess
+		st.Discovery.LastSuccess = &t
+		st.Discovery.LastSuccessAgeSecs = now.Sub(t).Seconds()
+	}
+	if d.ec2 != nil {
+		for _, p := range d.ec2.Problems() {
+			st.Discovery.Problems = append(st.Discovery.Problems, p.String())
+		}
+		st.Discovery.ProblemCounts = d.ec2.Counts()
+	}
+	if q := d.snoop.Querier; q != nil {
+		st.Querier = control.Querier{Active: q.Active(now), Sent: q.Sent()}
+	}
+	cum, count, sum := d.eng.Fanout()
+	st.Fanout = control.Histogram{Bounds: replicate.FanoutBounds, Counts: cum, Count: count, Sum: sum}
+	return st
+}
+
+// reload parses the command line and config file again on SIGHUP, applies
+// the settings that can change at run time, and names those that need a
+// restart.
+func (d *daemon) reload(log *slog.Logger) {
+	if d.cfg.configFile == "" {
+		return
+	}
+	next, err := parseRun(d.cfg.args)
+	if err != nil {
+		log.Error("config not reloaded; keeping the running settings", "file", d.cfg.configFile, "err", err)
+		return
+	}
+	cur := d.cfg
+	if next.logLevel != cur.logLevel {
+		log.Info("setting changed", "setting", "log-level", "from", cur.logLevel, "to", next.logLevel)
+		cur.levelVar.Set(next.logLevel)
+		cur.logLevel = next.logLevel
+	}
+	if next.unregistered != cur.unregistered {
+		log.Info("setting changed", "setting", "unregistered", "from", policyName(cur.unregistered), "to", policyName(next.unregistered))
+		d.snoop.SetUnregistered(next.unregistered)
+		cur.unregistered = next.unregistered
+	}
+	if next.interval != cur.interval {
+		log.Info("setting changed", "setting", "interval", "from", cur.interval, "to", next.interval)
+		d.rec.SetInterval(next.interval)
+		cur.interval = next.interval
+	}
+	// Everything else needs a restart: name what differs.
+	a, b := *cur, next
+	for _, x := range []*runConfig{&a, &b} {
+		x.args, x.levelVar, x.logLevel, x.unregistered, x.interval = nil, nil, 0, 0, 0
+		x.igmp.Logger = nil
+	}
+	if !reflect.DeepEqual(a, b) {
+		log.Warn("the config file changed settings that need a restart of meshcast; they are not applied")
+	}
+}
+
+func policyName(u replicate.Unregistered) string {
+	if u == replicate.UnregisteredDrop {
+		return "drop"
+	}
+	return "flood"
+}
