@@ -38,7 +38,7 @@ type Snooping struct {
 	Querier      *igmp.Querier // nil: no querier
 	Unregistered Unregistered
 
-	policy    atomic.Uint32 // the Unregistered in force; see SetUnregistered
+	policy atomic.Uint32 // the Unregistered in force; see SetUnregistered
 
 	drops     [igmp.NumReasons]atomic.Uint64
 	badIP     atomic.Uint64 // IGMP whose IPv4 header is malformed

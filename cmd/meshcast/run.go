@@ -218,7 +218,6 @@ func addRunFlags(fs *pflag.FlagSet, cfg *runConfig) func() error {
 	return check
 }
 
-
 func newLogger(w io.Writer, level slog.Level, format string) (*slog.Logger, *slog.LevelVar) {
 	lv := new(slog.LevelVar)
 	lv.Set(level)
