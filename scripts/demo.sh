@@ -291,6 +291,21 @@ for k in "${NODES[@]}"; do
 	fi
 done
 
+# ---- 6. meshcast ping ------------------------------------------------------
+
+if [[ $has_status == true ]]; then
+	heading "6. meshcast ping from node 1: every peer, unicast and multicast"
+	say "Every daemon answers probes on its overlay address and on the ping group,"
+	say "so this checks the whole path to each peer without any tool over there."
+	mapfile -t extra < <(control_args 1)
+	if in_ns 1 "$MESHCAST" ping "${extra[@]}" --count 3 --interval 200ms 2>&1 | indent; then
+		:
+	else
+		say "meshcast ping reported loss"
+		status=1
+	fi
+fi
+
 # ---- verdict ---------------------------------------------------------------
 
 heading "Result"

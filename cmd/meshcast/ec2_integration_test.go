@@ -100,7 +100,7 @@ func TestIntegrationEC2Discovery(t *testing.T) {
 	fake, env := ec2Env(t, nt)
 	const interval = 2 * time.Second
 	start := func(n *nstest.Node) *nstest.Proc {
-		args := append(append([]string{}, env...), bin, "run", "--discovery", "ec2",
+		args := append(append([]string{}, env...), bin, "run", "--discovery", "ec2", "--control", ctlPath(t),
 			"--interval", interval.String(), "--igmp-last-member-interval", "500ms")
 		p := n.Start(t, "env", args...)
 		if err := p.WaitOutput("meshcast forwarding", 20*time.Second); err != nil {

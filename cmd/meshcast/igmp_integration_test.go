@@ -32,7 +32,7 @@ func igmpMesh(t *testing.T, encap string, igmpVersion int, extra ...string) ([]*
 				t.Fatalf("%v\n%s", err, out)
 			}
 		}
-		args := append([]string{"run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap,
+		args := append([]string{"run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap, "--control", ctlPath(t),
 			"--igmp-last-member-interval", "500ms"}, extra...)
 		daemons = append(daemons, n.Start(t, bin, args...))
 	}
@@ -229,7 +229,7 @@ func TestIntegrationIGMPRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	again := a.Start(t, bin, append([]string{"run", "--peers", inv, "--local", a.Underlay.String(), "--encap", "gre",
+	again := a.Start(t, bin, append([]string{"run", "--peers", inv, "--local", a.Underlay.String(), "--encap", "gre", "--control", ctlPath(t),
 		"--igmp-last-member-interval", "500ms"}, flags...)...)
 	if err := again.WaitOutput(`member joined" group=239.1.2.3 port=198.18.0.2`, 10*time.Second); err != nil {
 		t.Fatalf("restarted A did not relearn B's group: %v\n%s", err, again.Output())

@@ -62,6 +62,12 @@ func binaries(t *testing.T) (string, string) {
 	return meshcastBin, probeBin
 }
 
+// ctlPath returns a control socket path of its own: the test namespaces
+// share one filesystem, and one socket is one daemon.
+func ctlPath(t *testing.T) string {
+	return filepath.Join(t.TempDir(), "ctl.sock")
+}
+
 func goTool() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
@@ -126,7 +132,7 @@ func testMesh(t *testing.T, encap string) {
 	outsider := nt.Node(4)
 	daemons := make([]*nstest.Proc, 3)
 	for i, n := range nodes {
-		daemons[i] = n.Start(t, bin, "run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap)
+		daemons[i] = n.Start(t, bin, "run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap, "--control", ctlPath(t))
 	}
 	for i, d := range daemons {
 		if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {

@@ -32,7 +32,7 @@ func TestIntegrationInventoryReload(t *testing.T) {
 	}
 	write(two)
 	n := nt.Nodes()
-	d1 := n[0].Start(t, bin, "run", "--peers", inv, "--local", "198.18.0.1", "--interval", "1h")
+	d1 := n[0].Start(t, bin, "run", "--peers", inv, "--local", "198.18.0.1", "--interval", "1h", "--control", ctlPath(t))
 	if err := d1.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}

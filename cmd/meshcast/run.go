@@ -338,9 +338,6 @@ func underlayMTU(addr netip.Addr) (string, int, error) {
 
 func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	started := time.Now()
-	if err := preflight(); err != nil {
-		return err
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 4)
@@ -428,6 +425,9 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	}
 	ifname, umtu, err := underlayMTU(self.Underlay)
 	if err != nil {
+		return err
+	}
+	if err := preflight(); err != nil {
 		return err
 	}
 	// The control socket comes first: it keeps a second daemon of the
