@@ -23,7 +23,9 @@ func TestServeAndFetch(t *testing.T) {
 	if di, _ := os.Stat(filepath.Dir(path)); di.Mode().Perm() != 0o700 {
 		t.Fatalf("directory mode %v", di.Mode().Perm())
 	}
-	s.Serve(func() State { return State{Community: "demo", MTU: 1462, Peers: []Peer{{Underlay: "198.18.0.2", TxPackets: 7}}} })
+	s.Serve(func() State {
+		return State{Community: "demo", MTU: 1462, Peers: []Peer{{Underlay: "198.18.0.2", TxPackets: 7}}}
+	})
 	st, err := Fetch(context.Background(), path)
 	if err != nil || st.Community != "demo" || st.MTU != 1462 || st.Peers[0].TxPackets != 7 {
 		t.Fatalf("fetch: %+v %v", st, err)
