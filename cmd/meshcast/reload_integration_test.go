@@ -54,12 +54,19 @@ func TestIntegrationInventoryReload(t *testing.T) {
 		t.Fatal("a broken inventory removed peers")
 	}
 
-	// SIGHUP after an edit that keeps the timestamp granularity busy:
-	// node 2 goes away.
+	// An edit that removes node 2 (picked up by the file watch), then
+	// SIGHUP after one that adds it back.
 	write(lines[0] + lines[1] + lines[3])
-	d1.Signal(syscall.SIGHUP)
 	if err := d1.WaitOutput("removed=[198.18.0.2]", 5*time.Second); err != nil {
-		t.Fatalf("SIGHUP reload did not remove node 2: %v", err)
+		t.Fatalf("node 2 not removed: %v", err)
+	}
+	write(demoInventory)
+	d1.Signal(syscall.SIGHUP)
+	if err := d1.WaitOutput("SIGHUP: reloading", 5*time.Second); err != nil {
+		t.Fatalf("SIGHUP not handled: %v", err)
+	}
+	if err := d1.WaitOutput("added=[198.18.0.2]", 5*time.Second); err != nil {
+		t.Fatalf("reload did not add node 2 back: %v", err)
 	}
 	d1.Signal(syscall.SIGTERM)
 	if code, err := d1.Wait(10 * time.Second); code != 0 || err != nil {
