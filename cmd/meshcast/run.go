@@ -48,9 +48,11 @@ type runConfig struct {
 	igmp         igmp.Config
 	unregistered replicate.Unregistered
 
-	control    string
-	metrics    string
-	configFile string
+	control     string
+	metrics     string
+	configFile  string
+	dataplane   string
+	kernelVXLAN string
 
 	args     []string       // the command line, parsed again on SIGHUP
 	levelVar *slog.LevelVar // the logger's level, changed on SIGHUP
@@ -93,6 +95,9 @@ func addRunFlags(fs *pflag.FlagSet, cfg *runConfig) func() error {
 	fs.StringVar(&unregistered, "unregistered", "flood", "traffic for groups no peer joined: `flood` to every peer, or drop (router peers still get it)")
 	fs.StringVar(&level, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	fs.StringVar(&format, "log-format", "text", "log `FORMAT`: text or json")
+	var dataplane, kvx string
+	fs.StringVar(&dataplane, "dataplane", "userspace", "`userspace` (meshcast forwards) or kernel (a Linux bridge with IGMP snooping and one tunnel port per peer, for comparison)")
+	fs.StringVar(&kvx, "kernel-vxlan", "pair", "kernel VXLAN ports: `pair` (one device per peer, per-pair VNI, pruned per peer) or hre (one device with head-end replication, interoperates with userspace nodes)")
 	fs.StringVar(&cfg.control, "control", "", "control socket `PATH` (default /run/meshcast/COMMUNITY.sock)")
 	fs.StringVar(&cfg.metrics, "metrics", "", "serve Prometheus metrics on `ADDR`, such as 127.0.0.1:9977 (default off; bind to loopback)")
 	fs.StringVar(&cfg.configFile, "config", "", "YAML configuration `FILE` whose keys are these flags' names; flags given on the command line win")
@@ -170,6 +175,18 @@ func addRunFlags(fs *pflag.FlagSet, cfg *runConfig) func() error {
 			return usagef("--vxlan-port %q is not a port number from 1 to 65535", port)
 		}
 		cfg.vxlanPort = uint16(p)
+		switch dataplane {
+		case "userspace", "kernel":
+			cfg.dataplane = dataplane
+		default:
+			return usagef("--dataplane %q is not known: use userspace or kernel", dataplane)
+		}
+		switch kvx {
+		case overlay.VXLANModePair, overlay.VXLANModeHRE:
+			cfg.kernelVXLAN = kvx
+		default:
+			return usagef("--kernel-vxlan %q is not known: use pair or hre", kvx)
+		}
 		switch unregistered {
 		case "flood":
 			cfg.unregistered = replicate.UnregisteredFlood
@@ -445,57 +462,110 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	}
 	defer ctl.Close()
 
-	var codec overlay.Codec
-	var conn *overlay.Conn
+	var (
+		codec    overlay.Codec
+		mtu      int
+		eng      *replicate.Engine
+		snoop    *replicate.Snooping
+		kern     *overlay.Kernel
+		setPeers func([]replicate.PeerInfo) (added, removed []netip.Addr, err error)
+		runPlane func(ctx context.Context) error
+		vni      = cfg.vni
+	)
+	if !cfg.hasVNI {
+		vni = defaultVNI(community)
+	}
 	switch cfg.encap {
 	case "gre":
 		codec = overlay.NewGRE(cfg.greKey, cfg.hasGREKey)
-		conn, err = overlay.ListenGRE(self.Underlay, 0)
 	case "vxlan":
-		vni := cfg.vni
-		if !cfg.hasVNI {
-			vni = defaultVNI(community)
-		}
 		codec = overlay.NewVXLAN(vni, cfg.vxlanPort)
-		conn, err = overlay.ListenVXLAN(self.Underlay, cfg.vxlanPort, 0)
 	}
-	if err != nil {
-		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
-			return fmt.Errorf("%w: meshcast needs root, or CAP_NET_RAW and CAP_NET_ADMIN", err)
-		}
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return usagef("%v: another program (perhaps meshcast for another community) holds UDP port %d: pass --vxlan-port", err, cfg.vxlanPort)
-		}
-		return err
-	}
-	defer conn.Close()
+	mtu = umtu - codec.Overhead()
 
-	mtu := umtu - codec.Overhead()
-	tap, err := overlay.OpenTAP(overlay.TAPConfig{Name: tapName, Overlay: self.Overlay, MTU: mtu})
-	if err != nil {
-		if strings.Contains(err.Error(), "already exists") || strings.Contains(err.Error(), "held by another") {
-			return usagef("%v", err)
+	if cfg.dataplane == "kernel" {
+		// The original design: a bridge with IGMP snooping and one
+		// isolated tunnel port per peer, driven through netlink.
+		kern, err = overlay.OpenKernel(overlay.KernelConfig{
+			Bridge: tapName, Overlay: self.Overlay, MTU: mtu, Local: self.Underlay, UnderlayIf: ifname,
+			Encap: cfg.encap, GREKey: cfg.greKey, HasGREKey: cfg.hasGREKey, VNI: vni, Port: cfg.vxlanPort,
+			VXLANMode: cfg.kernelVXLAN, QueryInterval: cfg.igmp.QueryInterval,
+		})
+		if err != nil {
+			if errors.Is(err, overlay.ErrNoGretap) {
+				return err
+			}
+			if strings.Contains(err.Error(), "exists") {
+				return usagef("%v", err)
+			}
+			return fmt.Errorf("kernel dataplane: %w", err)
 		}
-		return err
-	}
-	defer tap.Close()
-
-	icfg := cfg.igmp
-	icfg.Logger = log
-	snoop := &replicate.Snooping{
-		Table: igmp.NewTable(icfg),
-		Querier: igmp.NewQuerier(icfg, self.Overlay.Addr(), tap.MAC(), func(frame []byte) error {
-			_, err := tap.Write(frame)
+		defer kern.Close()
+		setPeers = func(ps []replicate.PeerInfo) ([]netip.Addr, []netip.Addr, error) {
+			kps := make([]overlay.KernelPeer, len(ps))
+			for i, p := range ps {
+				kps[i] = overlay.KernelPeer{Underlay: p.Underlay, Overlay: p.Overlay, ID: p.ID}
+			}
+			return kern.SetPeers(kps)
+		}
+		runPlane = func(ctx context.Context) error {
+			<-ctx.Done()
+			return nil
+		}
+	} else {
+		var conn *overlay.Conn
+		switch cfg.encap {
+		case "gre":
+			conn, err = overlay.ListenGRE(self.Underlay, 0)
+		case "vxlan":
+			conn, err = overlay.ListenVXLAN(self.Underlay, cfg.vxlanPort, 0)
+		}
+		if err != nil {
+			if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
+				return fmt.Errorf("%w: meshcast needs root, or CAP_NET_RAW and CAP_NET_ADMIN", err)
+			}
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return usagef("%v: another program (perhaps meshcast for another community) holds UDP port %d: pass --vxlan-port", err, cfg.vxlanPort)
+			}
 			return err
-		}),
-		Unregistered: cfg.unregistered,
+		}
+		defer conn.Close()
+
+		tap, err := overlay.OpenTAP(overlay.TAPConfig{Name: tapName, Overlay: self.Overlay, MTU: mtu})
+		if err != nil {
+			if strings.Contains(err.Error(), "already exists") || strings.Contains(err.Error(), "held by another") {
+				return usagef("%v", err)
+			}
+			return err
+		}
+		defer tap.Close()
+
+		icfg := cfg.igmp
+		icfg.Logger = log
+		snoop = &replicate.Snooping{
+			Table: igmp.NewTable(icfg),
+			Querier: igmp.NewQuerier(icfg, self.Overlay.Addr(), tap.MAC(), func(frame []byte) error {
+				_, err := tap.Write(frame)
+				return err
+			}),
+			Unregistered: cfg.unregistered,
+		}
+		eng, err = replicate.New(replicate.Config{Codec: codec, LocalMAC: tap.MAC(), MTU: mtu, Logger: log, Snoop: snoop})
+		if err != nil {
+			return err
+		}
+		snoop.Querier.SetAnnounce(eng.Announce)
+		setPeers = eng.SetPeers
+		runPlane = func(ctx context.Context) error {
+			go func() {
+				<-ctx.Done()
+				tap.Close()
+				conn.Close()
+			}()
+			return eng.Run(ctx, tap, conn)
+		}
 	}
-	eng, err := replicate.New(replicate.Config{Codec: codec, LocalMAC: tap.MAC(), MTU: mtu, Logger: log, Snoop: snoop})
-	if err != nil {
-		return err
-	}
-	snoop.Querier.SetAnnounce(eng.Announce)
-	if _, _, err := eng.SetPeers(n.peers); err != nil {
+	if _, _, err := setPeers(n.peers); err != nil {
 		return usagef("%v", err)
 	}
 	pingGroup := netip.MustParseAddr(ping.DefaultGroup)
@@ -505,7 +575,7 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	}
 	defer responder.Close()
 	d := &daemon{cfg: cfg, self: self, started: started, codec: codec, tap: tapName, mtu: mtu,
-		eng: eng, snoop: snoop, rec: rec, ec2: ec2src,
+		eng: eng, snoop: snoop, kern: kern, rec: rec, ec2: ec2src, peers: n.peers,
 		ping: control.PingService{Group: pingGroup.String(), Port: ping.DefaultPort}}
 	ctl.Serve(d.state)
 	if cfg.metrics != "" {
@@ -516,7 +586,7 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 		defer ms.Close()
 		log.Info("serving metrics", "url", "http://"+ms.Addr()+"/metrics")
 	}
-	attrs := []any{"community", community, "encap", codec.Name(), "tap", tapName, "local", self.Underlay,
+	attrs := []any{"community", community, "dataplane", cfg.dataplane, "encap", codec.Name(), "tap", tapName, "local", self.Underlay,
 		"overlay", self.Overlay, "mtu", mtu, "underlay_if", ifname, "peers", len(n.peers), "discovery", src.Name(),
 		"control", ctlPath}
 	if v, ok := codec.(*overlay.VXLAN); ok {
@@ -537,10 +607,11 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 			log.Warn("this node's overlay address changed; restart meshcast to apply it",
 				"running", self.Overlay, "discovered", next.self.Overlay)
 		}
-		added, removed, err := eng.SetPeers(next.peers)
+		added, removed, err := setPeers(next.peers)
 		if err != nil {
 			return err
 		}
+		d.setPeerList(next.peers)
 		if len(added)+len(removed) > 0 {
 			log.Info("peers changed", "peers", len(next.peers), "added", added, "removed", removed)
 		}
@@ -552,7 +623,7 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 		return nil
 	}
 	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx, tap, conn) }()
+	go func() { done <- runPlane(ctx) }()
 	recDone := make(chan struct{})
 	go func() {
 		defer close(recDone)
@@ -567,7 +638,7 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 		case err := <-done:
 			cancel()
 			<-recDone
-			logCounters(log, eng)
+			logCounters(log, d.state())
 			st := rec.Status()
 			log.Info("discovery", "source", st.Source, "successes", st.Successes, "failures", st.Failures,
 				"throttled", st.Throttled, "last_success", st.LastSuccess.Format(time.RFC3339))
@@ -584,8 +655,6 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 			}
 			log.Info("stopping", "signal", sig.String())
 			cancel()
-			tap.Close()
-			conn.Close()
 		}
 	}
 }
@@ -606,14 +675,14 @@ func watchFile(ctx context.Context, s *discovery.Static, rec *discovery.Reconcil
 	}
 }
 
-func logCounters(log *slog.Logger, eng *replicate.Engine) {
-	for _, p := range eng.Peers() {
+func logCounters(log *slog.Logger, st control.State) {
+	for _, p := range st.Peers {
 		log.Info("peer counters", "underlay", p.Underlay, "overlay", p.Overlay,
 			"tx_packets", p.TxPackets, "tx_bytes", p.TxBytes, "rx_packets", p.RxPackets, "rx_bytes", p.RxBytes)
 	}
 	var total uint64
 	var attrs []any
-	for k, v := range eng.Drops() {
+	for k, v := range st.Drops {
 		if v != 0 {
 			attrs = append(attrs, k, v)
 			total += v

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/meshcast/meshcast/discovery"
@@ -71,10 +74,52 @@ type daemon struct {
 	tap     string
 	mtu     int
 	eng     *replicate.Engine
-	snoop   *replicate.Snooping
+	snoop   *replicate.Snooping // nil with the kernel dataplane
+	kern    *overlay.Kernel     // nil with the userspace dataplane
 	rec     *discovery.Reconciler
-	ec2     *discovery.EC2
-	ping    control.PingService
+
+	mu    sync.Mutex
+	peers []replicate.PeerInfo // the peers in force (the kernel path keeps no table of its own)
+	ec2   *discovery.EC2
+	ping  control.PingService
+}
+
+func (d *daemon) setPeerList(p []replicate.PeerInfo) {
+	d.mu.Lock()
+	d.peers = p
+	d.mu.Unlock()
+}
+
+// kernelPeers reports the kernel path's peers with their tunnel ports'
+// counters (head-end replication has one port for all: its counters are
+// the first peer's row).
+func (d *daemon) kernelPeers() []control.Peer {
+	d.mu.Lock()
+	peers := slices.Clone(d.peers)
+	d.mu.Unlock()
+	byAddr := map[netip.Addr]overlay.KernelPortStats{}
+	var shared *overlay.KernelPortStats
+	for _, p := range d.kern.Ports() {
+		if !p.Underlay.IsValid() {
+			shared = &p
+			continue
+		}
+		byAddr[p.Underlay] = p
+	}
+	slices.SortFunc(peers, func(a, b replicate.PeerInfo) int { return a.Underlay.Compare(b.Underlay) })
+	out := []control.Peer{}
+	for i, p := range peers {
+		cp := control.Peer{Underlay: p.Underlay.String(), Overlay: p.Overlay.String(), ID: p.ID}
+		s, ok := byAddr[p.Underlay]
+		if !ok && shared != nil && i == 0 {
+			s, ok = *shared, true
+		}
+		if ok {
+			cp.TxPackets, cp.RxPackets, cp.TxBytes, cp.RxBytes = s.TxPackets, s.RxPackets, s.TxBytes, s.RxBytes
+		}
+		out = append(out, cp)
+	}
+	return out
 }
 
 // state builds the control.State snapshot.
@@ -93,9 +138,17 @@ func (d *daemon) state() control.State {
 		Peers:     []control.Peer{},
 		Groups:    []control.Group{},
 		Routers:   []string{},
-		Drops:     d.eng.Drops(),
+		Drops:     map[string]uint64{},
 		Ping:      d.ping,
 	}
+	if d.kern != nil {
+		st.Dataplane = "kernel"
+		st.Peers = d.kernelPeers()
+		d.fillDiscovery(&st, now)
+		return st
+	}
+	st.Dataplane = "userspace"
+	st.Drops = d.eng.Drops()
 	if v, ok := d.codec.(*overlay.VXLAN); ok {
 		st.VNI, st.Port = v.VNI(), v.Port()
 	}
@@ -133,6 +186,16 @@ func (d *daemon) state() control.State {
 	for _, r := range routers {
 		st.Routers = append(st.Routers, r.String())
 	}
+	d.fillDiscovery(&st, now)
+	if q := d.snoop.Querier; q != nil {
+		st.Querier = control.Querier{Active: q.Active(now), Sent: q.Sent()}
+	}
+	cum, count, sum := d.eng.Fanout()
+	st.Fanout = control.Histogram{Bounds: replicate.FanoutBounds, Counts: cum, Count: count, Sum: sum}
+	return st
+}
+
+func (d *daemon) fillDiscovery(st *control.State, now time.Time) {
 	rs := d.rec.Status()
 	st.Discovery = control.Discovery{
 		Source: rs.Source, Successes: rs.Successes, Failures: rs.Failures, Throttled: rs.Throttled, LastError: rs.LastError,
@@ -148,12 +211,6 @@ func (d *daemon) state() control.State {
 		}
 		st.Discovery.ProblemCounts = d.ec2.Counts()
 	}
-	if q := d.snoop.Querier; q != nil {
-		st.Querier = control.Querier{Active: q.Active(now), Sent: q.Sent()}
-	}
-	cum, count, sum := d.eng.Fanout()
-	st.Fanout = control.Histogram{Bounds: replicate.FanoutBounds, Counts: cum, Count: count, Sum: sum}
-	return st
 }
 
 // reload parses the command line and config file again on SIGHUP, applies
@@ -174,7 +231,7 @@ func (d *daemon) reload(log *slog.Logger) {
 		cur.levelVar.Set(next.logLevel)
 		cur.logLevel = next.logLevel
 	}
-	if next.unregistered != cur.unregistered {
+	if next.unregistered != cur.unregistered && d.snoop != nil {
 		log.Info("setting changed", "setting", "unregistered", "from", policyName(cur.unregistered), "to", policyName(next.unregistered))
 		d.snoop.SetUnregistered(next.unregistered)
 		cur.unregistered = next.unregistered

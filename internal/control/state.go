@@ -14,6 +14,7 @@ type State struct {
 	Version   string            `json:"version"`
 	PID       int               `json:"pid"`
 	Started   time.Time         `json:"started"`
+	Dataplane string            `json:"dataplane"` // userspace or kernel
 	Community string            `json:"community"`
 	Encap     string            `json:"encap"`
 	VNI       uint32            `json:"vni,omitempty"`
