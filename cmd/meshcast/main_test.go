@@ -85,7 +85,7 @@ func TestVersionAndHelp(t *testing.T) {
 		"run": {"--peers", "--discovery", "--local", "--community", "--encap", "--gre-key", "--vni", "--vxlan-port",
 			"--tap", "--control", "--metrics", "--interval", "--unregistered", "--igmp-query-interval",
 			"--igmp-response-interval", "--igmp-robustness", "--igmp-last-member-interval", "--log-level",
-			"--log-format", "--config", "--tag-key", "--overlay"},
+			"--log-format", "--config", "--tag-key", "--overlay", "--dataplane", "--kernel-vxlan"},
 		"status": {"--json", "--control"},
 		"ping":   {"--control", "--count", "--interval", "--group", "--port"},
 	} {
