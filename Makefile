@@ -14,7 +14,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 UNITDIR ?= /etc/systemd/system
 
-.PHONY: help build test deps vet demo fuzz bench lint clean install
+.PHONY: help build test deps vet demo fuzz bench microbench lint clean install
 
 help: ## List the targets
 	@echo "usage: make TARGET   (variables: FUZZTIME=$(FUZZTIME), ENCAP=gre|vxlan for demo, TESTFLAGS)"
@@ -59,7 +59,11 @@ fuzz: ## Run every Fuzz* target for FUZZTIME each (default 30s)
 		$(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) "$$pkg"; \
 	done <<< "$$targets"
 
-bench: ## Run every benchmark with allocation counts
+bench: build ## Compare the userspace and kernel paths in namespaces, quick mode (root): a table, JSON and a chart in bench-out/
+	mkdir -p bench-out
+	$(BIN)/meshcast bench --quick --json bench-out/quick.json --chart bench-out/quick
+
+microbench: ## Run the Go micro-benchmarks (codecs, engine, IGMP) with allocation counts
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
 lint: ## Check formatting (gofmt -l must print nothing) and run go vet

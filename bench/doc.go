@@ -26,12 +26,19 @@
 //   - userspace: `meshcast run` (GRE or VXLAN).
 //   - kernel-pair, kernel-hre: `meshcast run --dataplane kernel
 //     --kernel-vxlan pair|hre`. They run only when the binary's `run --help`
-//     mentions --dataplane; otherwise they are listed as skipped and the run
-//     says so. With GRE they need the kernel's gretap, which is probed; head-end
-//     replication is VXLAN only. Before measuring, the harness waits until the
-//     source bridge's own IGMP querier is active (the query response interval
-//     after the bridge appears), because a snooping bridge floods until then.
-//   - ovs: listed as skipped; the harness does not drive Open vSwitch.
+//     mentions --dataplane (and --kernel-vxlan); otherwise they are listed
+//     as skipped and the run says so. With GRE they need the kernel's
+//     gretap, which is probed; head-end replication is VXLAN only. Before
+//     measuring, the harness waits until the source bridge's own IGMP
+//     querier is active (its query response interval, read with `ip -d -j
+//     link show`, after the bridge appears), because a snooping bridge
+//     floods until then. Every daemon gets --igmp-query-interval 2s, so
+//     that wait is about 1.5 s.
+//   - ovs: Open vSwitch with the userspace datapath, one ovsdb-server and
+//     ovs-vswitchd per node, only when ovs-vswitchd is installed (otherwise
+//     listed as skipped). Its mcbr-demo bridge snoops IGMP and has one
+//     protected VXLAN or GRE port per peer (no forwarding between peers, as
+//     with the kernel bridge's isolated ports); see ovs_linux.go.
 //
 // The paths of one case run interleaved (userspace, kernel, userspace,
 // kernel, ... for Options.Rounds rounds) so that drift on the machine hits
@@ -45,7 +52,11 @@
 //     applications is below 0.1 %. That rate is found by SearchRate: an
 //     exponential ramp, then a few bisections. eth0 carries the tunnel
 //     traffic and, rarely, the daemons' IGMP and ARP; the latter is noise
-//     well below a percent.
+//     well below a percent. When the sender itself cannot reach the rate
+//     asked (on the kernel path the bridge replicates inside the sender's
+//     sendmmsg, so one sending thread is the limit), the search stops
+//     there and the result is marked sender-limited (* in the table): the
+//     path may go faster.
 //   - CPU seconds per million copies on the source node, over the same
 //     trial: the source daemon's utime+stime (/proc/PID/stat), plus the
 //     sending application thread's system time (getrusage RUSAGE_THREAD:

@@ -21,4 +21,13 @@
 //   - VXLAN (RFC 7348): outer IPv4 and UDP (port 4789 by default), the 8-byte
 //     VXLAN header with the I flag and a 24-bit VNI, then the inner frame.
 //     50 bytes of overhead. The UDP source port is a hash of the inner flow.
+//
+// # The kernel dataplane
+//
+// OpenKernel builds the original kernel design instead, through netlink: a
+// bridge with IGMP snooping and its querier, holding the overlay address,
+// and one isolated tunnel port per peer (gretap where the kernel has it, or
+// VXLAN per pair of nodes), or one VXLAN device with head-end replication.
+// meshcast drives it with the same discovery, so both paths can be compared
+// on the same hosts.
 package overlay

@@ -1,0 +1,386 @@
+package bench
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// The testbed's fixed names and addresses.
+const (
+	netnsDir    = "/run/netns"
+	nsPrefix    = "mcb-"
+	hubBridge   = "br0"
+	nodeLink    = "eth0"
+	overlayDev  = "mcbr-demo"
+	community   = "demo"
+	underlayMTU = 1500
+)
+
+// staleName matches the namespaces and temporary directories of a
+// harness; the group is its pid in base 36.
+var staleName = regexp.MustCompile(`^mcb-([0-9a-z]+)-[0-9a-f]{4}-[a-z0-9]+$`)
+
+// A testbed is the hub and the nodes. Node K (nodes[K-1]) has the underlay
+// address 198.18.0.K and the overlay address 198.19.0.K/24; node 1 is the
+// source.
+type testbed struct {
+	prefix string
+	hub    *nsNode
+	nodes  []*nsNode
+}
+
+// An nsNode is one named network namespace.
+type nsNode struct {
+	name     string
+	index    int // K; 0 for the hub
+	ns       netns.NsHandle
+	h        *netlink.Handle
+	underlay netip.Addr
+	overlay  netip.Prefix
+}
+
+// newTestbed builds a hub and n nodes. On error everything built so far is
+// removed.
+func newTestbed(n int) (tb *testbed, err error) {
+	sweepStale()
+	tb = &testbed{prefix: newPrefix()}
+	defer func() {
+		if err != nil {
+			tb.close()
+			tb = nil
+		}
+	}()
+	if _, err := tb.newNode("hub", 0); err != nil { // sets tb.hub
+		return tb, err
+	}
+	off := false
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: hubBridge, MTU: underlayMTU}, MulticastSnooping: &off}
+	if err := tb.hub.h.LinkAdd(br); err != nil {
+		return tb, fmt.Errorf("bench: hub bridge: %w", err)
+	}
+	if err := tb.hub.h.LinkSetUp(br); err != nil {
+		return tb, fmt.Errorf("bench: hub bridge: %w", err)
+	}
+	for k := 1; k <= n; k++ {
+		node, err := tb.newNode(fmt.Sprintf("n%d", k), k)
+		if err != nil {
+			return tb, err
+		}
+		node.underlay = netip.AddrFrom4([4]byte{198, 18, 0, byte(k)})
+		node.overlay = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 0, byte(k)}), 24)
+		if err := tb.connect(node, br); err != nil {
+			return tb, fmt.Errorf("bench: connecting %s: %w", node.name, err)
+		}
+	}
+	return tb, nil
+}
+
+// newNode creates namespace prefix+role and records it in tb, before
+// anything can fail, so close removes it.
+func (tb *testbed) newNode(role string, index int) (*nsNode, error) {
+	name := tb.prefix + role
+	node := &nsNode{name: name, index: index, ns: netns.None()}
+	if index == 0 {
+		tb.hub = node
+	} else {
+		tb.nodes = append(tb.nodes, node)
+	}
+	ns, err := createNamespace(name)
+	if err != nil {
+		return nil, fmt.Errorf("bench: creating namespace %s: %w", name, err)
+	}
+	node.ns = ns
+	if node.h, err = netlink.NewHandleAt(ns); err != nil {
+		return nil, fmt.Errorf("bench: netlink in %s: %w", name, err)
+	}
+	return node, nil
+}
+
+// connect joins node to the hub bridge with a veth pair: hub side pK,
+// node side eth0 with the underlay address.
+func (tb *testbed) connect(node *nsNode, br netlink.Link) error {
+	veth := &netlink.Veth{
+		LinkAttrs: netlink.LinkAttrs{
+			Name: fmt.Sprintf("p%d", node.index), MTU: underlayMTU,
+			MasterIndex: br.Attrs().Index, TxQLen: -1,
+		},
+		PeerName: nodeLink, PeerMTU: underlayMTU, PeerTxQLen: -1,
+		PeerNamespace: netlink.NsFd(int(node.ns)),
+	}
+	if err := tb.hub.h.LinkAdd(veth); err != nil {
+		return fmt.Errorf("veth: %w", err)
+	}
+	if err := tb.hub.h.LinkSetUp(veth); err != nil {
+		return err
+	}
+	l, err := node.h.LinkByName(nodeLink)
+	if err != nil {
+		return err
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: node.underlay.AsSlice(), Mask: net.CIDRMask(24, 32)}}
+	if err := node.h.AddrAdd(l, addr); err != nil {
+		return fmt.Errorf("address %s: %w", node.underlay, err)
+	}
+	return node.h.LinkSetUp(l)
+}
+
+// close deletes every namespace of the testbed (their links go with them),
+// killing whatever still runs inside. It may be called more than once.
+func (tb *testbed) close() error {
+	var errs []error
+	nodes := append([]*nsNode(nil), tb.nodes...)
+	if tb.hub != nil {
+		nodes = append(nodes, tb.hub)
+	}
+	for _, n := range nodes {
+		if n.h != nil {
+			n.h.Close()
+			n.h = nil
+		}
+		if n.ns.IsOpen() {
+			n.ns.Close()
+			n.ns = netns.None()
+		}
+		if err := deleteNamespace(n.name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	tb.nodes, tb.hub = nil, nil
+	return errors.Join(errs...)
+}
+
+// do runs fn on a fresh OS thread inside the node's namespace; see doIn.
+func (n *nsNode) do(fn func() error) error { return doIn(n.ns, fn) }
+
+// rxPackets returns the received-packets counter of the node's eth0.
+func (n *nsNode) rxPackets() (uint64, error) {
+	l, err := n.h.LinkByName(nodeLink)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", n.name, err)
+	}
+	if s := l.Attrs().Statistics; s != nil {
+		return s.RxPackets, nil
+	}
+	return 0, fmt.Errorf("%s: %s has no statistics", n.name, nodeLink)
+}
+
+// overlayReady reports whether mcbr-demo exists, is up and holds the node's
+// overlay address, and returns its link.
+func (n *nsNode) overlayReady() (netlink.Link, bool) {
+	l, err := n.h.LinkByName(overlayDev)
+	if err != nil || l.Attrs().Flags&net.FlagUp == 0 {
+		return nil, false
+	}
+	addrs, err := n.h.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, false
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == n.overlay.Addr() {
+			return l, true
+		}
+	}
+	return nil, false
+}
+
+// newPrefix returns "mcb-<pid base 36>-<4 hex>-".
+func newPrefix() string {
+	var b [2]byte
+	_, _ = rand.Read(b[:]) // never fails on Linux
+	return nsPrefix + strconv.FormatInt(int64(os.Getpid()), 36) + "-" + hex.EncodeToString(b[:]) + "-"
+}
+
+// sweepStale deletes the namespaces and temporary directories of
+// harnesses that died without cleaning up (SIGKILL): their names carry the
+// pid of a process that no longer exists. Best effort.
+func sweepStale() {
+	stale := func(name string) bool {
+		m := staleName.FindStringSubmatch(name)
+		if m == nil {
+			return false
+		}
+		pid, err := strconv.ParseInt(m[1], 36, 32)
+		if err != nil || int(pid) == os.Getpid() {
+			return false
+		}
+		err = unix.Kill(int(pid), 0)
+		return errors.Is(err, unix.ESRCH) // else its owner is alive
+	}
+	if entries, err := os.ReadDir(netnsDir); err == nil {
+		for _, e := range entries {
+			if stale(e.Name()) {
+				_ = deleteNamespace(e.Name())
+			}
+		}
+	}
+	if entries, err := os.ReadDir(os.TempDir()); err == nil {
+		for _, e := range entries {
+			if e.IsDir() && stale(e.Name()) {
+				_ = os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
+			}
+		}
+	}
+}
+
+// createNamespace creates the named namespace (bind-mounted on
+// /run/netns/NAME, like `ip netns add`), brings up its loopback and turns
+// IPv6 off in it, so that router solicitations and MLD do not show up in
+// the counters.
+func createNamespace(name string) (netns.NsHandle, error) {
+	path := filepath.Join(netnsDir, name)
+	h := netns.None()
+	created := false
+	err := onDiscardedThread(func() error {
+		if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+			return err
+		}
+		orig, err := netns.Get()
+		if err != nil {
+			return err
+		}
+		defer orig.Close()
+		defer func() { _ = netns.Set(orig) }()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
+		}
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL, 0o444)
+		if err != nil {
+			return err
+		}
+		f.Close()
+		created = true
+		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+		if err := unix.Mount(self, path, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind-mounting %s: %w", path, err)
+		}
+		if h, err = netns.Get(); err != nil {
+			return err
+		}
+		for _, p := range []string{"all", "default"} {
+			f := "/proc/sys/net/ipv6/conf/" + p + "/disable_ipv6"
+			if err := os.WriteFile(f, []byte("1"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("disabling IPv6: %w", err)
+			}
+		}
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(lo)
+	})
+	if err != nil {
+		if h.IsOpen() {
+			h.Close()
+		}
+		if created {
+			_ = deleteNamespace(name)
+		}
+		return netns.None(), err
+	}
+	return h, nil
+}
+
+// deleteNamespace kills every process left in the namespace and removes
+// its name.
+func deleteNamespace(name string) error {
+	path := filepath.Join(netnsDir, name)
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err == nil {
+		killNamespaceProcs(st.Ino)
+	}
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("bench: unmounting namespace %s: %w", name, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("bench: deleting namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// killNamespaceProcs sends SIGKILL to every other process in the namespace
+// with inode ino, for at most 5 s.
+func killNamespaceProcs(ino uint64) {
+	want := "net:[" + strconv.FormatUint(ino, 10) + "]"
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pids := namespacePids(want)
+		if len(pids) == 0 || time.Now().After(deadline) {
+			return
+		}
+		for _, pid := range pids {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// namespacePids lists the processes but this one whose /proc/PID/ns/net
+// reads want.
+func namespacePids(want string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if link, err := os.Readlink("/proc/" + e.Name() + "/ns/net"); err == nil && link == want {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// onDiscardedThread runs fn on a goroutine that locks its OS thread and
+// never unlocks it, so the runtime throws the thread away afterwards,
+// whatever fn did to its namespace. A panic in fn becomes an error.
+func onDiscardedThread(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: see above
+		err := errors.New("bench: runtime.Goexit in a namespace function")
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("bench: panic: %v\n%s", r, debug.Stack())
+			}
+			errc <- err
+		}()
+		err = fn()
+	}()
+	return <-errc
+}
+
+// doIn runs fn inside namespace ns on a discarded thread. Sockets fn opens
+// stay in ns; goroutines it starts do not.
+func doIn(ns netns.NsHandle, fn func() error) error {
+	return onDiscardedThread(func() error {
+		orig, err := netns.Get()
+		if err != nil {
+			return err
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			return fmt.Errorf("bench: entering namespace: %w", err)
+		}
+		defer func() { _ = netns.Set(orig) }()
+		return fn()
+	})
+}

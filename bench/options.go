@@ -1,0 +1,158 @@
+package bench
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Options configure Run. The zero value of every field means its default;
+// with Quick the defaults are those of a short run (under two minutes on two
+// cores).
+type Options struct {
+	// Binary is the meshcast executable started in the namespaces.
+	// Required.
+	Binary string
+	// Quick selects the short grid and intervals: fanout 1 and 4, payload
+	// 64 and 1400, VXLAN and GRE, one round.
+	Quick bool
+	// Rounds is how many times each case runs every path, interleaved;
+	// default 3 (1 with Quick).
+	Rounds int
+
+	// The grid. Defaults: fanout 1, 2, 4, 8, 16; payload 64 and 1400;
+	// encapsulation vxlan and gre.
+	Fanouts  []int
+	Payloads []int
+	Encaps   []string
+	// Paths to run, from AllPaths; default all of them (those that cannot
+	// run are listed in Report.Skipped).
+	Paths []string
+
+	// JSONPath, if set, receives the whole report as JSON.
+	JSONPath string
+	// ChartPath, if set, is the prefix of the chart files (PREFIX.png and
+	// PREFIX.svg).
+	ChartPath string
+
+	// TrialDuration is the sending time of one search step; default 500ms
+	// (250ms with Quick).
+	TrialDuration time.Duration
+	// LatencyDuration is the sending time of the latency trial; default 2s
+	// (500ms with Quick).
+	LatencyDuration time.Duration
+	// LatencyRate is the datagrams per second of the latency trial;
+	// default 1000.
+	LatencyRate float64
+	// StartCopies is the copies per second (rate times fanout) of the
+	// search's first step; default 20000.
+	StartCopies float64
+	// MaxRate caps the search, in datagrams per second; default 1e6.
+	MaxRate float64
+	// Bisections after the ramp; default 4 (3 with Quick).
+	Bisections int
+	// LossThreshold; default 0.001 (0.1 %).
+	LossThreshold float64
+	// QueryInterval is passed to every daemon as --igmp-query-interval
+	// (and half of it as --igmp-response-interval), so the kernel bridge's
+	// querier becomes active soon; default 2s.
+	QueryInterval time.Duration
+	// StartTimeout bounds the start of the daemons and the first delivery
+	// to every subscriber; default 20s.
+	StartTimeout time.Duration
+}
+
+// The grids.
+var (
+	defaultFanouts  = []int{1, 2, 4, 8, 16}
+	quickFanouts    = []int{1, 4}
+	defaultPayloads = []int{64, 1400}
+	defaultEncaps   = []string{"vxlan", "gre"}
+)
+
+// maxFanout bounds the fanout: node K has the address 198.18.0.K.
+const maxFanout = 200
+
+// withDefaults fills in the defaults and checks the options.
+func (o Options) withDefaults() (Options, error) {
+	if o.Binary == "" {
+		return o, fmt.Errorf("bench: no meshcast binary given (Options.Binary, --binary)")
+	}
+	set := func(d *time.Duration, normal, quick time.Duration) {
+		if *d <= 0 {
+			*d = normal
+			if o.Quick {
+				*d = quick
+			}
+		}
+	}
+	if o.Rounds <= 0 {
+		o.Rounds = 3
+		if o.Quick {
+			o.Rounds = 1
+		}
+	}
+	if len(o.Fanouts) == 0 {
+		o.Fanouts = defaultFanouts
+		if o.Quick {
+			o.Fanouts = quickFanouts
+		}
+	}
+	if len(o.Payloads) == 0 {
+		o.Payloads = defaultPayloads
+	}
+	if len(o.Encaps) == 0 {
+		o.Encaps = defaultEncaps
+	}
+	if len(o.Paths) == 0 {
+		o.Paths = AllPaths
+	}
+	o.Fanouts, o.Payloads = slices.Clone(o.Fanouts), slices.Clone(o.Payloads)
+	o.Encaps, o.Paths = slices.Clone(o.Encaps), slices.Clone(o.Paths)
+	set(&o.TrialDuration, 500*time.Millisecond, 250*time.Millisecond)
+	set(&o.LatencyDuration, 2*time.Second, 500*time.Millisecond)
+	set(&o.QueryInterval, 2*time.Second, 2*time.Second)
+	set(&o.StartTimeout, 20*time.Second, 20*time.Second)
+	if o.LatencyRate <= 0 {
+		o.LatencyRate = 1000
+	}
+	if o.StartCopies <= 0 {
+		o.StartCopies = 20000
+	}
+	if o.MaxRate <= 0 {
+		o.MaxRate = 1e6
+	}
+	if o.Bisections <= 0 {
+		o.Bisections = 4
+		if o.Quick {
+			o.Bisections = 3
+		}
+	}
+	if o.LossThreshold <= 0 {
+		o.LossThreshold = 0.001
+	}
+
+	for _, f := range o.Fanouts {
+		if f < 1 || f > maxFanout {
+			return o, fmt.Errorf("bench: fanout %d: use 1 to %d subscribers", f, maxFanout)
+		}
+	}
+	for _, p := range o.Payloads {
+		if p < headerLen || p > maxPayload {
+			return o, fmt.Errorf("bench: payload %d: use %d to %d bytes (the VXLAN overlay MTU is 1450)", p, headerLen, maxPayload)
+		}
+	}
+	for _, e := range o.Encaps {
+		if e != "gre" && e != "vxlan" {
+			return o, fmt.Errorf("bench: encapsulation %q: use gre or vxlan", e)
+		}
+	}
+	for _, p := range o.Paths {
+		if !slices.Contains(AllPaths, p) {
+			return o, fmt.Errorf("bench: path %q: use %v", p, AllPaths)
+		}
+	}
+	slices.Sort(o.Fanouts)
+	o.Fanouts = slices.Compact(o.Fanouts)
+	return o, nil
+}

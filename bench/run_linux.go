@@ -1,0 +1,599 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Run builds the testbed, runs every case of the grid on every path that
+// can run, interleaved over opts.Rounds rounds, removes the testbed, and
+// returns the report. It writes progress and then the table to out (nil:
+// nowhere), and the JSON and chart files that opts names. It needs root.
+//
+// When ctx is cancelled, or a step fails in a way that stops the run, Run
+// returns the report of what was measured so far (also written to the
+// files) together with the error. A path that fails for one case (a daemon
+// that does not start, say) is recorded in the report and the run goes on.
+func Run(ctx context.Context, opts Options, out io.Writer) (*Report, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = io.Discard
+	}
+	if uid := os.Geteuid(); uid != 0 {
+		return nil, fmt.Errorf("bench: needs root to build network namespaces and start daemons (running as uid %d): run it with sudo", uid)
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return nil, fmt.Errorf("bench: the ip command (iproute2) is missing: %w", err)
+	}
+	if opts.Binary, err = filepath.Abs(opts.Binary); err != nil {
+		return nil, err
+	}
+	help, err := helpText(ctx, opts.Binary)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.Contains(help, "--peers") {
+		return nil, fmt.Errorf("bench: %s does not look like meshcast (its `run --help` lacks --peers); pass --binary", opts.Binary)
+	}
+
+	r := &runner{opts: opts}
+	rep := &Report{
+		Started: time.Now(), Binary: opts.Binary, Kernel: kernelRelease(), CPUs: runtime.NumCPU(),
+		Quick: opts.Quick, Rounds: opts.Rounds, Fanouts: opts.Fanouts, Payloads: opts.Payloads, Encaps: opts.Encaps,
+	}
+	r.rep = rep
+
+	tb, err := newTestbed(slices.Max(opts.Fanouts) + 1)
+	if err != nil {
+		return nil, err
+	}
+	r.tb = tb
+	defer func() {
+		if cerr := tb.close(); cerr != nil {
+			fmt.Fprintf(out, "bench: cleanup: %v\n", cerr)
+		}
+	}()
+	// Named like the namespaces, so that a harness killed with SIGKILL
+	// leaves nothing the next one does not sweep.
+	r.tmp, err = os.MkdirTemp("", tb.prefix+"tmp")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	defer os.RemoveAll(r.tmp)
+
+	caps := probeHelp(help)
+	caps.Gretap = probeGretap(tb.hub)
+	r.ovsSchema, caps.OVSWhy = ovsAvailable()
+	caps.OVS = caps.OVSWhy == ""
+	plan, skipped := planPaths(opts.Paths, opts.Encaps, caps)
+	rep.Skipped = skipped
+	rep.Notes = append(rep.Notes, "cpu counts the machine-wide softirq time (/proc/stat), which also holds the subscribers' receive processing: compare paths by ratio, not by absolute value")
+	for _, e := range opts.Encaps {
+		for _, p := range plan[e] {
+			if !slices.Contains(rep.Paths, p) {
+				rep.Paths = append(rep.Paths, p)
+			}
+		}
+	}
+
+	total := 0
+	for _, e := range opts.Encaps {
+		total += len(opts.Fanouts) * opts.Rounds * len(plan[e])
+	}
+	r.prog = newProgress(out, total)
+	if !caps.Dataplane {
+		r.prog.Printf("kernel path unavailable: %s run --help lacks --dataplane; running the userspace path only", opts.Binary)
+	}
+	for _, s := range skipped {
+		enc := ""
+		if s.Encap != "" {
+			enc = " (" + s.Encap + ")"
+		}
+		r.prog.Printf("skipping %s%s: %s", s.Path, enc, s.Reason)
+	}
+
+	runErr := r.runGrid(ctx, plan)
+	r.prog.Finish()
+	rep.Results = Aggregate(rep.Measurements)
+	rep.Seconds = time.Since(rep.Started).Seconds()
+	var errs []error
+	if runErr != nil {
+		errs = append(errs, runErr)
+	}
+	if opts.JSONPath != "" {
+		if err := WriteJSON(opts.JSONPath, rep); err != nil {
+			errs = append(errs, err)
+		} else {
+			fmt.Fprintf(out, "wrote %s\n", opts.JSONPath)
+		}
+	}
+	if opts.ChartPath != "" && len(rep.Results) > 0 {
+		if files, err := WriteChart(opts.ChartPath, rep.Results); err != nil {
+			errs = append(errs, err)
+		} else {
+			fmt.Fprintf(out, "wrote %s\n", strings.Join(files, ", "))
+		}
+	}
+	if err := WriteTable(out, rep); err != nil {
+		errs = append(errs, err)
+	}
+	fmt.Fprintf(out, "%d cases, paths %s, %d round(s), in %.0f s\n",
+		len(opts.Encaps)*len(opts.Fanouts)*len(opts.Payloads), strings.Join(rep.Paths, ", "), opts.Rounds, rep.Seconds)
+	return rep, errors.Join(errs...)
+}
+
+// runner holds the state of one Run.
+type runner struct {
+	opts  Options
+	rep   *Report
+	tb    *testbed
+	tmp   string // inventories and control sockets
+	prog  *progress
+	trial atomic.Uint32 // the last trial number used
+
+	ovsSchema string // the OVS database schema, if OVS is installed
+}
+
+// runGrid runs every fanout and encapsulation, and within each, the rounds
+// of interleaved paths; each path run covers every payload size.
+func (r *runner) runGrid(ctx context.Context, plan map[string][]string) error {
+	for _, fanout := range r.opts.Fanouts {
+		for _, encap := range r.opts.Encaps {
+			for round := 1; round <= r.opts.Rounds; round++ {
+				for _, path := range plan[encap] {
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+					r.prog.Step(fmt.Sprintf("%s fanout %d %s round %d", encap, fanout, path, round))
+					err := r.runPath(ctx, encap, fanout, path, round)
+					r.prog.Done()
+					if err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// A group is one start of the daemons of a path: the source, the
+// subscribers, their receivers and the source's sender.
+type group struct {
+	encap string
+	path  string
+	round int
+	src   *nsNode
+	subs  []*nsNode
+	// daemons are the forwarding processes, one per node, the source's
+	// first: its CPU time is measured.
+	daemons []*daemon
+	aux     []*daemon      // helper processes (ovsdb-server)
+	restore []func() error // undo changes to the testbed, after the daemons stop
+	send    *sender
+	recv    []*receiver
+}
+
+// startMeshcast starts `meshcast run` on every node.
+func (r *runner) startMeshcast(g *group, nodes []*nsNode, invPath string) error {
+	q := r.opts.QueryInterval
+	for _, n := range nodes {
+		ctl := filepath.Join(r.tmp, fmt.Sprintf("n%d.sock", n.index))
+		args := daemonArgs(g.path, g.encap, invPath, n.underlay.String(), ctl, q.String(), (q / 2).String())
+		d, err := startDaemon(n, append([]string{r.opts.Binary}, args...), nil)
+		if err != nil {
+			return err
+		}
+		g.daemons = append(g.daemons, d)
+	}
+	return nil
+}
+
+// runPath starts the daemons of path for fanout subscribers, measures every
+// payload size, and stops them. A failure to start is recorded as the
+// measurements' error; only a cancelled ctx or an error that leaves the
+// testbed in doubt is returned.
+func (r *runner) runPath(ctx context.Context, encap string, fanout int, path string, round int) error {
+	g := &group{encap: encap, path: path, round: round, src: r.tb.nodes[0], subs: r.tb.nodes[1 : fanout+1]}
+	defer r.stopGroup(g)
+	startErr := r.startGroup(ctx, g)
+	for _, payload := range r.opts.Payloads {
+		c := Case{Encap: encap, Fanout: fanout, Payload: payload}
+		m := Measurement{Case: c, Path: path, Round: round}
+		err := startErr
+		if err == nil {
+			m.Metrics, err = r.measure(ctx, g, c)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			m.Error = err.Error()
+			r.prog.Printf("%s %s round %d: %v", c, path, round, err)
+		}
+		r.rep.Measurements = append(r.rep.Measurements, m)
+	}
+	return nil
+}
+
+// startGroup writes the inventory, starts a daemon on every node, waits
+// until each holds its overlay address, opens the sender and the
+// receivers, and waits until every receiver gets traffic (and, on a
+// snooping kernel bridge, until its querier is active).
+func (r *runner) startGroup(ctx context.Context, g *group) error {
+	nodes := append([]*nsNode{g.src}, g.subs...)
+	var inv strings.Builder
+	inv.WriteString("# meshcast bench inventory\n")
+	for _, n := range nodes {
+		fmt.Fprintf(&inv, "%s %s,%s\n", n.underlay, community, n.overlay)
+	}
+	invPath := filepath.Join(r.tmp, fmt.Sprintf("peers-%d", len(g.subs)))
+	if err := os.WriteFile(invPath, []byte(inv.String()), 0o644); err != nil {
+		return fmt.Errorf("bench: inventory: %w", err)
+	}
+	var err error
+	if g.path == PathOVS {
+		err = r.startOVS(ctx, g, nodes, invPath)
+	} else {
+		err = r.startMeshcast(g, nodes, invPath)
+	}
+	if err != nil {
+		return err
+	}
+
+	deadline := time.Now().Add(r.opts.StartTimeout)
+	var srcUp time.Time
+	for i, n := range nodes {
+		for {
+			if _, ok := n.overlayReady(); ok {
+				break
+			}
+			if g.daemons[i].exited() {
+				return g.daemons[i].exitError()
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s in %s has no %s up with %s after %v%s", g.path, n.name, overlayDev, n.overlay,
+					r.opts.StartTimeout, indentTail(g.daemons[i].out.String()))
+			}
+			if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+				return err
+			}
+		}
+		if i == 0 {
+			srcUp = time.Now()
+		}
+	}
+
+	if g.send, err = openSender(g.src); err != nil {
+		return err
+	}
+	for _, n := range g.subs {
+		rc, err := openReceiver(n)
+		if err != nil {
+			return err
+		}
+		g.recv = append(g.recv, rc)
+	}
+
+	// Every subscriber must get (nearly) all the traffic, twice in a row:
+	// the daemons learn the group, ARP resolves the underlay, the bridges
+	// get their ports. A subscriber that misses traffic joins again, in
+	// case its membership reports were lost while the paths came up (Open
+	// vSwitch has no querier to ask again).
+	for good := 0; good < 2; {
+		id := r.trial.Add(1)
+		for _, rc := range g.recv {
+			rc.reset(id, false)
+		}
+		st, err := g.send.send(ctx, id, 500, 100*time.Millisecond, headerLen)
+		if err != nil {
+			return err
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+		good++
+		for _, rc := range g.recv {
+			if got := rc.received(); got*20 < st.sent*19 {
+				good = 0
+				if err := rc.rejoin(); err != nil {
+					return err
+				}
+			}
+		}
+		for _, d := range append(g.daemons, g.aux...) {
+			if d.exited() {
+				return d.exitError()
+			}
+		}
+		if good == 0 && time.Now().After(deadline) {
+			var got []string
+			for _, rc := range g.recv {
+				got = append(got, fmt.Sprintf("%s: %d/%d", rc.node.name, rc.received(), st.sent))
+			}
+			return fmt.Errorf("%s: not every subscriber receives the group after %v (%s)%s", g.path, r.opts.StartTimeout,
+				strings.Join(got, ", "), indentTail(g.daemons[0].out.String()))
+		}
+		if good == 0 {
+			// Give fresh reports time to arrive.
+			if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+				return err
+			}
+		}
+	}
+
+	if g.path == PathKernelPair || g.path == PathKernelHRE {
+		return r.waitQuerier(ctx, g, srcUp)
+	}
+	return nil
+}
+
+// waitQuerier waits until the source bridge's own IGMP querier is active:
+// a snooping Linux bridge floods every group until its querier has been
+// on for the query response interval.
+func (r *runner) waitQuerier(ctx context.Context, g *group, up time.Time) error {
+	snooping, querier, response, err := bridgeInfo(ctx, g.src.name, overlayDev)
+	if err != nil {
+		r.note(fmt.Sprintf("%s: could not read the source bridge's IGMP settings (%v); waited 11 s for its querier", g.path, err))
+		snooping, querier, response = true, true, 10*time.Second
+	}
+	if !snooping {
+		r.note(fmt.Sprintf("%s: the source bridge %s has IGMP snooping off: it floods every group", g.path, overlayDev))
+		return nil
+	}
+	if !querier {
+		r.note(fmt.Sprintf("%s: the source bridge %s has no querier of its own; it relies on the others'", g.path, overlayDev))
+	}
+	return sleepCtx(ctx, time.Until(up.Add(response+500*time.Millisecond)))
+}
+
+// note adds a note to the report once.
+func (r *runner) note(s string) {
+	if !slices.Contains(r.rep.Notes, s) {
+		r.rep.Notes = append(r.rep.Notes, s)
+		r.prog.Printf("note: %s", s)
+	}
+}
+
+// stopGroup closes the sockets and stops the daemons; a daemon that does
+// not exit cleanly is noted.
+func (r *runner) stopGroup(g *group) {
+	for _, rc := range g.recv {
+		rc.close()
+	}
+	if g.send != nil {
+		g.send.close()
+	}
+	for _, ds := range [][]*daemon{g.daemons, g.aux} {
+		errs := make([]error, len(ds))
+		var wg sync.WaitGroup
+		for i, d := range ds {
+			wg.Go(func() { errs[i] = d.stop() })
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				r.note(fmt.Sprintf("%s did not stop cleanly: %v", g.path, err))
+			}
+		}
+	}
+	for _, undo := range g.restore {
+		if err := undo(); err != nil {
+			r.note(fmt.Sprintf("%s: restoring the testbed: %v", g.path, err))
+		}
+	}
+}
+
+// measure runs the rate search and the latency trial of one case.
+func (r *runner) measure(ctx context.Context, g *group, c Case) (Metrics, error) {
+	var m Metrics
+	var samples []Sample
+	cfg := SearchConfig{
+		Start:         r.opts.StartCopies / float64(c.Fanout),
+		Max:           r.opts.MaxRate,
+		Min:           50,
+		Bisections:    r.opts.Bisections,
+		LossThreshold: r.opts.LossThreshold,
+	}
+	res, err := SearchRate(cfg, func(rate float64) (float64, float64, error) {
+		s, err := r.trialRun(ctx, g, c, rate, r.opts.TrialDuration, false)
+		if err != nil {
+			return 0, 0, err
+		}
+		s.Kind, s.Step = KindSearch, len(samples)
+		s.Pass = s.Loss < r.opts.LossThreshold
+		samples = append(samples, s)
+		if s.Seconds > 0 && float64(s.Sent)/s.Seconds < 0.9*rate {
+			err = ErrCeiling // the sender is the bottleneck
+		}
+		return float64(s.Delivered), float64(s.Sent) * float64(c.Fanout), err
+	})
+	r.rep.Samples = append(r.rep.Samples, samples...)
+	if err != nil {
+		return m, err
+	}
+	lat, err := r.trialRun(ctx, g, c, r.opts.LatencyRate, r.opts.LatencyDuration, true)
+	if err != nil {
+		return m, err
+	}
+	lat.Kind = KindLatency
+	lat.Pass = lat.Loss < r.opts.LossThreshold
+	r.rep.Samples = append(r.rep.Samples, lat)
+
+	m.LatencyP50us, m.LatencyP99us = lat.LatencyP50us, lat.LatencyP99us
+	if lat.Sent > 0 {
+		m.DeliveryMinPct = 100
+		for _, n := range lat.PerApp {
+			m.DeliveryMinPct = min(m.DeliveryMinPct, 100*float64(n)/float64(lat.Sent))
+		}
+		m.DeliveryPct = 100 * (1 - lat.Loss)
+	}
+	if res.BestStep < 0 {
+		return m, fmt.Errorf("no rate down to %.0f datagrams/s had loss below %g%%", cfg.Min, 100*r.opts.LossThreshold)
+	}
+	best := samples[res.BestStep]
+	if best.Seconds > 0 {
+		m.Rate = float64(best.Sent) / best.Seconds
+	}
+	m.CopiesPerSec = best.CopiesPerSec
+	if best.UnderlayRx > 0 {
+		perM := 1e6 / float64(best.UnderlayRx)
+		m.DaemonPerM, m.SenderPerM, m.SoftirqPerM = best.CPUDaemon*perM, best.CPUSender*perM, best.CPUSoftirq*perM
+		m.CPUPerMCopies = best.CPU() * perM
+	}
+	m.SenderLimited = best.Seconds > 0 && float64(best.Sent)/best.Seconds < 0.95*best.Rate
+	return m, nil
+}
+
+// trialRun sends at rate for dur and measures what arrived, the underlay
+// copies and the source's CPU time.
+func (r *runner) trialRun(ctx context.Context, g *group, c Case, rate float64, dur time.Duration, record bool) (Sample, error) {
+	s := Sample{Case: c, Path: g.path, Round: g.round, Rate: rate}
+	id := r.trial.Add(1)
+	for _, rc := range g.recv {
+		rc.reset(id, record)
+	}
+	rx0, err := underlayRx(g.subs)
+	if err != nil {
+		return s, err
+	}
+	cpu0, err1 := procCPU(g.daemons[0].pid())
+	soft0, err2 := softirqCPU()
+	if err := errors.Join(err1, err2); err != nil {
+		if g.daemons[0].exited() {
+			return s, g.daemons[0].exitError()
+		}
+		return s, err
+	}
+
+	st, err := g.send.send(ctx, id, rate, dur, c.Payload)
+	if err != nil {
+		return s, err
+	}
+	// Wait until everything arrived, or nothing more arrives for 50 ms.
+	want := st.sent * uint64(len(g.recv))
+	var last uint64
+	stable := 0
+	for end := time.Now().Add(time.Second); time.Now().Before(end) && stable < 5; {
+		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+			return s, err
+		}
+		var got uint64
+		for _, rc := range g.recv {
+			got += rc.received()
+		}
+		if got >= want {
+			break
+		}
+		if got == last {
+			stable++
+		} else {
+			stable, last = 0, got
+		}
+	}
+
+	rx1, err := underlayRx(g.subs)
+	if err != nil {
+		return s, err
+	}
+	cpu1, err1 := procCPU(g.daemons[0].pid())
+	soft1, err2 := softirqCPU()
+	if err := errors.Join(err1, err2); err != nil {
+		if g.daemons[0].exited() {
+			return s, g.daemons[0].exitError()
+		}
+		return s, err
+	}
+
+	s.Seconds = st.elapsed.Seconds()
+	s.Sent = st.sent
+	var lats []float64
+	for _, rc := range g.recv {
+		n := rc.received()
+		s.PerApp = append(s.PerApp, n)
+		s.Delivered += n
+		if record {
+			lats = append(lats, rc.latencies()...)
+		}
+	}
+	s.Loss = Loss(float64(s.Delivered), float64(s.Sent)*float64(len(g.recv)))
+	s.UnderlayRx = rx1 - rx0
+	if s.Seconds > 0 {
+		s.CopiesPerSec = float64(s.UnderlayRx) / s.Seconds
+	}
+	s.CPUDaemon, s.CPUSender, s.CPUSoftirq = cpu1-cpu0, st.sysCPU, soft1-soft0
+	if record {
+		s.LatencyP50us = Percentile(lats, 50)
+		s.LatencyP99us = Percentile(lats, 99)
+	}
+	return s, nil
+}
+
+// underlayRx sums the received-packet counters of the nodes' eth0.
+func underlayRx(nodes []*nsNode) (uint64, error) {
+	var sum uint64
+	for _, n := range nodes {
+		v, err := n.rxPackets()
+		if err != nil {
+			return 0, err
+		}
+		sum += v
+	}
+	return sum, nil
+}
+
+// probeGretap reports whether the kernel can create a gretap link, by
+// trying in the hub namespace.
+func probeGretap(hub *nsNode) bool {
+	gt := &netlink.Gretap{
+		LinkAttrs: netlink.LinkAttrs{Name: "mcbgt0"},
+		Local:     net.IPv4(198, 18, 0, 250),
+		Remote:    net.IPv4(198, 18, 0, 251),
+	}
+	if err := hub.h.LinkAdd(gt); err != nil {
+		return false
+	}
+	_ = hub.h.LinkDel(gt)
+	return true
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// sleepCtx sleeps for d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
