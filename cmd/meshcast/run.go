@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -355,6 +356,14 @@ func underlayMTU(addr netip.Addr) (string, int, error) {
 
 func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	started := time.Now()
+	if path := os.Getenv("MESHCAST_CPUPROFILE"); path != "" {
+		// For profiling the data path: a CPU profile of the whole run.
+		if f, err := os.Create(path); err == nil {
+			if err := pprof.StartCPUProfile(f); err == nil {
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 4)
