@@ -5,15 +5,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/meshcast/meshcast/internal/netnsx"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
-	"runtime/debug"
 	"strconv"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -237,150 +235,7 @@ func sweepStale() {
 	}
 }
 
-// createNamespace creates the named namespace (bind-mounted on
-// /run/netns/NAME, like `ip netns add`), brings up its loopback and turns
-// IPv6 off in it, so that router solicitations and MLD do not show up in
-// the counters.
-func createNamespace(name string) (netns.NsHandle, error) {
-	path := filepath.Join(netnsDir, name)
-	h := netns.None()
-	created := false
-	err := onDiscardedThread(func() error {
-		if err := os.MkdirAll(netnsDir, 0o755); err != nil {
-			return err
-		}
-		orig, err := netns.Get()
-		if err != nil {
-			return err
-		}
-		defer orig.Close()
-		defer func() { _ = netns.Set(orig) }()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			return fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
-		}
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL, 0o444)
-		if err != nil {
-			return err
-		}
-		f.Close()
-		created = true
-		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		if err := unix.Mount(self, path, "none", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind-mounting %s: %w", path, err)
-		}
-		if h, err = netns.Get(); err != nil {
-			return err
-		}
-		for _, p := range []string{"all", "default"} {
-			f := "/proc/sys/net/ipv6/conf/" + p + "/disable_ipv6"
-			if err := os.WriteFile(f, []byte("1"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("disabling IPv6: %w", err)
-			}
-		}
-		lo, err := netlink.LinkByName("lo")
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetUp(lo)
-	})
-	if err != nil {
-		if h.IsOpen() {
-			h.Close()
-		}
-		if created {
-			_ = deleteNamespace(name)
-		}
-		return netns.None(), err
-	}
-	return h, nil
-}
-
-// deleteNamespace kills every process left in the namespace and removes
-// its name.
-func deleteNamespace(name string) error {
-	path := filepath.Join(netnsDir, name)
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err == nil {
-		killNamespaceProcs(st.Ino)
-	}
-	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("bench: unmounting namespace %s: %w", name, err)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("bench: deleting namespace %s: %w", name, err)
-	}
-	return nil
-}
-
-// killNamespaceProcs sends SIGKILL to every other process in the namespace
-// with inode ino, for at most 5 s.
-func killNamespaceProcs(ino uint64) {
-	want := "net:[" + strconv.FormatUint(ino, 10) + "]"
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		pids := namespacePids(want)
-		if len(pids) == 0 || time.Now().After(deadline) {
-			return
-		}
-		for _, pid := range pids {
-			_ = unix.Kill(pid, unix.SIGKILL)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// namespacePids lists the processes but this one whose /proc/PID/ns/net
-// reads want.
-func namespacePids(want string) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		if link, err := os.Readlink("/proc/" + e.Name() + "/ns/net"); err == nil && link == want {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// onDiscardedThread runs fn on a goroutine that locks its OS thread and
-// never unlocks it, so the runtime throws the thread away afterwards,
-// whatever fn did to its namespace. A panic in fn becomes an error.
-func onDiscardedThread(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: see above
-		err := errors.New("bench: runtime.Goexit in a namespace function")
-		defer func() {
-			if r := recover(); r != nil {
-				err = fmt.Errorf("bench: panic: %v\n%s", r, debug.Stack())
-			}
-			errc <- err
-		}()
-		err = fn()
-	}()
-	return <-errc
-}
-
-// doIn runs fn inside namespace ns on a discarded thread. Sockets fn opens
-// stay in ns; goroutines it starts do not.
-func doIn(ns netns.NsHandle, fn func() error) error {
-	return onDiscardedThread(func() error {
-		orig, err := netns.Get()
-		if err != nil {
-			return err
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			return fmt.Errorf("bench: entering namespace: %w", err)
-		}
-		defer func() { _ = netns.Set(orig) }()
-		return fn()
-	})
-}
+func createNamespace(name string) (netns.NsHandle, error) { return netnsx.Create(name) }
+func deleteNamespace(name string) error                   { return netnsx.Delete(name) }
+func onDiscardedThread(fn func() error) error             { return netnsx.OnDiscardedThread(fn) }
+func doIn(ns netns.NsHandle, fn func() error) error       { return netnsx.DoIn(ns, fn) }

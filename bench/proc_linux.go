@@ -5,9 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/meshcast/meshcast/internal/netnsx"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -136,39 +136,6 @@ func (t *tailBuffer) String() string {
 	return string(t.b)
 }
 
-// The spawner forks every daemon from one OS thread that lives as long as
-// the process: Linux sends the parent-death signal when the forking thread
-// exits, so forking from an ordinary goroutine could kill a daemon whenever
-// the runtime retires a thread.
-var (
-	spawnOnce sync.Once
-	spawnc    chan spawnReq
-)
-
-type spawnReq struct {
-	cmd  *exec.Cmd
-	errc chan error
-}
-
-func spawn(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
-		spawnc = make(chan spawnReq)
-		go func() {
-			runtime.LockOSThread() // never unlocked; the goroutine never returns
-			for req := range spawnc {
-				req.errc <- req.cmd.Start()
-			}
-		}()
-	})
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	req := spawnReq{cmd: cmd, errc: make(chan error, 1)}
-	spawnc <- req
-	return <-req.errc
-}
-
 // clockTick is the unit of /proc/PID/stat and /proc/stat times.
 const clockTick = 100 // USER_HZ, 100 on every Linux architecture Go supports
 
@@ -250,3 +217,6 @@ func bridgeInfo(ctx context.Context, ns, dev string) (snooping, querier bool, re
 	}
 	return parseBridgeInfo(out)
 }
+
+// spawn starts cmd with SIGKILL as its parent-death signal.
+func spawn(cmd *exec.Cmd) error { return netnsx.Start(cmd) }
