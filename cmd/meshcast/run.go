@@ -366,24 +366,21 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	stopped := make(chan struct{})
+	// SIGINT and SIGTERM cancel ctx, during start-up (such as waiting for
+	// the EC2 API) and after. SIGHUP waits in its own channel until the
+	// data plane runs, so a reload asked for during start-up is not lost.
+	term := make(chan os.Signal, 2)
+	signal.Notify(term, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(term)
+	hup := make(chan os.Signal, 2)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	go func() {
-		// Until the data plane runs, SIGINT and SIGTERM only cancel the
-		// start-up (such as waiting for the EC2 API).
-		for {
-			select {
-			case sig := <-sigs:
-				if sig != syscall.SIGHUP {
-					log.Info("stopping", "signal", sig.String())
-					cancel()
-					return
-				}
-			case <-stopped:
-				return
-			}
+		select {
+		case sig := <-term:
+			log.Info("stopping", "signal", sig.String())
+			cancel()
+		case <-ctx.Done():
 		}
 	}()
 
@@ -627,7 +624,6 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 		return nil
 	}
 
-	close(stopped)
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -655,15 +651,10 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 				return fmt.Errorf("data plane: %w", err)
 			}
 			return nil
-		case sig := <-sigs:
-			if sig == syscall.SIGHUP {
-				log.Info("SIGHUP: reloading", "source", src.Name(), "config", cfg.configFile)
-				d.reload(log)
-				rec.Poke()
-				continue
-			}
-			log.Info("stopping", "signal", sig.String())
-			cancel()
+		case <-hup:
+			log.Info("SIGHUP: reloading", "source", src.Name(), "config", cfg.configFile)
+			d.reload(log)
+			rec.Poke()
 		}
 	}
 }
