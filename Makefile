@@ -56,7 +56,7 @@ fuzz: ## Run every Fuzz* target for FUZZTIME each (default 30s)
 	if [ -z "$$targets" ]; then echo "no fuzz targets"; exit 0; fi; \
 	while read -r pkg target; do \
 		echo "== $$pkg $$target ($(FUZZTIME))"; \
-		$(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) "$$pkg"; \
+		$(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=100x "$$pkg"; \
 	done <<< "$$targets"
 
 bench: build ## Compare the userspace and kernel paths in namespaces, quick mode (root): a table, JSON and a chart in bench-out/

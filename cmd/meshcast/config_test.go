@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,4 +80,32 @@ func TestConfigFileErrors(t *testing.T) {
 	if _, err := parseRun([]string{"--config", conf, "--peers", peers}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// FuzzConfigFile feeds arbitrary files to the config parser: it never
+// panics, and anything it refuses is a configuration error (exit 2) that
+// names the file.
+func FuzzConfigFile(f *testing.F) {
+	for _, s := range []string{
+		"", "encap: vxlan\n", "peers: /etc/meshcast/peers\nigmp-robustness: 3\n", "- a\n- b\n",
+		"encap: gre\nencap: vxlan\n", "unknown: 1\n", "peers: [a]\n", "a: {b: c}\n", "\xff\xfe", "key: |\n  multi\n  line\n",
+		"&a x: *a\n", "log-level: debug # comment\n",
+	} {
+		f.Add(s)
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, body string) {
+		path := filepath.Join(dir, "fuzz.yaml")
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := parseRun([]string{"--config", path})
+		if err == nil {
+			return
+		}
+		var ue *usageError
+		if !errors.As(err, &ue) {
+			t.Fatalf("error of type %T: %v", err, err)
+		}
+	})
 }
