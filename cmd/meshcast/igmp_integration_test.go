@@ -1,21 +1,24 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/meshcast/meshcast/internal/control"
 	"github.com/meshcast/meshcast/internal/nstest"
 )
 
 // igmpMesh starts three daemons (A, B, C = nodes 1, 2, 3) with a short last
 // member interval. With igmpVersion 2 every node's kernel is forced to
 // IGMPv2 first.
-func igmpMesh(t *testing.T, encap string, igmpVersion int, extra ...string) ([]*nstest.Node, []*nstest.Proc) {
+func igmpMesh(t *testing.T, encap string, igmpVersion int, extra ...string) ([]*nstest.Node, []*nstest.Proc, []string) {
 	t.Helper()
 	nt := nstest.NewNet(t, 3)
 	nstest.LeakCheck(t)
@@ -26,13 +29,16 @@ func igmpMesh(t *testing.T, encap string, igmpVersion int, extra ...string) ([]*
 	}
 	nodes := nt.Nodes()
 	var daemons []*nstest.Proc
+	var socks []string
 	for _, n := range nodes {
 		if igmpVersion == 2 {
 			if out, err := n.Exec(t, "sysctl", "-w", "net.ipv4.conf.all.force_igmp_version=2"); err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
 		}
-		args := append([]string{"run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap, "--control", ctlPath(t),
+		sock := ctlPath(t)
+		socks = append(socks, sock)
+		args := append([]string{"run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap, "--control", sock,
 			"--igmp-last-member-interval", "500ms"}, extra...)
 		daemons = append(daemons, n.Start(t, bin, args...))
 	}
@@ -41,7 +47,7 @@ func igmpMesh(t *testing.T, encap string, igmpVersion int, extra ...string) ([]*
 			t.Fatalf("node %d did not start: %v\n%s", i+1, err, d.Output())
 		}
 	}
-	return nodes, daemons
+	return nodes, daemons, socks
 }
 
 // TestIntegrationIGMPPruning checks, with real kernels as IGMP hosts (v3 by
@@ -59,7 +65,7 @@ func TestIntegrationIGMPPruning(t *testing.T) {
 }
 
 func testPruning(t *testing.T, encap string, version int) {
-	nodes, _ := igmpMesh(t, encap, version, "--unregistered", "drop")
+	nodes, daemons, socks := igmpMesh(t, encap, version, "--unregistered", "drop")
 	_, probe := binaries(t)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 
@@ -104,27 +110,63 @@ func testPruning(t *testing.T, encap string, version int) {
 		"--count", "1600", "--rate", "200", "--size", "100")
 	recv2.Wait(10 * time.Second)
 	left := time.Now()
+	// Copies to B are A's tx_packets to B, read from A's control socket.
+	txToB := func() uint64 {
+		st, err := control.Fetch(context.Background(), socks[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range st.Peers {
+			if p.Underlay == "198.18.0.2" {
+				return p.TxPackets
+			}
+		}
+		return 0
+	}
 	last := left
-	prev, _ := b.Counters(nstest.NodeLink)
-	prevAt := time.Now()
+	prev := txToB()
 	for time.Since(left) < 5*time.Second {
 		time.Sleep(50 * time.Millisecond)
-		cur, _ := b.Counters(nstest.NodeLink)
-		now := time.Now()
-		// The stream runs at 10 per 50 ms. A window that saw it shows the
-		// copies flowed after its start; on a busy machine the poll may
-		// wake late, and the window's end would overstate the stop.
-		if cur.Sub(prev).RxPackets >= 3 {
-			last = prevAt
+		cur := txToB()
+		if cur-prev >= 3 { // the stream runs at 10 per 50 ms
+			last = time.Now()
 		}
-		prev, prevAt = cur, now
+		prev = cur
 	}
 	sender.Stop()
-	stop := last.Sub(left)
-	t.Logf("%s v%d: copies to B stopped %v after its leave (limit 2s)", encap, version, stop.Round(10*time.Millisecond))
-	if stop > 2*time.Second {
-		t.Errorf("copies to B went on for %v after the leave, want <= last member time 1s + 1s", stop)
+	// When A's table dropped B is in A's log; A's counter of copies to B
+	// shows that they really stopped.
+	removed, ok := logTime(daemons[0].Output(), `msg="igmp: member left" group=239.1.2.3 port=198.18.0.2`)
+	if !ok {
+		t.Fatalf("A never dropped B's membership:\n%s", daemons[0].Output())
 	}
+	dropAfter := removed.Sub(left)
+	stop := last.Sub(left)
+	t.Logf("%s v%d: A dropped B's membership %v after B's leave; A's copies to B seen until %v after (limit 2s)",
+		encap, version, dropAfter.Round(10*time.Millisecond), stop.Round(10*time.Millisecond))
+	if dropAfter > 2*time.Second {
+		t.Errorf("A kept sending to B for %v after the leave, want <= last member time 1s + 1s", dropAfter)
+	}
+	if stop > 3*time.Second {
+		t.Errorf("copies reached B for %v after the leave", stop)
+	}
+}
+
+// logTime returns the time of the first log line containing substr.
+func logTime(out, substr string) (time.Time, bool) {
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.Contains(line, substr) {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "time="); ok {
+				if ts, err := time.Parse(time.RFC3339Nano, v); err == nil {
+					return ts, true
+				}
+			}
+		}
+	}
+	return time.Time{}, false
 }
 
 // TestIntegrationIGMPSourceSpecific checks IGMPv3 source filtering end to
@@ -133,7 +175,7 @@ func testPruning(t *testing.T, encap string, version int) {
 func TestIntegrationIGMPSourceSpecific(t *testing.T) {
 	for _, encap := range []string{"gre", "vxlan"} {
 		t.Run(encap, func(t *testing.T) {
-			nodes, _ := igmpMesh(t, encap, 3)
+			nodes, _, _ := igmpMesh(t, encap, 3)
 			_, probe := binaries(t)
 			a, b, c := nodes[0], nodes[1], nodes[2]
 			const count = 500
@@ -177,7 +219,7 @@ func TestIntegrationIGMPSourceSpecific(t *testing.T) {
 // for a group nobody joined goes to every peer, and once a peer joins, only
 // to that peer.
 func TestIntegrationIGMPUnregisteredFlood(t *testing.T) {
-	nodes, _ := igmpMesh(t, "gre", 3)
+	nodes, _, _ := igmpMesh(t, "gre", 3)
 	_, probe := binaries(t)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	const count = 300
@@ -216,7 +258,7 @@ func TestIntegrationIGMPUnregisteredFlood(t *testing.T) {
 // queries reach the peers' hosts, whose reports come back at once.
 func TestIntegrationIGMPRestart(t *testing.T) {
 	flags := []string{"--unregistered", "drop", "--igmp-response-interval", "2s"}
-	nodes, daemons := igmpMesh(t, "gre", 3, flags...)
+	nodes, daemons, _ := igmpMesh(t, "gre", 3, flags...)
 	bin, probe := binaries(t)
 	a, b := nodes[0], nodes[1]
 	recv := b.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5004",
