@@ -237,5 +237,4 @@ func sweepStale() {
 
 func createNamespace(name string) (netns.NsHandle, error) { return netnsx.Create(name) }
 func deleteNamespace(name string) error                   { return netnsx.Delete(name) }
-func onDiscardedThread(fn func() error) error             { return netnsx.OnDiscardedThread(fn) }
 func doIn(ns netns.NsHandle, fn func() error) error       { return netnsx.DoIn(ns, fn) }

@@ -6,10 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,8 +48,7 @@ func binaries(t *testing.T) (string, string) {
 			"github.com/meshcast/meshcast/cmd/meshcast":            meshcastBin,
 			"github.com/meshcast/meshcast/internal/cmd/mcastprobe": probeBin,
 		} {
-			if b, err := exec.Command(goTool(), "build", "-o", out, pkg).CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+			if buildErr = nstest.Build(pkg, out); buildErr != nil {
 				return
 			}
 		}
@@ -66,13 +63,6 @@ func binaries(t *testing.T) (string, string) {
 // share one filesystem, and one socket is one daemon.
 func ctlPath(t *testing.T) string {
 	return filepath.Join(t.TempDir(), "ctl.sock")
-}
-
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }
 
 const demoInventory = `# underlay      COMMUNITY,OVERLAY-IP/PREFIX

@@ -1,11 +1,28 @@
 package nstest
 
 import (
+	"fmt"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"testing"
 )
+
+// GoTool returns the go command: the one on PATH, else /usr/local/go/bin/go.
+func GoTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "/usr/local/go/bin/go"
+}
+
+// Build builds the main package pkg into the file out.
+func Build(pkg, out string) error {
+	if b, err := exec.Command(GoTool(), "build", "-o", out, pkg).CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return nil
+}
 
 // BuildBinary builds the main package pkg (an import path such as
 // "github.com/meshcast/meshcast/cmd/meshcast", or a path relative to the
@@ -13,18 +30,13 @@ import (
 // the binary's path. It fails the test if the build fails. It needs no root.
 func BuildBinary(t testing.TB, pkg string) string {
 	t.Helper()
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		gobin = "/usr/local/go/bin/go"
-	}
 	name := path.Base(filepath.ToSlash(pkg))
 	if name == "." || name == ".." || name == "/" {
 		name = "main"
 	}
 	out := filepath.Join(t.TempDir(), name)
-	cmd := exec.Command(gobin, "build", "-o", out, pkg)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nstest: go build %s: %v\n%s", pkg, err, b)
+	if err := Build(pkg, out); err != nil {
+		t.Fatalf("nstest: %v", err)
 	}
 	return out
 }

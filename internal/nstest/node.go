@@ -224,12 +224,3 @@ func (n *Node) WaitLinkUp(ifname string, timeout time.Duration) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
-// setLinkUp brings up link name in the calling thread's namespace.
-func setLinkUp(name string) error {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		return fmt.Errorf("link %s: %w", name, err)
-	}
-	return netlink.LinkSetUp(l)
-}

@@ -118,7 +118,6 @@ func nsExists(name string) bool                           { return netnsx.Exists
 func nsInode(path string) (uint64, error)                 { return netnsx.Inode(path) }
 func killNamespaceProcs(ino uint64)                       { netnsx.KillProcs(ino) }
 func namespacePids(want string) []int                     { return netnsx.Pids(want) }
-func onDiscardedThread(fn func() error) error             { return netnsx.OnDiscardedThread(fn) }
 func doIn(ns netns.NsHandle, fn func() error) error       { return netnsx.DoIn(ns, fn) }
 func startCmd(cmd *exec.Cmd) error                        { return netnsx.Start(cmd) }
 
