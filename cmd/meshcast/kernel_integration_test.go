@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshcast/meshcast/internal/control"
 	"github.com/meshcast/meshcast/internal/nstest"
 	"github.com/meshcast/meshcast/overlay"
 )
@@ -92,8 +94,13 @@ func TestIntegrationKernelUserspaceInterop(t *testing.T) {
 	if out, err := nodes[0].Exec(t, "ethtool", "-K", nstest.NodeLink, "tx", "off"); err != nil {
 		t.Fatalf("ethtool: %v\n%s", err, out)
 	}
+	kernelSock := ctlPath(t)
 	for i, n := range nodes {
-		args := []string{"run", "--peers", inv, "--local", n.Underlay.String(), "--encap", "vxlan", "--control", ctlPath(t)}
+		sock := ctlPath(t)
+		if i == 0 {
+			sock = kernelSock
+		}
+		args := []string{"run", "--peers", inv, "--local", n.Underlay.String(), "--encap", "vxlan", "--control", sock}
 		if i == 0 {
 			args = append(append(args, "--dataplane", "kernel", "--kernel-vxlan", "hre"), kernelFlags...)
 		}
@@ -125,6 +132,20 @@ func TestIntegrationKernelUserspaceInterop(t *testing.T) {
 	}
 	if out, err := nodes[0].Exec(t, "ping", "-c", "3", "-i", "0.2", "-W", "2", "198.19.0.2"); err != nil {
 		t.Errorf("unicast kernel -> userspace: %v\n%s", err, out)
+	}
+	// Status of the kernel node: the one head-end replication device
+	// carries the counters; no peer is credited with them.
+	st, err := control.Fetch(context.Background(), kernelSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Dataplane != "kernel" || len(st.TunnelPorts) != 1 || st.TunnelPorts[0].Peer != "" || st.TunnelPorts[0].TxPackets < 2*count {
+		t.Errorf("kernel status tunnel ports: %+v", st.TunnelPorts)
+	}
+	for _, p := range st.Peers {
+		if p.TxPackets != 0 || p.RxPackets != 0 {
+			t.Errorf("peer %s credited with the shared device's counters: %+v", p.Underlay, p)
+		}
 	}
 }
 

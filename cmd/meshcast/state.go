@@ -90,36 +90,33 @@ func (d *daemon) setPeerList(p []replicate.PeerInfo) {
 	d.mu.Unlock()
 }
 
-// kernelPeers reports the kernel path's peers with their tunnel ports'
-// counters (head-end replication has one port for all: its counters are
-// the first peer's row).
-func (d *daemon) kernelPeers() []control.Peer {
+// kernelPeers reports the kernel path's peers, with the counters of their
+// own tunnel ports, and every tunnel port. Head-end replication has one
+// port for all peers: its counters are the port's, not any peer's.
+func (d *daemon) kernelPeers() ([]control.Peer, []control.TunnelPort) {
 	d.mu.Lock()
 	peers := slices.Clone(d.peers)
 	d.mu.Unlock()
 	byAddr := map[netip.Addr]overlay.KernelPortStats{}
-	var shared *overlay.KernelPortStats
+	ports := []control.TunnelPort{}
 	for _, p := range d.kern.Ports() {
-		if !p.Underlay.IsValid() {
-			shared = &p
-			continue
+		tp := control.TunnelPort{Name: p.Port, TxPackets: p.TxPackets, RxPackets: p.RxPackets, TxBytes: p.TxBytes, RxBytes: p.RxBytes}
+		if p.Underlay.IsValid() {
+			tp.Peer = p.Underlay.String()
+			byAddr[p.Underlay] = p
 		}
-		byAddr[p.Underlay] = p
+		ports = append(ports, tp)
 	}
 	slices.SortFunc(peers, func(a, b replicate.PeerInfo) int { return a.Underlay.Compare(b.Underlay) })
 	out := []control.Peer{}
-	for i, p := range peers {
+	for _, p := range peers {
 		cp := control.Peer{Underlay: p.Underlay.String(), Overlay: p.Overlay.String(), ID: p.ID}
-		s, ok := byAddr[p.Underlay]
-		if !ok && shared != nil && i == 0 {
-			s, ok = *shared, true
-		}
-		if ok {
+		if s, ok := byAddr[p.Underlay]; ok {
 			cp.TxPackets, cp.RxPackets, cp.TxBytes, cp.RxBytes = s.TxPackets, s.RxPackets, s.TxBytes, s.RxBytes
 		}
 		out = append(out, cp)
 	}
-	return out
+	return out, ports
 }
 
 // state builds the control.State snapshot.
@@ -143,7 +140,7 @@ func (d *daemon) state() control.State {
 	}
 	if d.kern != nil {
 		st.Dataplane = "kernel"
-		st.Peers = d.kernelPeers()
+		st.Peers, st.TunnelPorts = d.kernelPeers()
 		d.fillDiscovery(&st, now)
 		return st
 	}

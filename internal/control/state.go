@@ -11,26 +11,38 @@ import "time"
 
 // State is what a daemon reports about itself.
 type State struct {
-	Version   string            `json:"version"`
-	PID       int               `json:"pid"`
-	Started   time.Time         `json:"started"`
-	Dataplane string            `json:"dataplane"` // userspace or kernel
-	Community string            `json:"community"`
-	Encap     string            `json:"encap"`
-	VNI       uint32            `json:"vni,omitempty"`
-	Port      uint16            `json:"port,omitempty"`
-	TAP       string            `json:"tap"`
-	Local     string            `json:"local"`   // underlay IPv4 address
-	Overlay   string            `json:"overlay"` // overlay address with prefix
-	MTU       int               `json:"mtu"`
-	Peers     []Peer            `json:"peers"`
-	Groups    []Group           `json:"groups"`
-	Routers   []string          `json:"routers"`
-	Drops     map[string]uint64 `json:"drops"`
-	Discovery Discovery         `json:"discovery"`
-	Querier   Querier           `json:"querier"`
-	Ping      PingService       `json:"ping"`
-	Fanout    Histogram         `json:"fanout"` // copies sent per frame from the TAP
+	Version     string            `json:"version"`
+	PID         int               `json:"pid"`
+	Started     time.Time         `json:"started"`
+	Dataplane   string            `json:"dataplane"` // userspace or kernel
+	Community   string            `json:"community"`
+	Encap       string            `json:"encap"`
+	VNI         uint32            `json:"vni,omitempty"`
+	Port        uint16            `json:"port,omitempty"`
+	TAP         string            `json:"tap"`
+	Local       string            `json:"local"`   // underlay IPv4 address
+	Overlay     string            `json:"overlay"` // overlay address with prefix
+	MTU         int               `json:"mtu"`
+	Peers       []Peer            `json:"peers"`
+	Groups      []Group           `json:"groups"`
+	Routers     []string          `json:"routers"`
+	Drops       map[string]uint64 `json:"drops"`
+	Discovery   Discovery         `json:"discovery"`
+	Querier     Querier           `json:"querier"`
+	Ping        PingService       `json:"ping"`
+	Fanout      Histogram         `json:"fanout"`                 // copies sent per frame from the TAP
+	TunnelPorts []TunnelPort      `json:"tunnel_ports,omitempty"` // kernel dataplane only
+}
+
+// TunnelPort is a kernel tunnel device of the kernel dataplane, with its
+// counters. Peer is empty for the one device of head-end replication.
+type TunnelPort struct {
+	Name      string `json:"name"`
+	Peer      string `json:"peer,omitempty"`
+	TxPackets uint64 `json:"tx_packets"`
+	RxPackets uint64 `json:"rx_packets"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	RxBytes   uint64 `json:"rx_bytes"`
 }
 
 // Histogram is a cumulative histogram: Counts[i] frames had at most
