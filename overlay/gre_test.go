@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"strconv"
 	"testing"
 
 	"github.com/google/gopacket"
@@ -579,37 +578,4 @@ func FuzzGREDecap(f *testing.F) {
 		checkGREReencode(t, payload, h, n)
 		checkGREOracle(t, payload, h, inner)
 	})
-}
-
-func BenchmarkGREEncap(b *testing.B) {
-	for _, size := range []int{64, 1400} {
-		b.Run("inner="+strconv.Itoa(size), func(b *testing.B) {
-			g := NewGRE(testKey, true)
-			buf := withHeadroom(testFrame(size, 1))
-			b.ReportAllocs()
-			b.SetBytes(int64(size))
-			for b.Loop() {
-				sinkBytes = g.Encap(buf, size)
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
-		})
-	}
-}
-
-func BenchmarkGREDecap(b *testing.B) {
-	for _, size := range []int{64, 1400} {
-		b.Run("inner="+strconv.Itoa(size), func(b *testing.B) {
-			g := NewGRE(testKey, true)
-			pkt := ipv4(ProtoGRE, g.Encap(withHeadroom(testFrame(size, 1)), size))
-			if _, r := g.Decap(pkt); r != OK {
-				b.Fatalf("Decap: %v", r)
-			}
-			b.ReportAllocs()
-			b.SetBytes(int64(size))
-			for b.Loop() {
-				sinkBytes, sinkReason = g.Decap(pkt)
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
-		})
-	}
 }

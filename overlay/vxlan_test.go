@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"strconv"
 	"testing"
 
 	"github.com/google/gopacket"
@@ -358,37 +357,4 @@ func FuzzVXLANDecap(f *testing.F) {
 			t.Fatalf("gopacket: I=%v VNI=%#x (%v)", vx.ValidIDFlag, vx.VNI, err)
 		}
 	})
-}
-
-func BenchmarkVXLANEncap(b *testing.B) {
-	for _, size := range []int{64, 1400} {
-		b.Run("inner="+strconv.Itoa(size), func(b *testing.B) {
-			v := NewVXLAN(testVNI, DefaultVXLANPort)
-			buf := withHeadroom(testFrame(size, 1))
-			b.ReportAllocs()
-			b.SetBytes(int64(size))
-			for b.Loop() {
-				sinkBytes = v.Encap(buf, size)
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
-		})
-	}
-}
-
-func BenchmarkVXLANDecap(b *testing.B) {
-	for _, size := range []int{64, 1400} {
-		b.Run("inner="+strconv.Itoa(size), func(b *testing.B) {
-			v := NewVXLAN(testVNI, DefaultVXLANPort)
-			pkt := v.Encap(withHeadroom(testFrame(size, 1)), size)[UDPHeaderLen:]
-			if _, r := v.Decap(pkt); r != OK {
-				b.Fatalf("Decap: %v", r)
-			}
-			b.ReportAllocs()
-			b.SetBytes(int64(size))
-			for b.Loop() {
-				sinkBytes, sinkReason = v.Decap(pkt)
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
-		})
-	}
 }
