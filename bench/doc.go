@@ -46,27 +46,28 @@
 //
 // # What is measured, per case (encapsulation, fanout, payload) and path
 //
-//   - Copies per second: the sum of the received-packet counters of the
-//     subscribers' eth0 (netlink statistics) over a trial, divided by its
-//     sending time, at the highest offered rate whose loss at the
-//     applications is below 0.1 %. That rate is found by SearchRate: an
-//     exponential ramp, then a few bisections. eth0 carries the tunnel
-//     traffic and, rarely, the daemons' IGMP and ARP; the latter is noise
-//     well below a percent. When the sender itself cannot reach the rate
-//     asked (on the kernel path the bridge replicates inside the sender's
+//   - Copies per second: the datagrams the subscribers' applications
+//     received over a trial, all together, divided by its sending time, at
+//     the highest offered rate whose loss at the applications is below
+//     0.1 %. That rate is found by SearchRate: an exponential ramp, then a
+//     few bisections. Copies are counted where they arrive, not on the
+//     underlay: with UDP segmentation offload one underlay packet may carry
+//     many copies. (The subscribers' eth0 packet counters are in the JSON
+//     as underlay_rx.) When the sender itself cannot reach the rate asked
+//     (on the kernel path the bridge replicates inside the sender's
 //     sendmmsg, so one sending thread is the limit), the search stops
 //     there and the result is marked sender-limited (* in the table): the
 //     path may go faster.
-//   - CPU seconds per million copies on the source node, over the same
-//     trial: the source daemon's utime+stime (/proc/PID/stat), plus the
-//     sending application thread's system time (getrusage RUSAGE_THREAD:
-//     on the kernel path the bridge replicates inside the sender's
-//     sendmmsg, so without it the kernel path would look free), plus the
-//     softirq time of the whole machine (/proc/stat). Caveat: the softirq
-//     column is machine-wide, so it also holds the subscribers' receive
-//     processing; both paths pay it the same way, so ratios stay fair, but
-//     the absolute number is an upper bound for one node. The parts are in
-//     the JSON.
+//   - CPU seconds per million copies, over the same trial: the
+//     utime+stime (/proc/PID/stat) of the forwarding processes of every
+//     node, the source's and the subscribers' (meshcast daemons, or
+//     ovs-vswitchd), plus the sending application thread's system time
+//     (getrusage RUSAGE_THREAD: on the kernel path the bridge replicates
+//     inside the sender's sendmmsg, so without it the kernel path would
+//     look free), plus the softirq time of the whole machine (/proc/stat),
+//     where the kernel path decapsulates and delivers. The receiving
+//     applications are left out: they do the same work on every path. The
+//     parts are in the JSON.
 //   - One-way latency p50 and p99 at a low fixed rate (Options.LatencyRate),
 //     from a CLOCK_REALTIME timestamp in each datagram (the namespaces share
 //     the clock).

@@ -111,7 +111,7 @@ func TestOptionsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(o.Fanouts, []int{1, 4}) || !slices.Equal(o.Payloads, []int{64, 1400}) ||
+	if !slices.Equal(o.Fanouts, []int{1, 4, 16}) || !slices.Equal(o.Payloads, []int{64, 1400}) ||
 		!slices.Equal(o.Encaps, []string{"vxlan", "gre"}) || o.Rounds != 1 || o.TrialDuration != 250*time.Millisecond {
 		t.Errorf("quick defaults: %+v", o)
 	}

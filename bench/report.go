@@ -61,10 +61,13 @@ type Sample struct {
 	Loss      float64  `json:"loss"`      // 1 - Delivered/(Sent*Fanout), at least 0
 	Pass      bool     `json:"pass"`      // Loss below the threshold
 
-	UnderlayRx   uint64  `json:"underlay_rx"`    // packets received on the subscribers' eth0, all together
-	CopiesPerSec float64 `json:"copies_per_sec"` // UnderlayRx / Seconds
+	// UnderlayRx is the packets received on the subscribers' eth0, all
+	// together. With UDP segmentation offload one packet there may carry
+	// many copies, so it is informative only.
+	UnderlayRx   uint64  `json:"underlay_rx"`
+	CopiesPerSec float64 `json:"copies_per_sec"` // Delivered / Seconds
 
-	CPUDaemon  float64 `json:"cpu_daemon_s"`  // source daemon utime+stime
+	CPUDaemon  float64 `json:"cpu_daemon_s"`  // utime+stime of every node's daemon
 	CPUSender  float64 `json:"cpu_sender_s"`  // sending thread's system time
 	CPUSoftirq float64 `json:"cpu_softirq_s"` // softirq time of the whole machine
 
@@ -72,7 +75,8 @@ type Sample struct {
 	LatencyP99us float64 `json:"latency_p99_us,omitempty"`
 }
 
-// CPU returns the sample's source CPU time in seconds.
+// CPU returns the sample's CPU time in seconds: the daemons, the sender's
+// system time and the machine's softirq time.
 func (s Sample) CPU() float64 { return s.CPUDaemon + s.CPUSender + s.CPUSoftirq }
 
 // A Measurement is what one round measured for one case and path.
@@ -89,11 +93,11 @@ type Metrics struct {
 	// Rate is the highest rate, in datagrams per second sent by the
 	// source, with loss below the threshold; 0 if none passed.
 	Rate float64 `json:"rate"`
-	// CopiesPerSec is the underlay copies per second delivered to the
-	// subscribers at Rate.
+	// CopiesPerSec is the copies per second delivered to the subscribers'
+	// applications at Rate.
 	CopiesPerSec float64 `json:"copies_per_sec"`
-	// CPUPerMCopies is the source CPU seconds per million copies at Rate,
-	// and its parts.
+	// CPUPerMCopies is the CPU seconds per million delivered copies at
+	// Rate, and its parts.
 	CPUPerMCopies  float64 `json:"cpu_per_mcopies"`
 	DaemonPerM     float64 `json:"cpu_daemon_per_mcopies"`
 	SenderPerM     float64 `json:"cpu_sender_per_mcopies"`
@@ -325,7 +329,7 @@ func WriteTable(w io.Writer, r *Report) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	b.WriteString("best pps: datagrams/s from the source at loss < 0.1%; copies/s: underlay packets/s at the subscribers; cpu: source daemon + sender system time + machine-wide softirq per million copies;\n")
+	b.WriteString("best pps: datagrams/s from the source at loss < 0.1%; copies/s: datagrams/s received by the subscribers' applications; cpu: every node's daemon + sender system time + machine-wide softirq per million copies;\n")
 	b.WriteString("delivery: worst subscriber at the latency rate; us/path: userspace value / this path's value (medians over rounds); * sender-limited\n")
 	for _, res := range r.Results {
 		for _, e := range res.Errors {

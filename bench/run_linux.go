@@ -454,8 +454,8 @@ func (r *runner) measure(ctx context.Context, g *group, c Case) (Metrics, error)
 		m.Rate = float64(best.Sent) / best.Seconds
 	}
 	m.CopiesPerSec = best.CopiesPerSec
-	if best.UnderlayRx > 0 {
-		perM := 1e6 / float64(best.UnderlayRx)
+	if best.Delivered > 0 {
+		perM := 1e6 / float64(best.Delivered)
 		m.DaemonPerM, m.SenderPerM, m.SoftirqPerM = best.CPUDaemon*perM, best.CPUSender*perM, best.CPUSoftirq*perM
 		m.CPUPerMCopies = best.CPU() * perM
 	}
@@ -475,13 +475,10 @@ func (r *runner) trialRun(ctx context.Context, g *group, c Case, rate float64, d
 	if err != nil {
 		return s, err
 	}
-	cpu0, err1 := procCPU(g.daemons[0].pid())
+	cpu0, err1 := daemonsCPU(g.daemons)
 	soft0, err2 := softirqCPU()
 	if err := errors.Join(err1, err2); err != nil {
-		if g.daemons[0].exited() {
-			return s, g.daemons[0].exitError()
-		}
-		return s, err
+		return s, daemonError(g.daemons, err)
 	}
 
 	st, err := g.send.send(ctx, id, rate, dur, c.Payload)
@@ -514,13 +511,10 @@ func (r *runner) trialRun(ctx context.Context, g *group, c Case, rate float64, d
 	if err != nil {
 		return s, err
 	}
-	cpu1, err1 := procCPU(g.daemons[0].pid())
+	cpu1, err1 := daemonsCPU(g.daemons)
 	soft1, err2 := softirqCPU()
 	if err := errors.Join(err1, err2); err != nil {
-		if g.daemons[0].exited() {
-			return s, g.daemons[0].exitError()
-		}
-		return s, err
+		return s, daemonError(g.daemons, err)
 	}
 
 	s.Seconds = st.elapsed.Seconds()
@@ -537,7 +531,7 @@ func (r *runner) trialRun(ctx context.Context, g *group, c Case, rate float64, d
 	s.Loss = Loss(float64(s.Delivered), float64(s.Sent)*float64(len(g.recv)))
 	s.UnderlayRx = rx1 - rx0
 	if s.Seconds > 0 {
-		s.CopiesPerSec = float64(s.UnderlayRx) / s.Seconds
+		s.CopiesPerSec = float64(s.Delivered) / s.Seconds
 	}
 	s.CPUDaemon, s.CPUSender, s.CPUSoftirq = cpu1-cpu0, st.sysCPU, soft1-soft0
 	if record {
@@ -545,6 +539,30 @@ func (r *runner) trialRun(ctx context.Context, g *group, c Case, rate float64, d
 		s.LatencyP99us = Percentile(lats, 99)
 	}
 	return s, nil
+}
+
+// daemonsCPU sums the utime+stime of every forwarding process, in seconds:
+// the source's and the subscribers'.
+func daemonsCPU(ds []*daemon) (float64, error) {
+	var sum float64
+	for _, d := range ds {
+		v, err := procCPU(d.pid())
+		if err != nil {
+			return 0, err
+		}
+		sum += v
+	}
+	return sum, nil
+}
+
+// daemonError explains err by a daemon that has exited, if one has.
+func daemonError(ds []*daemon, err error) error {
+	for _, d := range ds {
+		if d.exited() {
+			return d.exitError()
+		}
+	}
+	return err
 }
 
 // underlayRx sums the received-packet counters of the nodes' eth0.
