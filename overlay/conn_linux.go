@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -12,10 +13,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Message is one packet of a batch. On read, Buf is the buffer to fill and
-// N and Addr are set. On write, Buf is the packet and Addr its destination,
-// and WriteBatch sets N to len(Buf) when the kernel took the packet and to
-// -1 when it refused it.
+// Message is one packet of a batch. On read, ReadBatch sets Buf to a view of
+// the packet in the Conn's own buffers (valid until the next ReadBatch), N
+// to its length and Addr to its sender. On write, Buf is the packet and
+// Addr its destination, and WriteBatch sets N to len(Buf) when the kernel
+// took the packet and to -1 when it refused it.
 type Message struct {
 	Buf  []byte
 	N    int
@@ -35,6 +37,8 @@ type batchIO struct {
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
 	addrs []unix.RawSockaddrInet4
+	bufs  [][]byte // receive buffers, one per header
+	ctrl  []byte   // control buffers, ctrlLen bytes per header
 
 	start, cnt int        // the headers the next system call covers
 	n          int        // messages handled by the last system call
@@ -67,10 +71,41 @@ type Conn struct {
 	rd, wr     *batchIO
 	wmu        sync.Mutex // serializes WriteBatch
 	closeFiles []*os.File
+
+	gro  bool // the receive socket coalesces datagrams (UDP_GRO)
+	pend struct {
+		i, n int // the next message of the last recvmmsg, and how many it read
+		off  int // where its next segment starts
+	}
+	gso *gsoSender // VXLAN sends with UDP segmentation offload; nil: raw
 }
 
 // DefaultBatch is the number of messages a Conn moves per system call.
 const DefaultBatch = 64
+
+const (
+	// rxBufSize is a receive buffer: an IPv4 packet of a 9001-byte
+	// underlay, with room to spare.
+	rxBufSize = 16 << 10
+	// groBufSize is a receive buffer of a socket that coalesces: the
+	// largest UDP payload.
+	groBufSize = 64 << 10
+	// groBatch bounds the messages of one recvmmsg that coalesces; each
+	// may hold up to 64 datagrams.
+	groBatch = 16
+	// ctrlLen holds one integer control message (UDP_GRO).
+	ctrlLen = 32
+)
+
+// Options tune an underlay socket.
+type Options struct {
+	// Batch is the number of messages one system call moves; 0 means
+	// DefaultBatch.
+	Batch int
+	// NoOffload turns off UDP segmentation and receive offload for VXLAN:
+	// every copy is then its own packet, sent through a raw socket.
+	NoOffload bool
+}
 
 // sockBuf is the socket buffer size requested for underlay sockets.
 const sockBuf = 4 << 20
@@ -78,20 +113,32 @@ const sockBuf = 4 << 20
 // ListenGRE opens a raw IPv4 socket for protocol 47 bound to local. It
 // receives every GRE packet addressed to this host, outer IPv4 header
 // included, and sends with the kernel writing the outer header.
-func ListenGRE(local netip.Addr, batch int) (*Conn, error) {
+func ListenGRE(local netip.Addr, opts Options) (*Conn, error) {
 	fd, err := socket(unix.SOCK_RAW, ProtoGRE, local, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open raw GRE socket on %v: %w", local, err)
 	}
 	f := os.NewFile(uintptr(fd), "gre")
-	return newConn(f, f, batch)
+	return newConn(f, f, opts.Batch, false)
 }
 
 // ListenVXLAN opens a UDP socket on local:port to receive VXLAN and a raw
 // IPv4 socket for protocol UDP to send it, so that the source port can
 // follow the inner flow. The raw socket carries a filter that accepts
 // nothing, so the kernel never queues received UDP on it.
-func ListenVXLAN(local netip.Addr, port uint16, batch int) (*Conn, error) {
+//
+// Unless opts.NoOffload is set, and where the kernel supports it (Linux
+// 4.18 and later), the receive socket coalesces the datagrams of one
+// sender (UDP_GRO), which ReadBatch splits again, and WriteBatch sends
+// through a UDP socket per source port: the copies of a batch to one peer
+// leave as one UDP segmentation-offload send (UDP_SEGMENT), which the
+// kernel splits into the same datagrams as late as it can. These sockets
+// are bound to the flow's source port on local, and carry a UDP checksum.
+// A flow whose port cannot be bound, and any beyond MaxFlowSockets, use
+// the raw socket. The flow sockets are opened by WriteBatch when a flow
+// first appears, in the network namespace of the calling thread: call it
+// from the namespace the Conn was opened in.
+func ListenVXLAN(local netip.Addr, port uint16, opts Options) (*Conn, error) {
 	rx, err := socket(unix.SOCK_DGRAM, 0, local, port)
 	if err != nil {
 		return nil, fmt.Errorf("open VXLAN socket on %v:%d: %w", local, port, err)
@@ -109,7 +156,18 @@ func ListenVXLAN(local netip.Addr, port uint16, batch int) (*Conn, error) {
 		unix.Close(tx)
 		return nil, fmt.Errorf("filter raw UDP socket: %w", err)
 	}
-	return newConn(os.NewFile(uintptr(rx), "vxlan-rx"), os.NewFile(uintptr(tx), "vxlan-tx"), batch)
+	gro := false
+	if !opts.NoOffload && unix.SetsockoptInt(rx, unix.SOL_UDP, unix.UDP_GRO, 1) == nil {
+		gro = true
+	}
+	c, err := newConn(os.NewFile(uintptr(rx), "vxlan-rx"), os.NewFile(uintptr(tx), "vxlan-tx"), opts.Batch, gro)
+	if err != nil {
+		return nil, err
+	}
+	if !opts.NoOffload && gsoSupported() {
+		c.gso = newGSOSender(local, c.wr)
+	}
+	return c, nil
 }
 
 // socket opens a nonblocking IPv4 socket bound to local:port, with large
@@ -133,11 +191,22 @@ func socket(typ, proto int, local netip.Addr, port uint16) (int, error) {
 	return fd, nil
 }
 
-func newConn(rx, tx *os.File, batch int) (*Conn, error) {
+func newConn(rx, tx *os.File, batch int, gro bool) (*Conn, error) {
 	if batch <= 0 {
 		batch = DefaultBatch
 	}
-	c := &Conn{rx: rx, tx: tx, rd: newBatchIO(batch), wr: newBatchIO(batch)}
+	rbatch, rsize := batch, rxBufSize
+	if gro {
+		rbatch, rsize = min(batch, groBatch), groBufSize
+	}
+	c := &Conn{rx: rx, tx: tx, rd: newBatchIO(rbatch), wr: newBatchIO(batch), gro: gro}
+	c.rd.bufs = make([][]byte, rbatch)
+	c.rd.ctrl = make([]byte, rbatch*ctrlLen)
+	for i := range c.rd.bufs {
+		c.rd.bufs[i] = make([]byte, rsize)
+		c.rd.iovs[i].Base = unsafe.SliceData(c.rd.bufs[i])
+		c.rd.iovs[i].SetLen(rsize)
+	}
 	c.closeFiles = append(c.closeFiles, rx)
 	if tx != rx {
 		c.closeFiles = append(c.closeFiles, tx)
@@ -156,41 +225,91 @@ func newConn(rx, tx *os.File, batch int) (*Conn, error) {
 	return c, nil
 }
 
-// BatchSize is the largest number of messages one call moves.
+// BatchSize is the largest number of messages one system call reads.
 func (c *Conn) BatchSize() int { return len(c.rd.hdrs) }
 
-// ReadBatch waits for at least one packet and reads up to len(msgs) (at
-// most BatchSize) in one system call. For each message read it sets N and
-// the sender's Addr. It returns the number of messages read.
+// Offload reports whether the Conn coalesces on receive (UDP_GRO) and
+// sends with segmentation offload (UDP_SEGMENT).
+func (c *Conn) Offload() (gro, gso bool) { return c.gro, c.gso != nil }
+
+// ReadBatch waits for at least one packet and returns up to len(msgs) of
+// them, reading a batch in one system call when the last one is used up.
+// A datagram the receive socket coalesced is returned as the datagrams it
+// was made of. For each message it sets Buf, N and the sender's Addr; a
+// packet that did not fit its buffer comes back empty, for the caller to
+// drop. It returns the number of messages set.
 func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 	b := c.rd
-	if len(msgs) > len(b.hdrs) {
-		msgs = msgs[:len(b.hdrs)]
-	}
-	for i := range msgs {
-		buf := msgs[i].Buf
-		b.iovs[i].Base = unsafe.SliceData(buf)
-		b.iovs[i].SetLen(len(buf))
-		b.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet4
-		b.hdrs[i].hdr.Flags = 0
-		b.hdrs[i].len = 0
-	}
-	b.start, b.cnt, b.n, b.errno = 0, len(msgs), 0, 0
-	if err := c.rxc.Read(b.fn); err != nil {
-		return 0, err
-	}
-	if b.errno != 0 {
-		return 0, os.NewSyscallError("recvmmsg", b.errno)
-	}
-	for i := 0; i < b.n; i++ {
-		n := int(b.hdrs[i].len)
-		if b.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0 {
-			n = 0 // truncated: the caller sees an empty packet and drops it
+	if c.pend.i >= c.pend.n {
+		for i := range b.hdrs {
+			h := &b.hdrs[i].hdr
+			h.Namelen = unix.SizeofSockaddrInet4
+			h.Flags = 0
+			if c.gro {
+				h.Control = &b.ctrl[i*ctrlLen]
+				h.SetControllen(ctrlLen)
+			}
+			b.hdrs[i].len = 0
 		}
-		msgs[i].N = n
-		msgs[i].Addr = netip.AddrFrom4(b.addrs[i].Addr)
+		b.start, b.cnt, b.n, b.errno = 0, len(b.hdrs), 0, 0
+		if err := c.rxc.Read(b.fn); err != nil {
+			return 0, err
+		}
+		if b.errno != 0 {
+			return 0, os.NewSyscallError("recvmmsg", b.errno)
+		}
+		c.pend.i, c.pend.n, c.pend.off = 0, b.n, 0
 	}
-	return b.n, nil
+	k := 0
+	for k < len(msgs) && c.pend.i < c.pend.n {
+		i := c.pend.i
+		h := &b.hdrs[i]
+		total := int(h.len)
+		m := &msgs[k]
+		m.Addr = netip.AddrFrom4(b.addrs[i].Addr)
+		k++
+		seg := 0
+		if c.gro {
+			seg = groSize(b.ctrl[i*ctrlLen:], int(h.hdr.Controllen))
+		}
+		if h.hdr.Flags&unix.MSG_TRUNC != 0 || total > len(b.bufs[i]) {
+			m.Buf, m.N = b.bufs[i][:0], 0 // truncated: the caller drops it
+			c.pend.i, c.pend.off = i+1, 0
+			continue
+		}
+		start, end := c.pend.off, total
+		if seg > 0 && start+seg < total {
+			end = start + seg
+		}
+		m.Buf = b.bufs[i][start:end:end]
+		m.N = end - start
+		if end >= total {
+			c.pend.i, c.pend.off = i+1, 0
+		} else {
+			c.pend.off = end
+		}
+	}
+	return k, nil
+}
+
+// groSize returns the segment size of a UDP_GRO control message in ctrl,
+// or 0 if there is none.
+func groSize(ctrl []byte, n int) int {
+	n = min(n, len(ctrl))
+	for off := 0; off+unix.SizeofCmsghdr <= n; {
+		// struct cmsghdr: len (size_t), level, type (int).
+		l := int(binary.NativeEndian.Uint64(ctrl[off:]))
+		level := int32(binary.NativeEndian.Uint32(ctrl[off+8:]))
+		typ := int32(binary.NativeEndian.Uint32(ctrl[off+12:]))
+		if l < unix.SizeofCmsghdr || l > n-off {
+			return 0
+		}
+		if level == unix.SOL_UDP && typ == unix.UDP_GRO && l >= unix.SizeofCmsghdr+4 {
+			return int(int32(binary.NativeEndian.Uint32(ctrl[off+unix.SizeofCmsghdr:])))
+		}
+		off += unix.CmsgSpace(l - unix.SizeofCmsghdr)
+	}
+	return 0
 }
 
 func (c *Conn) recv(fd uintptr) bool { return c.rd.call(fd, unix.SYS_RECVMMSG) }
@@ -226,6 +345,14 @@ func (b *batchIO) call(fd uintptr, trap uintptr) bool {
 func (c *Conn) WriteBatch(msgs []Message) (failed int, err error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.gso != nil {
+		return c.gso.writeBatch(msgs, c.writeRaw)
+	}
+	return c.writeRaw(msgs)
+}
+
+// writeRaw sends every message on its own through the tx socket.
+func (c *Conn) writeRaw(msgs []Message) (failed int, err error) {
 	b := c.wr
 	for len(msgs) > 0 {
 		chunk := msgs
@@ -277,6 +404,9 @@ func perMessage(errno unix.Errno) bool {
 // Close closes the sockets.
 func (c *Conn) Close() error {
 	var errs []error
+	if c.gso != nil {
+		errs = append(errs, c.gso.close())
+	}
 	for _, f := range c.closeFiles {
 		errs = append(errs, f.Close())
 	}

@@ -240,7 +240,9 @@ func readN(t *testing.T, c *Conn, want int) []received {
 				ch <- result{got, err}
 				return
 			}
-			if n < 1 || n > c.BatchSize() {
+			// A coalesced datagram may yield more messages than the
+			// batch, but never more than msgs holds.
+			if n < 1 || n > len(msgs) || (!c.gro && n > c.BatchSize()) {
 				ch <- result{got, fmt.Errorf("ReadBatch read %d messages with batch size %d", n, c.BatchSize())}
 				return
 			}
@@ -267,12 +269,23 @@ func readN(t *testing.T, c *Conn, want int) []received {
 // listenPair opens a Conn of the codec on each underlay address.
 func listenPair(t *testing.T, ns *testNS, codec string, batch int) (a, b *Conn) {
 	t.Helper()
+	a, b = listenPairOpts(t, ns, codec, Options{Batch: batch})
+	if want := min(batch, groBatch); codec == "vxlan" && b.BatchSize() != want {
+		t.Fatalf("BatchSize = %d, want %d", b.BatchSize(), want)
+	}
+	return a, b
+}
+
+// listenPairOpts opens a Conn of the codec with opts on each underlay
+// address.
+func listenPairOpts(t *testing.T, ns *testNS, codec string, opts Options) (a, b *Conn) {
+	t.Helper()
 	ns.addLoopback(t, underlayA, underlayB)
 	open := func(addr netip.Addr) (*Conn, error) {
 		if codec == "gre" {
-			return ListenGRE(addr, batch)
+			return ListenGRE(addr, opts)
 		}
-		return ListenVXLAN(addr, DefaultVXLANPort, batch)
+		return ListenVXLAN(addr, DefaultVXLANPort, opts)
 	}
 	ns.do(t, func() error {
 		var err error
@@ -286,9 +299,6 @@ func listenPair(t *testing.T, ns *testNS, codec string, batch int) (a, b *Conn) 
 		t.Cleanup(func() { b.Close() })
 		return nil
 	})
-	if a.BatchSize() != batch {
-		t.Fatalf("BatchSize = %d, want %d", a.BatchSize(), batch)
-	}
 	return a, b
 }
 
@@ -494,8 +504,10 @@ func readTAPFrame(t *testing.T, tap *TAP, match func([]byte) bool) []byte {
 				return
 			}
 			for i := range k {
-				if !bytes.Equal(bufs[i][:Headroom], bytes.Repeat([]byte{0xee}, Headroom)) {
-					ch <- result{nil, errors.New("ReadBatch wrote into the headroom")}
+				// The virtio-net header takes the VnetHdrLen bytes
+				// before the frame; the rest of the headroom is left.
+				if !bytes.Equal(bufs[i][:Headroom-VnetHdrLen], bytes.Repeat([]byte{0xee}, Headroom-VnetHdrLen)) {
+					ch <- result{nil, errors.New("ReadBatch wrote into the headroom before the virtio-net header")}
 					return
 				}
 				if f := bufs[i][Headroom : Headroom+sizes[i]]; match(f) {
@@ -721,4 +733,246 @@ func udpToTAP(src, dst netip.Addr, srcMAC, dstMAC net.HardwareAddr, sport, dport
 	binary.BigEndian.PutUint16(u[4:6], uint16(len(u)))
 	copy(u[8:], payload)
 	return f
+}
+
+// loTx returns the packets lo has sent in the test namespace.
+func loTx(t *testing.T, ns *testNS) uint64 {
+	t.Helper()
+	var n uint64
+	ns.do(t, func() error {
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		n = lo.Attrs().Statistics.TxPackets
+		return nil
+	})
+	return n
+}
+
+// TestIntegrationVXLANOffload sends the copies of a batch in two flows,
+// interleaved as the engine makes them, with and without offload. With
+// it, each flow's run leaves as a few segmentation-offload packets and is
+// split again on receive; without, every copy is a packet. Either way the
+// receiver gets every frame, in order within its flow.
+func TestIntegrationVXLANOffload(t *testing.T) {
+	for _, noOffload := range []bool{false, true} {
+		name := map[bool]string{false: "on", true: "off"}[noOffload]
+		t.Run(name, func(t *testing.T) {
+			ns := newTestNS(t)
+			a, b := listenPairOpts(t, ns, "vxlan", Options{Batch: 64, NoOffload: noOffload})
+			gro, gso := b.Offload()
+			if gro == noOffload || gso == noOffload {
+				t.Fatalf("Offload() = %v, %v with NoOffload %v", gro, gso, noOffload)
+			}
+			v := NewVXLAN(testVNI, DefaultVXLANPort)
+			// Flow 1: 40 frames of 300 bytes and a last one of 200; flow 2:
+			// 30 of 500. Each frame carries its sequence number.
+			var msgs []Message
+			sent := map[uint16][][]byte{}
+			add := func(flow uint16, size int, seq int) {
+				f := testFrame(size, flow)
+				binary.BigEndian.PutUint32(f[size-4:], uint32(seq))
+				sent[flow] = append(sent[flow], f)
+				msgs = append(msgs, Message{Buf: v.Encap(withHeadroom(f), size), Addr: underlayB})
+			}
+			for i := range 41 {
+				size := 300
+				if i == 40 {
+					size = 200
+				}
+				add(1001, size, i)
+				if i < 30 {
+					add(1002, 500, i)
+				}
+			}
+			before := loTx(t, ns)
+			// In the namespace: WriteBatch opens the flow sockets there.
+			var failed int
+			ns.do(t, func() (err error) {
+				failed, err = a.WriteBatch(msgs)
+				return err
+			})
+			if failed != 0 {
+				t.Fatalf("WriteBatch: %d failed", failed)
+			}
+			for i, m := range msgs {
+				if m.N != len(m.Buf) {
+					t.Fatalf("message %d: N = %d, want %d", i, m.N, len(m.Buf))
+				}
+			}
+			got := readN(t, b, len(msgs))
+			packets := loTx(t, ns) - before
+			t.Logf("offload %s: %d copies left as %d packets", name, len(msgs), packets)
+			if noOffload && packets != uint64(len(msgs)) {
+				t.Errorf("%d packets for %d copies without offload", packets, len(msgs))
+			}
+			if !noOffload && packets > 4 {
+				t.Errorf("%d packets for %d copies with offload; want a few", packets, len(msgs))
+			}
+			recv := map[uint16][][]byte{}
+			for i, m := range got {
+				if m.addr != underlayA {
+					t.Errorf("message %d from %v", i, m.addr)
+				}
+				inner, r := v.Decap(m.buf)
+				if r != OK {
+					t.Fatalf("message %d: %v", i, r)
+				}
+				flow := binary.BigEndian.Uint16(inner[34:36])
+				recv[flow] = append(recv[flow], inner)
+			}
+			for flow, frames := range sent {
+				if len(recv[flow]) != len(frames) {
+					t.Fatalf("flow %d: %d frames received, %d sent", flow, len(recv[flow]), len(frames))
+				}
+				for i := range frames {
+					if !bytes.Equal(recv[flow][i], frames[i]) {
+						t.Errorf("flow %d: frame %d differs or is out of order", flow, i)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestIntegrationConnZeroAllocs checks that the batch paths, with and
+// without offload, allocate nothing once warm.
+func TestIntegrationConnZeroAllocs(t *testing.T) {
+	for _, noOffload := range []bool{false, true} {
+		t.Run(map[bool]string{false: "offload", true: "raw"}[noOffload], func(t *testing.T) {
+			ns := newTestNS(t)
+			a, b := listenPairOpts(t, ns, "vxlan", Options{Batch: 64, NoOffload: noOffload})
+			v := NewVXLAN(testVNI, DefaultVXLANPort)
+			var msgs []Message
+			for i := range 16 {
+				f := testFrame(400, uint16(1001+i%2))
+				msgs = append(msgs, Message{Buf: v.Encap(withHeadroom(f), 400), Addr: underlayB})
+			}
+			in := make([]Message, 64)
+			round := func() {
+				if _, err := a.WriteBatch(msgs); err != nil {
+					t.Fatal(err)
+				}
+				for got := 0; got < len(msgs); {
+					n, err := b.ReadBatch(in)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got += n
+				}
+			}
+			ns.do(t, func() error { round(); return nil }) // opens the flow sockets in the namespace
+			if n := testing.AllocsPerRun(50, round); n != 0 {
+				t.Errorf("%v allocations per batch written and read", n)
+			}
+		})
+	}
+}
+
+// TestIntegrationTAPCoalesce writes runs of UDP datagrams to a real TAP and
+// checks what a socket on the host receives: every valid datagram, in
+// order, and with coalescing few TAP writes.
+func TestIntegrationTAPCoalesce(t *testing.T) {
+	for _, noCoalesce := range []bool{false, true} {
+		t.Run(map[bool]string{false: "coalesce", true: "plain"}[noCoalesce], func(t *testing.T) {
+			ns := newTestNS(t)
+			const name = "mctest1"
+			var tap *TAP
+			var sock *net.UDPConn
+			ns.do(t, func() error {
+				var err error
+				if tap, err = OpenTAP(TAPConfig{Name: name, Overlay: netip.PrefixFrom(coDst, 24), MTU: 1500, NoCoalesce: noCoalesce}); err != nil {
+					return err
+				}
+				sock, err = net.ListenUDP("udp4", &net.UDPAddr{IP: coDst.AsSlice(), Port: 7000})
+				return err
+			})
+			t.Cleanup(func() { sock.Close(); tap.Close() })
+			rxPackets := func() uint64 {
+				var n uint64
+				ns.do(t, func() error {
+					l, err := netlink.LinkByName(name)
+					if err == nil {
+						n = l.Attrs().Statistics.RxPackets
+					}
+					return err
+				})
+				return n
+			}
+			// Two flows interleaved in runs, a datagram with a bad
+			// checksum (the kernel drops it), a shorter last datagram.
+			var frames [][]byte
+			var want [][]byte
+			seq := 0
+			add := func(sport uint16, size int, valid bool) {
+				p := bytes.Repeat([]byte{byte(seq)}, size)
+				binary.BigEndian.PutUint32(p, uint32(seq))
+				f := coFrame(sport, uint16(seq), p)
+				if !valid {
+					f[len(f)-1] ^= 0xff
+				} else {
+					want = append(want, p)
+				}
+				seq++
+				frames = append(frames, f)
+			}
+			for range 30 {
+				add(5001, 1000, true)
+			}
+			add(5001, 1000, false)
+			for range 20 {
+				add(5001, 1000, true)
+			}
+			add(5001, 10, true)
+			for range 10 {
+				add(5002, 64, true)
+			}
+			before := rxPackets()
+			failed, err := tap.WriteBatch(frames)
+			if err != nil || failed != 0 {
+				t.Fatalf("WriteBatch: %d failed, %v", failed, err)
+			}
+			writes := rxPackets() - before
+			t.Logf("%d frames in %d TAP writes", len(frames), writes)
+			if noCoalesce && writes != uint64(len(frames)) {
+				t.Errorf("%d writes for %d frames without coalescing", writes, len(frames))
+			}
+			if !noCoalesce && writes > 5 {
+				t.Errorf("%d writes for %d frames with coalescing; want 5 or fewer", writes, len(frames))
+			}
+			buf := make([]byte, 2048)
+			for i, w := range want {
+				sock.SetReadDeadline(time.Now().Add(ioTimeout))
+				n, _, err := sock.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					t.Fatalf("datagram %d of %d: %v", i, len(want), err)
+				}
+				if !bytes.Equal(buf[:n], w) {
+					t.Fatalf("datagram %d: %d bytes, seq %d; want %d bytes, seq %d", i, n,
+						binary.BigEndian.Uint32(buf), len(w), binary.BigEndian.Uint32(w))
+				}
+			}
+			sock.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			if n, _, err := sock.ReadFromUDPAddrPort(buf); err == nil {
+				t.Errorf("an extra datagram of %d bytes (the one with a bad checksum?)", n)
+			}
+		})
+	}
+}
+
+// FuzzGROSize feeds the control-message parser of UDP_GRO arbitrary bytes.
+func FuzzGROSize(f *testing.F) {
+	c := make([]byte, ctrlLen)
+	binary.NativeEndian.PutUint64(c[0:8], uint64(unix.CmsgLen(4)))
+	binary.NativeEndian.PutUint32(c[8:12], unix.SOL_UDP)
+	binary.NativeEndian.PutUint32(c[12:16], unix.UDP_GRO)
+	binary.NativeEndian.PutUint32(c[16:20], 1400)
+	f.Add(c, 20)
+	f.Add(c[:10], 10)
+	f.Fuzz(func(t *testing.T, ctrl []byte, n int) {
+		if g := groSize(ctrl, n); g != 0 && len(ctrl) < unix.SizeofCmsghdr+4 {
+			t.Fatalf("segment size %d from %d bytes", g, len(ctrl))
+		}
+	})
 }

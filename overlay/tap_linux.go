@@ -7,8 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+	"unsafe"
 
-	"github.com/songgao/water"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -22,21 +22,29 @@ type TAPConfig struct {
 	Overlay netip.Prefix     // the node's overlay address and prefix
 	MTU     int              // the TAP MTU: underlay MTU minus the codec's Overhead
 	MAC     net.HardwareAddr // nil means MACFor(Overlay.Addr())
+	// NoCoalesce makes WriteBatch write every frame on its own instead of
+	// handing runs of one UDP flow to the kernel as one frame.
+	NoCoalesce bool
 }
 
 // TAP is the device that holds a node's overlay address. Frames the local
 // host sends are read from it; frames from peers are written to it. It is
 // not persistent: closing it removes the interface.
 //
-// ReadBatch must not be called concurrently with itself; Write is safe for
-// concurrent use.
+// Every frame crosses the device behind a virtio-net header
+// (IFF_VNET_HDR), with no offloads asked of the kernel: frames read are
+// complete, and WriteBatch can hand the kernel a run of datagrams of one
+// UDP flow as a single segmentation-offload frame (see WriteBatch).
+//
+// ReadBatch and WriteBatch must not be called concurrently with
+// themselves; Write is safe for concurrent use.
 type TAP struct {
 	name string
 	mac  net.HardwareAddr
 	mtu  int
-	ifc  *water.Interface
 	file *os.File
 	rc   syscall.RawConn
+	w    tapWriter
 
 	// State of the batch read in progress, used by readFn.
 	rbufs   [][]byte
@@ -83,33 +91,55 @@ func OpenTAP(cfg TAPConfig) (*TAP, error) {
 	if _, err := netlink.LinkByName(cfg.Name); err == nil {
 		return nil, fmt.Errorf("interface %s already exists: another meshcast may be running for this community, or pass --tap with another name", cfg.Name)
 	}
-	ifc, err := water.New(water.Config{
-		DeviceType:             water.TAP,
-		PlatformSpecificParams: water.PlatformSpecificParams{Name: cfg.Name},
-	})
+	f, err := openTAP(cfg.Name)
 	if err != nil {
 		if errors.Is(err, unix.EBUSY) {
 			return nil, fmt.Errorf("TAP %s is held by another process: stop it or pass --tap with another name", cfg.Name)
 		}
 		return nil, fmt.Errorf("create TAP %s: %w (is /dev/net/tun present and are we root with CAP_NET_ADMIN?)", cfg.Name, err)
 	}
-	t := &TAP{name: cfg.Name, mac: mac, mtu: cfg.MTU, ifc: ifc}
-	f, ok := ifc.ReadWriteCloser.(*os.File)
-	if !ok {
-		ifc.Close()
-		return nil, errors.New("TAP device is not a file")
-	}
-	t.file = f
+	t := &TAP{name: cfg.Name, mac: mac, mtu: cfg.MTU, file: f}
+	t.w.init(!cfg.NoCoalesce)
 	if t.rc, err = f.SyscallConn(); err != nil {
-		ifc.Close()
+		f.Close()
 		return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
 	}
 	t.readFn = t.readBatch
 	if err := t.configure(cfg.Overlay); err != nil {
-		ifc.Close()
+		f.Close()
 		return nil, err
 	}
 	return t, nil
+}
+
+// openTAP creates the TAP device name with a virtio-net header and no
+// offloads, and returns it as a nonblocking file.
+func openTAP(name string) (*os.File, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	// No checksum or segmentation offload towards us: frames read are
+	// complete, ready to forward to peers.
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("TUNSETOFFLOAD: %w", err)
+	}
+	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VnetHdrLen); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("TUNSETVNETHDRSZ: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "/dev/net/tun"), nil
 }
 
 func (t *TAP) configure(overlay netip.Prefix) error {
@@ -150,8 +180,10 @@ func (t *TAP) MTU() int { return t.mtu }
 
 // ReadBatch reads at least one frame, waiting for the first, and then as
 // many more as are ready, up to len(bufs). Frame i is stored at
-// bufs[i][offset:] and its length in sizes[i]. It returns the number of
-// frames read. It requires len(sizes) >= len(bufs).
+// bufs[i][offset:] and its length in sizes[i]; the device's virtio-net
+// header goes to the VnetHdrLen bytes before it. It returns the number of
+// frames read. It requires len(sizes) >= len(bufs) and offset >=
+// VnetHdrLen.
 func (t *TAP) ReadBatch(bufs [][]byte, offset int, sizes []int) (int, error) {
 	t.rbufs, t.roffset, t.rsizes, t.rn, t.rerr = bufs, offset, sizes, 0, nil
 	err := t.rc.Read(t.readFn)
@@ -167,7 +199,8 @@ func (t *TAP) ReadBatch(bufs [][]byte, offset int, sizes []int) (int, error) {
 
 func (t *TAP) readBatch(fd uintptr) bool {
 	for t.rn < len(t.rbufs) {
-		n, err := unix.Read(int(fd), t.rbufs[t.rn][t.roffset:])
+		b := t.rbufs[t.rn][t.roffset-VnetHdrLen:]
+		n, err := unix.Read(int(fd), b)
 		if err != nil {
 			if err == unix.EINTR {
 				continue
@@ -178,7 +211,7 @@ func (t *TAP) readBatch(fd uintptr) bool {
 			t.rerr = err
 			return true
 		}
-		t.rsizes[t.rn] = n
+		t.rsizes[t.rn] = finishVnet(b[:max(n, 0)])
 		t.rn++
 	}
 	return true
@@ -186,7 +219,101 @@ func (t *TAP) readBatch(fd uintptr) bool {
 
 // Write writes one Ethernet frame to the TAP, delivering it to the local
 // host.
-func (t *TAP) Write(frame []byte) (int, error) { return t.file.Write(frame) }
+func (t *TAP) Write(frame []byte) (int, error) {
+	var n int
+	var werr error
+	err := t.rc.Write(func(fd uintptr) bool {
+		n, werr = writev2(fd, zeroVnet[:], frame)
+		return werr != unix.EAGAIN
+	})
+	if err == nil {
+		err = werr
+	}
+	return max(n-VnetHdrLen, 0), err
+}
+
+// tapWriter is the state of WriteBatch, allocated once.
+type tapWriter struct {
+	coalesce bool
+	super    []byte // a coalesced frame under construction
+	frames   [][]byte
+	failed   int
+	err      error
+	fn       func(fd uintptr) bool
+}
+
+func (w *tapWriter) init(coalesce bool) {
+	w.coalesce = coalesce
+	if coalesce {
+		w.super = make([]byte, VnetHdrLen+EthHeaderLen+maxSuper)
+	}
+	w.fn = w.write
+}
+
+// WriteBatch writes frames to the TAP, delivering them to the local host,
+// and returns how many it could not write. It returns an error only when
+// the device fails.
+//
+// Consecutive frames that carry IPv4 UDP datagrams of one flow (the same
+// Ethernet and IP headers but for length, ID and checksum, the same ports,
+// payloads of one length but for the last) go to the kernel as one
+// UDP segmentation-offload frame, which it splits back into the same
+// datagrams, so that a burst costs one system call. Only datagrams whose
+// IP and UDP checksums are valid are coalesced (the kernel does not check
+// them again); the rest are written one by one, as is everything with
+// TAPConfig.NoCoalesce.
+func (t *TAP) WriteBatch(frames [][]byte) (failed int, err error) {
+	w := &t.w
+	w.frames, w.failed, w.err = frames, 0, nil
+	err = t.rc.Write(w.fn)
+	w.frames = nil
+	if err == nil {
+		err = w.err
+	}
+	return w.failed, err
+}
+
+func (w *tapWriter) write(fd uintptr) bool {
+	for i := 0; i < len(w.frames); {
+		n, seg := 1, 0
+		if w.coalesce {
+			n, seg = udpRun(w.frames[i:])
+		}
+		var err error
+		if n >= 2 {
+			l := buildSuper(w.super, w.frames[i:i+n], seg)
+			_, err = unix.Write(int(fd), w.super[:l])
+		} else {
+			n = 1
+			_, err = writev2(fd, zeroVnet[:], w.frames[i])
+		}
+		switch err {
+		case nil:
+		case unix.EINTR:
+			continue
+		case unix.EBADF:
+			w.err = os.ErrClosed
+			return true
+		default:
+			w.failed += n
+		}
+		i += n
+	}
+	return true
+}
+
+// writev2 writes a and b as one packet, without allocating.
+func writev2(fd uintptr, a, b []byte) (int, error) {
+	var iov [2]unix.Iovec
+	iov[0].Base, iov[1].Base = unsafe.SliceData(a), unsafe.SliceData(b)
+	iov[0].SetLen(len(a))
+	iov[1].SetLen(len(b))
+	n, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), 2)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
 
 // Close closes the device, which removes the interface.
-func (t *TAP) Close() error { return t.ifc.Close() }
+func (t *TAP) Close() error { return t.file.Close() }

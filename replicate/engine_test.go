@@ -305,7 +305,8 @@ func (r *scriptedReader) ReadBatch(msgs []overlay.Message) (int, error) {
 	}
 	n := 0
 	for n < len(msgs) && len(r.pkts) > 0 {
-		msgs[n].N = copy(msgs[n].Buf, r.pkts[0])
+		msgs[n].Buf = r.pkts[0]
+		msgs[n].N = len(r.pkts[0])
 		msgs[n].Addr = r.src
 		r.pkts = r.pkts[1:]
 		n++
@@ -315,7 +316,7 @@ func (r *scriptedReader) ReadBatch(msgs []overlay.Message) (int, error) {
 
 type tapRecorder struct{ frames int }
 
-func (t *tapRecorder) Write(b []byte) (int, error) { t.frames++; return len(b), nil }
+func (t *tapRecorder) WriteBatch(frames [][]byte) (int, error) { t.frames += len(frames); return 0, nil }
 
 func TestSendErrorsCounted(t *testing.T) {
 	e := newTestEngine(t, overlay.NewGRE(0, false), 2)

@@ -16,9 +16,11 @@ type FrameReader interface {
 	ReadBatch(bufs [][]byte, offset int, sizes []int) (int, error)
 }
 
-// FrameWriter writes one frame; overlay.TAP implements it.
+// FrameWriter writes frames; overlay.TAP implements it. WriteBatch returns
+// how many frames it could not write, and an error only when the device
+// fails.
 type FrameWriter interface {
-	Write(frame []byte) (int, error)
+	WriteBatch(frames [][]byte) (failed int, err error)
 }
 
 // PacketReader reads a batch of packets; overlay.Conn implements it.
@@ -108,29 +110,32 @@ func (e *Engine) RunEgress(r FrameReader, w PacketWriter) error {
 }
 
 // RunIngress reads packets from the underlay and writes the accepted inner
-// frames to the TAP until r fails.
+// frames of each batch to the TAP together until r or w fails.
 func (e *Engine) RunIngress(r PacketReader, w FrameWriter) error {
 	msgs := make([]overlay.Message, e.batch)
-	for i := range msgs {
-		msgs[i].Buf = make([]byte, BufSize)
-	}
+	frames := make([][]byte, 0, e.batch)
 	for {
 		n, err := r.ReadBatch(msgs)
 		if err != nil {
 			return err
 		}
 		now := time.Now().UnixNano()
+		frames = frames[:0]
 		for i := 0; i < n; i++ {
-			frame := e.receive(msgs[i].Addr, msgs[i].Buf[:msgs[i].N], now)
-			if frame == nil {
-				continue
+			if frame := e.receive(msgs[i].Addr, msgs[i].Buf[:msgs[i].N], now); frame != nil {
+				frames = append(frames, frame)
 			}
-			if _, err := w.Write(frame); err != nil {
-				if isClosed(err) {
-					return err
-				}
-				e.drops[ReasonTAPWrite].Add(1)
-			}
+		}
+		if len(frames) == 0 {
+			continue
+		}
+		failed, err := w.WriteBatch(frames)
+		clear(frames)
+		if failed > 0 {
+			e.drops[ReasonTAPWrite].Add(uint64(failed))
+		}
+		if err != nil {
+			return err
 		}
 	}
 }

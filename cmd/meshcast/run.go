@@ -49,6 +49,8 @@ type runConfig struct {
 	igmp         igmp.Config
 	unregistered replicate.Unregistered
 
+	noOffload bool // --offload off
+
 	control     string
 	metrics     string
 	configFile  string
@@ -96,7 +98,8 @@ func addRunFlags(fs *pflag.FlagSet, cfg *runConfig) func() error {
 	fs.StringVar(&unregistered, "unregistered", "flood", "traffic for groups no peer joined: `flood` to every peer, or drop (router peers still get it)")
 	fs.StringVar(&level, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	fs.StringVar(&format, "log-format", "text", "log `FORMAT`: text or json")
-	var dataplane, kvx string
+	var dataplane, kvx, offload string
+	fs.StringVar(&offload, "offload", "on", "`on`: batch with the kernel's UDP segmentation and receive offload (VXLAN) and hand the TAP runs of one UDP flow as one frame; off: one system call path per packet, for comparison or troubleshooting")
 	fs.StringVar(&dataplane, "dataplane", "userspace", "`userspace` (meshcast forwards) or kernel (a Linux bridge with IGMP snooping and one tunnel port per peer, for comparison)")
 	fs.StringVar(&kvx, "kernel-vxlan", "pair", "kernel VXLAN ports: `pair` (one device per peer, per-pair VNI, pruned per peer) or hre (one device with head-end replication, interoperates with userspace nodes)")
 	fs.StringVar(&cfg.control, "control", "", "control socket `PATH` (default /run/meshcast/COMMUNITY.sock)")
@@ -187,6 +190,14 @@ func addRunFlags(fs *pflag.FlagSet, cfg *runConfig) func() error {
 			cfg.kernelVXLAN = kvx
 		default:
 			return usagef("--kernel-vxlan %q is not known: use pair or hre", kvx)
+		}
+		switch offload {
+		case "on":
+			cfg.noOffload = false
+		case "off":
+			cfg.noOffload = true
+		default:
+			return usagef("--offload %q is not known: use on or off", offload)
 		}
 		switch unregistered {
 		case "flood":
@@ -522,9 +533,9 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 		var conn *overlay.Conn
 		switch cfg.encap {
 		case "gre":
-			conn, err = overlay.ListenGRE(self.Underlay, 0)
+			conn, err = overlay.ListenGRE(self.Underlay, overlay.Options{NoOffload: cfg.noOffload})
 		case "vxlan":
-			conn, err = overlay.ListenVXLAN(self.Underlay, cfg.vxlanPort, 0)
+			conn, err = overlay.ListenVXLAN(self.Underlay, cfg.vxlanPort, overlay.Options{NoOffload: cfg.noOffload})
 		}
 		if err != nil {
 			if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
@@ -537,7 +548,7 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 		}
 		defer conn.Close()
 
-		tap, err := overlay.OpenTAP(overlay.TAPConfig{Name: tapName, Overlay: self.Overlay, MTU: mtu})
+		tap, err := overlay.OpenTAP(overlay.TAPConfig{Name: tapName, Overlay: self.Overlay, MTU: mtu, NoCoalesce: cfg.noOffload})
 		if err != nil {
 			if strings.Contains(err.Error(), "already exists") || strings.Contains(err.Error(), "held by another") {
 				return usagef("%v", err)

@@ -1,0 +1,322 @@
+package overlay
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"os"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// MaxFlowSockets bounds the UDP sockets a VXLAN Conn opens for the
+	// source ports of inner flows; flows beyond it are sent raw.
+	MaxFlowSockets = 64
+	// maxGSOSegments bounds the datagrams of one segmentation-offload
+	// send: UDP_MAX_SEGMENTS before Linux 6.1.
+	maxGSOSegments = 64
+	// maxGSOBytes bounds the UDP payload of one such send.
+	maxGSOBytes = 65507
+	// gsoCtrlLen holds a UDP_SEGMENT control message (a uint16).
+	gsoCtrlLen = 24
+)
+
+// gsoSupported reports whether the kernel accepts UDP_SEGMENT.
+func gsoSupported() bool {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return unix.SetsockoptInt(fd, unix.SOL_UDP, unix.UDP_SEGMENT, 1400) == nil
+}
+
+// flowSock is the UDP socket of one source port; rc is nil when the port
+// could not be bound, and the flow is sent raw.
+type flowSock struct {
+	file *os.File
+	rc   syscall.RawConn
+}
+
+// gsoRun is the copies of a batch that leave as one send: one source
+// port, one destination, segments of one size but for the last.
+type gsoRun struct {
+	key        runKey
+	head, tail int // messages, linked through gsoSender.next
+	count      int
+	seg, bytes int
+	closed     bool
+}
+
+type runKey struct {
+	sport, dport uint16
+	dst          [4]byte
+}
+
+// gsoSender sends VXLAN with UDP segmentation offload. Its scratch
+// arrays are allocated once and grow only when a batch is larger than
+// any before.
+type gsoSender struct {
+	local [4]byte
+	socks map[uint16]*flowSock
+	runs  []gsoRun
+	open  map[runKey]int // the last run of each key in runs
+	next  []int
+	raw   []Message // copies of flows without a socket
+	rawAt []int     // their index in the batch
+	b     *batchIO  // headers for one sendmmsg; iovecs are separate
+	iovs  []unix.Iovec
+	ctrl  []byte
+	owner []int // the run of each header
+	order []int // runs sorted by socket
+	cur   *flowSock
+	fn    func(fd uintptr) bool
+}
+
+func newGSOSender(local netip.Addr, b *batchIO) *gsoSender {
+	g := &gsoSender{
+		local: local.As4(),
+		socks: make(map[uint16]*flowSock),
+		open:  make(map[runKey]int),
+		b:     newBatchIO(len(b.hdrs)),
+	}
+	g.ctrl = make([]byte, len(g.b.hdrs)*gsoCtrlLen)
+	g.owner = make([]int, len(g.b.hdrs))
+	g.fn = func(fd uintptr) bool { return g.b.call(fd, unix.SYS_SENDMMSG) }
+	return g
+}
+
+// sock returns the socket of source port sport, opening it if it can.
+func (g *gsoSender) sock(sport uint16) *flowSock {
+	if s, ok := g.socks[sport]; ok {
+		return s
+	}
+	s := &flowSock{}
+	if len(g.socks) < MaxFlowSockets {
+		if fd, err := flowSocket(g.local, sport); err == nil {
+			s.file = os.NewFile(uintptr(fd), "vxlan-flow")
+			if s.rc, err = s.file.SyscallConn(); err != nil {
+				s.file.Close()
+				s.file, s.rc = nil, nil
+			}
+		}
+	}
+	g.socks[sport] = s
+	return s
+}
+
+// flowSocket opens a UDP socket bound to local:sport that only sends.
+func flowSocket(local [4]byte, sport uint16) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sockBuf) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, sockBuf)
+	}
+	prog := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
+		&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local, Port: int(sport)}); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// writeBatch groups msgs (UDP header, VXLAN header, frame, as VXLAN.Encap
+// makes them) into runs and sends each run as one message of a sendmmsg on
+// the socket of its source port. Flows without a socket go to raw.
+func (g *gsoSender) writeBatch(msgs []Message, raw func([]Message) (int, error)) (failed int, err error) {
+	g.runs = g.runs[:0]
+	clear(g.open)
+	if cap(g.next) < len(msgs) {
+		g.next = make([]int, len(msgs))
+	}
+	g.next = g.next[:len(msgs)]
+	g.raw, g.rawAt = g.raw[:0], g.rawAt[:0]
+	for i := range msgs {
+		m := &msgs[i]
+		if len(m.Buf) < UDPHeaderLen+VXLANHeaderLen || !m.Addr.Is4() {
+			m.N = -1
+			failed++
+			continue
+		}
+		key := runKey{
+			sport: binary.BigEndian.Uint16(m.Buf[0:2]),
+			dport: binary.BigEndian.Uint16(m.Buf[2:4]),
+			dst:   m.Addr.As4(),
+		}
+		if g.sock(key.sport).rc == nil {
+			g.raw = append(g.raw, *m)
+			g.rawAt = append(g.rawAt, i)
+			continue
+		}
+		plen := len(m.Buf) - UDPHeaderLen
+		g.next[i] = -1
+		if r, ok := g.open[key]; ok {
+			run := &g.runs[r]
+			if !run.closed && run.count < maxGSOSegments && plen <= run.seg && run.bytes+plen <= maxGSOBytes {
+				g.next[run.tail] = i
+				run.tail = i
+				run.count++
+				run.bytes += plen
+				run.closed = plen < run.seg
+				continue
+			}
+		}
+		g.open[key] = len(g.runs)
+		g.runs = append(g.runs, gsoRun{key: key, head: i, tail: i, count: 1, seg: plen, bytes: plen})
+	}
+	if len(g.raw) > 0 {
+		f, err := raw(g.raw)
+		failed += f
+		for j, at := range g.rawAt {
+			msgs[at].N = g.raw[j].N
+		}
+		clear(g.raw)
+		if err != nil {
+			return failed, err
+		}
+	}
+	// Runs of one socket go out together, in the order they were opened.
+	g.order = g.order[:0]
+	for r := range g.runs {
+		g.order = append(g.order, r)
+	}
+	sortBySport(g.order, g.runs)
+	for start := 0; start < len(g.order); {
+		end := start + 1
+		for end < len(g.order) && g.runs[g.order[end]].key.sport == g.runs[g.order[start]].key.sport {
+			end++
+		}
+		f, err := g.sendRuns(msgs, g.order[start:end])
+		failed += f
+		if err != nil {
+			return failed, err
+		}
+		start = end
+	}
+	return failed, nil
+}
+
+// sortBySport orders runs by source port, keeping the order of runs of
+// one port (an insertion sort: a batch has few flows).
+func sortBySport(order []int, runs []gsoRun) {
+	for i := 1; i < len(order); i++ {
+		for j := i; j > 0 && runs[order[j]].key.sport < runs[order[j-1]].key.sport; j-- {
+			order[j], order[j-1] = order[j-1], order[j]
+		}
+	}
+}
+
+// sendRuns sends runs, all of one source port, with as few sendmmsg calls
+// as the headers allow.
+func (g *gsoSender) sendRuns(msgs []Message, runs []int) (failed int, err error) {
+	s := g.sock(g.runs[runs[0]].key.sport)
+	b := g.b
+	for len(runs) > 0 {
+		// Fill headers and iovecs for as many runs as fit.
+		nh, niov := 0, 0
+		for nh < len(runs) && nh < len(b.hdrs) {
+			run := &g.runs[runs[nh]]
+			if cap(g.iovs) < niov+run.count {
+				if nh > 0 {
+					break // send these first: growing would move their iovecs
+				}
+				g.iovs = make([]unix.Iovec, 0, max(run.count, 2*cap(g.iovs)))
+			}
+			g.iovs = g.iovs[:niov+run.count]
+			first := niov
+			for i := run.head; i >= 0; i = g.next[i] {
+				p := msgs[i].Buf[UDPHeaderLen:]
+				g.iovs[niov].Base = unsafe.SliceData(p)
+				g.iovs[niov].SetLen(len(p))
+				niov++
+				if i == run.tail {
+					break
+				}
+			}
+			h := &b.hdrs[nh].hdr
+			h.Iov = &g.iovs[first]
+			h.SetIovlen(run.count)
+			b.addrs[nh] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: run.key.dst}
+			b.addrs[nh].Port = htons(run.key.dport)
+			h.Namelen = unix.SizeofSockaddrInet4
+			h.Control, h.Controllen = nil, 0
+			if run.count > 1 {
+				c := g.ctrl[nh*gsoCtrlLen : (nh+1)*gsoCtrlLen]
+				clear(c)
+				cm := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+				cm.Level, cm.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+				cm.SetLen(unix.CmsgLen(2))
+				binary.NativeEndian.PutUint16(c[unix.SizeofCmsghdr:], uint16(run.seg))
+				h.Control = &c[0]
+				h.SetControllen(unix.CmsgSpace(2))
+			}
+			g.owner[nh] = runs[nh]
+			nh++
+		}
+		for sent := 0; sent < nh; {
+			b.start, b.cnt, b.n, b.errno = sent, nh-sent, 0, 0
+			if err := s.rc.Write(g.fn); err != nil {
+				return failed, err
+			}
+			switch {
+			case b.errno == 0:
+				for j := sent; j < sent+b.n; j++ {
+					failed += g.mark(msgs, g.owner[j], true)
+				}
+				sent += b.n
+			case perMessage(b.errno) || b.errno == unix.EIO:
+				failed += g.mark(msgs, g.owner[sent], false)
+				sent++
+			default:
+				return failed, os.NewSyscallError("sendmmsg", b.errno)
+			}
+		}
+		runs = runs[nh:]
+	}
+	return failed, nil
+}
+
+// mark sets N on the messages of run r and returns how many failed.
+func (g *gsoSender) mark(msgs []Message, r int, ok bool) int {
+	run := &g.runs[r]
+	for i := run.head; i >= 0; i = g.next[i] {
+		if ok {
+			msgs[i].N = len(msgs[i].Buf)
+		} else {
+			msgs[i].N = -1
+		}
+		if i == run.tail {
+			break
+		}
+	}
+	if ok {
+		return 0
+	}
+	return run.count
+}
+
+func htons(v uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+func (g *gsoSender) close() error {
+	var errs []error
+	for _, s := range g.socks {
+		if s.file != nil {
+			errs = append(errs, s.file.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
