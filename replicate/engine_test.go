@@ -316,7 +316,10 @@ func (r *scriptedReader) ReadBatch(msgs []overlay.Message) (int, error) {
 
 type tapRecorder struct{ frames int }
 
-func (t *tapRecorder) WriteBatch(frames [][]byte) (int, error) { t.frames += len(frames); return 0, nil }
+func (t *tapRecorder) WriteBatch(frames [][]byte) (int, error) {
+	t.frames += len(frames)
+	return 0, nil
+}
 
 func TestSendErrorsCounted(t *testing.T) {
 	e := newTestEngine(t, overlay.NewGRE(0, false), 2)
