@@ -47,7 +47,10 @@
 // # What is measured, per case (encapsulation, fanout, payload) and path
 //
 //   - Copies per second: the datagrams the subscribers' applications
-//     received over a trial, all together, divided by its sending time, at
+//     received over a trial, all together, divided by the time from the
+//     first datagram sent to the last one received (a path that queues
+//     what it cannot forward at once is measured over the time it takes
+//     to deliver, so a deep queue does not pass for speed), at
 //     the highest offered rate whose loss at the applications is below
 //     0.1 %. That rate is found by SearchRate: an exponential ramp, then a
 //     few bisections. Copies are counted where they arrive, not on the

@@ -53,8 +53,12 @@ type Sample struct {
 	Kind  string `json:"kind"`  // KindSearch or KindLatency
 	Step  int    `json:"step"`  // index within the search, from 0
 
-	Rate      float64  `json:"rate"`      // datagrams per second asked of the sender
-	Seconds   float64  `json:"seconds"`   // time spent sending
+	Rate    float64 `json:"rate"`    // datagrams per second asked of the sender
+	Seconds float64 `json:"seconds"` // time spent sending
+	// Span is the time from the first datagram sent to the last one
+	// received (at least Seconds): a path that queues what it cannot
+	// forward at once is measured over the time it takes to deliver.
+	Span      float64  `json:"span"`
 	Sent      uint64   `json:"sent"`      // datagrams the source sent
 	Delivered uint64   `json:"delivered"` // datagrams the subscribers' applications received, all together
 	PerApp    []uint64 `json:"per_app"`   // datagrams received by each subscriber's application
@@ -65,7 +69,7 @@ type Sample struct {
 	// together. With UDP segmentation offload one packet there may carry
 	// many copies, so it is informative only.
 	UnderlayRx   uint64  `json:"underlay_rx"`
-	CopiesPerSec float64 `json:"copies_per_sec"` // Delivered / Seconds
+	CopiesPerSec float64 `json:"copies_per_sec"` // Delivered / Span
 
 	CPUDaemon  float64 `json:"cpu_daemon_s"`  // utime+stime of every node's daemon
 	CPUSender  float64 `json:"cpu_sender_s"`  // sending thread's system time
@@ -91,7 +95,8 @@ type Measurement struct {
 // Metrics are the figures of one case and path.
 type Metrics struct {
 	// Rate is the highest rate, in datagrams per second sent by the
-	// source, with loss below the threshold; 0 if none passed.
+	// source and delivered (over the sample's Span), with loss below the
+	// threshold; 0 if none passed.
 	Rate float64 `json:"rate"`
 	// CopiesPerSec is the copies per second delivered to the subscribers'
 	// applications at Rate.

@@ -450,8 +450,8 @@ func (r *runner) measure(ctx context.Context, g *group, c Case) (Metrics, error)
 		return m, fmt.Errorf("no rate down to %.0f datagrams/s had loss below %g%%", cfg.Min, 100*r.opts.LossThreshold)
 	}
 	best := samples[res.BestStep]
-	if best.Seconds > 0 {
-		m.Rate = float64(best.Sent) / best.Seconds
+	if best.Span > 0 {
+		m.Rate = float64(best.Sent) / best.Span
 	}
 	m.CopiesPerSec = best.CopiesPerSec
 	if best.Delivered > 0 {
@@ -518,9 +518,13 @@ func (r *runner) trialRun(ctx context.Context, g *group, c Case, rate float64, d
 	}
 
 	s.Seconds = st.elapsed.Seconds()
+	s.Span = s.Seconds
 	s.Sent = st.sent
 	var lats []float64
 	for _, rc := range g.recv {
+		if last := rc.lastArrival(); last > 0 {
+			s.Span = max(s.Span, float64(last-st.start.UnixNano())/1e9)
+		}
 		n := rc.received()
 		s.PerApp = append(s.PerApp, n)
 		s.Delivered += n
@@ -530,8 +534,8 @@ func (r *runner) trialRun(ctx context.Context, g *group, c Case, rate float64, d
 	}
 	s.Loss = Loss(float64(s.Delivered), float64(s.Sent)*float64(len(g.recv)))
 	s.UnderlayRx = rx1 - rx0
-	if s.Seconds > 0 {
-		s.CopiesPerSec = float64(s.Delivered) / s.Seconds
+	if s.Span > 0 {
+		s.CopiesPerSec = float64(s.Delivered) / s.Span
 	}
 	s.CPUDaemon, s.CPUSender, s.CPUSoftirq = cpu1-cpu0, st.sysCPU, soft1-soft0
 	if record {

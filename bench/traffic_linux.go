@@ -36,6 +36,7 @@ type receiver struct {
 	mu     sync.Mutex
 	trial  uint32
 	count  uint64
+	last   int64 // arrival of the trial's last datagram, Unix ns
 	record bool
 	lat    []float64 // microseconds
 }
@@ -98,6 +99,7 @@ func (r *receiver) loop() {
 				continue
 			}
 			r.count++
+			r.last = now
 			if r.record {
 				r.lat = append(r.lat, float64(now-sent)/1e3)
 			}
@@ -110,7 +112,15 @@ func (r *receiver) loop() {
 func (r *receiver) reset(trial uint32, record bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.trial, r.count, r.record, r.lat = trial, 0, record, r.lat[:0]
+	r.trial, r.count, r.last, r.record, r.lat = trial, 0, 0, record, r.lat[:0]
+}
+
+// lastArrival returns when the current trial's last datagram arrived, in
+// Unix nanoseconds, or 0.
+func (r *receiver) lastArrival() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last
 }
 
 // received returns the count of the current trial.
@@ -197,6 +207,7 @@ func (s *sender) close() { s.conn.Close() }
 // sendStats is what one sending interval did.
 type sendStats struct {
 	sent    uint64
+	start   time.Time
 	elapsed time.Duration
 	sysCPU  float64 // system time of the sending thread, seconds
 }
@@ -239,6 +250,7 @@ func (s *sender) send(ctx context.Context, trial uint32, rate float64, dur time.
 			return st, fmt.Errorf("bench: sending: %w", err)
 		}
 	}
+	st.start = start
 	st.elapsed = time.Since(start)
 	st.sysCPU = threadSysCPU() - sys0
 	return st, nil

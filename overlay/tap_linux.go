@@ -13,6 +13,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// TAPQueueLen is the TAP's transmit queue length, in frames: what the
+// local host may send while the daemon is not reading (the kernel's
+// default is 1000, which a burst of a few milliseconds at high rate fills).
+const TAPQueueLen = 10000
+
 // MaxIfNameLen is the longest interface name Linux accepts (IFNAMSIZ - 1).
 const MaxIfNameLen = 15
 
@@ -150,6 +155,11 @@ func (t *TAP) configure(overlay netip.Prefix) error {
 	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+t.name+"/disable_ipv6", []byte("1"), 0)
 	if err := netlink.LinkSetHardwareAddr(link, t.mac); err != nil {
 		return fmt.Errorf("TAP %s: set MAC %v: %w", t.name, t.mac, err)
+	}
+	// The kernel drops what the host sends when this queue is full, so it
+	// must absorb a burst while the daemon is not running.
+	if err := netlink.LinkSetTxQLen(link, TAPQueueLen); err != nil {
+		return fmt.Errorf("TAP %s: set queue length %d: %w", t.name, TAPQueueLen, err)
 	}
 	if t.mtu > 0 {
 		if err := netlink.LinkSetMTU(link, t.mtu); err != nil {
