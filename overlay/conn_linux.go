@@ -320,7 +320,10 @@ func (c *Conn) send(fd uintptr) bool { return c.wr.call(fd, unix.SYS_SENDMMSG) }
 // false, asking the poller to wait, when the socket is not ready.
 func (b *batchIO) call(fd uintptr, trap uintptr) bool {
 	for {
-		n, _, errno := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&b.hdrs[b.start])),
+		// A raw system call: the socket is nonblocking, so it returns at
+		// once, and the runtime's bookkeeping for a call that may block
+		// (and the wake-up of its monitor thread) is saved.
+		n, _, errno := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(&b.hdrs[b.start])),
 			uintptr(b.cnt), 0, 0, 0)
 		switch errno {
 		case 0:

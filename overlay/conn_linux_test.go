@@ -585,6 +585,16 @@ func TestIntegrationTAP(t *testing.T) {
 		if v6, err := netlink.AddrList(link, netlink.FAMILY_V6); err == nil && len(v6) != 0 {
 			t.Errorf("IPv6 addresses %v, want none", v6)
 		}
+		if attrs.TxQLen != TAPQueueLen {
+			t.Errorf("transmit queue %d, want %d", attrs.TxQLen, TAPQueueLen)
+		}
+		qs, err := netlink.QdiscList(link)
+		if err != nil {
+			return err
+		}
+		if len(qs) != 1 || qs[0].Type() != "noqueue" {
+			t.Errorf("queueing disciplines %v, want noqueue only", qs)
+		}
 		if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6"); err == nil && strings.TrimSpace(string(b)) != "1" {
 			t.Errorf("disable_ipv6 = %q, want 1", b)
 		}
@@ -956,6 +966,10 @@ func TestIntegrationTAPCoalesce(t *testing.T) {
 			sock.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 			if n, _, err := sock.ReadFromUDPAddrPort(buf); err == nil {
 				t.Errorf("an extra datagram of %d bytes (the one with a bad checksum?)", n)
+			}
+			// Writing allocates nothing (the socket drops what overflows).
+			if a := testing.AllocsPerRun(20, func() { tap.WriteBatch(frames) }); a != 0 {
+				t.Errorf("%v allocations per WriteBatch", a)
 			}
 		})
 	}

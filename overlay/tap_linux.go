@@ -161,6 +161,14 @@ func (t *TAP) configure(overlay netip.Prefix) error {
 	if err := netlink.LinkSetTxQLen(link, TAPQueueLen); err != nil {
 		return fmt.Errorf("TAP %s: set queue length %d: %w", t.name, TAPQueueLen, err)
 	}
+	// No queueing discipline: the device's own queue is the only one, and
+	// the host's sends skip a lock and a queue per frame.
+	if err := netlink.QdiscReplace(&netlink.GenericQdisc{
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: link.Attrs().Index, Parent: netlink.HANDLE_ROOT},
+		QdiscType:  "noqueue",
+	}); err != nil {
+		return fmt.Errorf("TAP %s: set the noqueue discipline: %w", t.name, err)
+	}
 	if t.mtu > 0 {
 		if err := netlink.LinkSetMTU(link, t.mtu); err != nil {
 			return fmt.Errorf("TAP %s: set MTU %d: %w", t.name, t.mtu, err)
@@ -210,7 +218,7 @@ func (t *TAP) ReadBatch(bufs [][]byte, offset int, sizes []int) (int, error) {
 func (t *TAP) readBatch(fd uintptr) bool {
 	for t.rn < len(t.rbufs) {
 		b := t.rbufs[t.rn][t.roffset-VnetHdrLen:]
-		n, err := unix.Read(int(fd), b)
+		n, err := rawRead(fd, b)
 		if err != nil {
 			if err == unix.EINTR {
 				continue
@@ -292,7 +300,7 @@ func (w *tapWriter) write(fd uintptr) bool {
 		var err error
 		if n >= 2 {
 			l := buildSuper(w.super, w.frames[i:i+n], seg)
-			_, err = unix.Write(int(fd), w.super[:l])
+			_, err = rawWrite(fd, w.super[:l])
 		} else {
 			n = 1
 			_, err = writev2(fd, zeroVnet[:], w.frames[i])
@@ -318,7 +326,27 @@ func writev2(fd uintptr, a, b []byte) (int, error) {
 	iov[0].Base, iov[1].Base = unsafe.SliceData(a), unsafe.SliceData(b)
 	iov[0].SetLen(len(a))
 	iov[1].SetLen(len(b))
-	n, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), 2)
+	n, _, errno := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), 2)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// rawRead and rawWrite are read(2) and write(2) as raw system calls: the
+// TAP is nonblocking, so they return at once, and the runtime's bookkeeping
+// for calls that may block (and the wake-up of its monitor thread) is
+// saved.
+func rawRead(fd uintptr, b []byte) (int, error) {
+	n, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+func rawWrite(fd uintptr, b []byte) (int, error) {
+	n, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
 	if errno != 0 {
 		return 0, errno
 	}
