@@ -104,13 +104,19 @@ func drops(out string) map[string]int {
 // underlay, for GRE and VXLAN, and checks multicast delivery, unicast across
 // the overlay, split horizon, and that a fourth host outside the inventory
 // gets nothing into a TAP.
+// The vxlan-offload-off case runs the fallback path: raw sends, no
+// receive coalescing, one TAP write per frame.
 func TestIntegrationMesh(t *testing.T) {
-	for _, encap := range []string{"gre", "vxlan"} {
+	for _, encap := range []string{"gre", "vxlan", "vxlan-offload-off"} {
 		t.Run(encap, func(t *testing.T) { testMesh(t, encap) })
 	}
 }
 
-func testMesh(t *testing.T, encap string) {
+func testMesh(t *testing.T, variant string) {
+	encap, extra := variant, []string(nil)
+	if e, ok := strings.CutSuffix(variant, "-offload-off"); ok {
+		encap, extra = e, []string{"--offload", "off"}
+	}
 	nt := nstest.NewNet(t, 4)
 	nstest.LeakCheck(t)
 	bin, probe := binaries(t)
@@ -122,7 +128,8 @@ func testMesh(t *testing.T, encap string) {
 	outsider := nt.Node(4)
 	daemons := make([]*nstest.Proc, 3)
 	for i, n := range nodes {
-		daemons[i] = n.Start(t, bin, "run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap, "--control", ctlPath(t))
+		args := []string{"run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap, "--control", ctlPath(t)}
+		daemons[i] = n.Start(t, bin, append(args, extra...)...)
 	}
 	for i, d := range daemons {
 		if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {

@@ -99,7 +99,7 @@ func addRunFlags(fs *pflag.FlagSet, cfg *runConfig) func() error {
 	fs.StringVar(&level, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	fs.StringVar(&format, "log-format", "text", "log `FORMAT`: text or json")
 	var dataplane, kvx, offload string
-	fs.StringVar(&offload, "offload", "on", "`on`: batch with the kernel's UDP segmentation and receive offload (VXLAN) and hand the TAP runs of one UDP flow as one frame; off: one system call path per packet, for comparison or troubleshooting")
+	fs.StringVar(&offload, "offload", "on", "`on`: send the copies of a burst to a peer as one UDP segmentation-offload packet and coalesce on receive (VXLAN), and hand the TAP runs of one UDP flow as one frame; off: every copy and frame on its own (for comparison or troubleshooting)")
 	fs.StringVar(&dataplane, "dataplane", "userspace", "`userspace` (meshcast forwards) or kernel (a Linux bridge with IGMP snooping and one tunnel port per peer, for comparison)")
 	fs.StringVar(&kvx, "kernel-vxlan", "pair", "kernel VXLAN ports: `pair` (one device per peer, per-pair VNI, pruned per peer) or hre (one device with head-end replication, interoperates with userspace nodes)")
 	fs.StringVar(&cfg.control, "control", "", "control socket `PATH` (default /run/meshcast/COMMUNITY.sock)")
@@ -487,6 +487,7 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 		kern     *overlay.Kernel
 		setPeers func([]replicate.PeerInfo) (added, removed []netip.Addr, err error)
 		runPlane func(ctx context.Context) error
+		offloads []any // log attributes of the userspace underlay
 		vni      = cfg.vni
 	)
 	if !cfg.hasVNI {
@@ -547,6 +548,8 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 			return err
 		}
 		defer conn.Close()
+		gro, gso := conn.Offload()
+		offloads = []any{"gso", gso, "gro", gro, "tap_coalesce", !cfg.noOffload}
 
 		tap, err := overlay.OpenTAP(overlay.TAPConfig{Name: tapName, Overlay: self.Overlay, MTU: mtu, NoCoalesce: cfg.noOffload})
 		if err != nil {
@@ -609,6 +612,7 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	if v, ok := codec.(*overlay.VXLAN); ok {
 		attrs = append(attrs, "vni", v.VNI(), "port", v.Port())
 	}
+	attrs = append(attrs, offloads...)
 	log.Info("meshcast forwarding", attrs...)
 
 	// From now on every listing is applied live; a failed one changes
