@@ -107,8 +107,15 @@ type Options struct {
 	NoOffload bool
 }
 
-// sockBuf is the socket buffer size requested for underlay sockets.
-const sockBuf = 4 << 20
+// The socket buffer sizes requested for underlay sockets. The send buffer
+// is large so that copies queued for one slow destination (up to a full
+// queueing discipline of 64 KiB segmentation-offload packets) never fill
+// it: a full send buffer would hold back the copies to every other peer.
+// Memory is used only by what is queued.
+const (
+	sndBuf = 64 << 20
+	rcvBuf = 16 << 20
+)
 
 // ListenGRE opens a raw IPv4 socket for protocol 47 bound to local. It
 // receives every GRE packet addressed to this host, outer IPv4 header
@@ -178,11 +185,11 @@ func socket(typ, proto int, local netip.Addr, port uint16) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, sockBuf) != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, sockBuf)
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBuf)
 	}
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sockBuf) != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, sockBuf)
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sndBuf) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, sndBuf)
 	}
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local.As4(), Port: int(port)}); err != nil {
 		unix.Close(fd)
