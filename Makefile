@@ -26,9 +26,9 @@ build: ## Build bin/meshcast and bin/mcastprobe
 
 # The root integration tests need ip, ping and ethtool. Install whatever is
 # missing, and run apt-get update only then.
-deps: ## Install the tools the integration tests use (iproute2, iputils-ping, ethtool)
+deps: ## Install the tools the integration tests use (iproute2 for ip and tc, iputils-ping, ethtool)
 	@missing=""; \
-	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	{ command -v ip >/dev/null && command -v tc >/dev/null; } || missing="$$missing iproute2"; \
 	command -v ping >/dev/null || missing="$$missing iputils-ping"; \
 	command -v ethtool >/dev/null || missing="$$missing ethtool"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
