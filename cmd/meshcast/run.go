@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -365,8 +366,17 @@ func underlayMTU(addr netip.Addr) (string, int, error) {
 	return "", 0, usagef("underlay address %v is not assigned to any interface of this host: pass --local with one of this host's addresses, or fix the inventory", addr)
 }
 
+// memoryLimit is the daemon's soft limit on the Go runtime's memory, unless
+// GOMEMLIMIT says otherwise: the working set is a few MiB of buffers and
+// tables, and the limit makes the collector return the garbage of a large
+// status or a burst of reports instead of letting the heap double.
+const memoryLimit = 40 << 20
+
 func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	started := time.Now()
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	if path := os.Getenv("MESHCAST_CPUPROFILE"); path != "" {
 		// For profiling the data path: a CPU profile of the whole run.
 		if f, err := os.Create(path); err == nil {

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/meshcast/meshcast/internal/control"
+	"github.com/meshcast/meshcast/internal/inet"
+	"github.com/meshcast/meshcast/internal/nstest"
+	"github.com/meshcast/meshcast/overlay"
+)
+
+// TestIntegrationScaleRSS runs a daemon whose community has 1,000 peers
+// that have joined 10,000 groups between them (10 each, IGMPv3), and checks
+// that its resident memory stays under 64 MiB. The peers do not exist: a
+// second namespace sends their GRE-encapsulated reports with their
+// underlay addresses as sources.
+func TestIntegrationScaleRSS(t *testing.T) {
+	const peers, perPeer = 1000, 10
+	const limit = 64 << 20
+	nt := nstest.NewNet(t, 2)
+	nstest.LeakCheck(t)
+	bin, _ := binaries(t)
+	self, injector := nt.Node(1), nt.Node(2)
+
+	peerAddr := func(i int) netip.Addr { // 198.18.1.0 onwards, off the /24
+		return netip.AddrFrom4([4]byte{198, 18, byte(1 + i/250), byte(1 + i%250)})
+	}
+	overlayAddr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 19, byte(1 + i/250), byte(1 + i%250)}) }
+	var inv strings.Builder
+	fmt.Fprintf(&inv, "%v demo,198.19.0.1/16\n", self.Underlay)
+	for i := range peers {
+		fmt.Fprintf(&inv, "%v demo,%v/16\n", peerAddr(i), overlayAddr(i))
+	}
+	invPath := filepath.Join(t.TempDir(), "peers")
+	if err := os.WriteFile(invPath, []byte(inv.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctl := ctlPath(t)
+	d := self.Start(t, bin, "run", "--peers", invPath, "--local", self.Underlay.String(), "--control", ctl)
+	if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
+		t.Fatalf("daemon: %v\n%s", err, d.Output())
+	}
+
+	rss0, _ := procMemory(t, d.Pid())
+	t.Logf("RSS at start: %.1f MiB", float64(rss0)/(1<<20))
+	// Every peer reports 10 groups of its own in one IGMPv3 report.
+	err := injector.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		dst := &unix.SockaddrInet4{Addr: self.Underlay.As4()}
+		for i := range peers {
+			var groups []netip.Addr
+			for k := range perPeer {
+				n := i*perPeer + k
+				groups = append(groups, netip.AddrFrom4([4]byte{239, 10, byte(n >> 8), byte(n)}))
+			}
+			pkt := greReport(peerAddr(i), self.Underlay, overlayAddr(i), groups)
+			if err := unix.Sendto(fd, pkt, 0, dst); err != nil {
+				return fmt.Errorf("send report of peer %d: %w", i, err)
+			}
+			if i%100 == 99 {
+				time.Sleep(5 * time.Millisecond) // let the daemon drain its socket
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	rss1, _ := procMemory(t, d.Pid())
+	t.Logf("RSS after the reports: %.1f MiB", float64(rss1)/(1<<20))
+	var st control.State
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err = control.Fetch(ctx, ctl)
+		cancel()
+		if err == nil && len(st.Groups) >= peers*perPeer {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d groups after 10 s, want %d (err %v); drops %v", len(st.Groups), peers*perPeer, err, st.Drops)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	rss, hwm := procMemory(t, d.Pid())
+	t.Logf("%d peers, %d groups: RSS %.1f MiB, peak %.1f MiB (limit %d MiB)",
+		len(st.Peers), len(st.Groups), float64(rss)/(1<<20), float64(hwm)/(1<<20), limit>>20)
+	if len(st.Peers) != peers {
+		t.Errorf("%d peers in the status, want %d", len(st.Peers), peers)
+	}
+	if hwm > limit {
+		t.Errorf("peak RSS %d MiB, want under %d MiB", hwm>>20, limit>>20)
+	}
+}
+
+// procMemory returns VmRSS and VmHWM of pid, in bytes.
+func procMemory(t *testing.T, pid int) (rss, hwm int64) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "VmRSS":
+			rss = kb << 10
+		case "VmHWM":
+			hwm = kb << 10
+		}
+	}
+	if rss == 0 || hwm == 0 {
+		t.Fatalf("no VmRSS/VmHWM in /proc/%d/status", pid)
+	}
+	return rss, hwm
+}
+
+// greReport builds an outer IPv4 packet (for an IPPROTO_RAW socket) from
+// src to dst carrying GRE and the Ethernet frame of an IGMPv3 report of
+// the host overlay, EXCLUDE({}) for each group.
+func greReport(src, dst, overlayIP netip.Addr, groups []netip.Addr) []byte {
+	igmp := make([]byte, 8+8*len(groups))
+	igmp[0] = 0x22
+	binary.BigEndian.PutUint16(igmp[6:8], uint16(len(groups)))
+	for i, g := range groups {
+		r := igmp[8+8*i:]
+		r[0] = 2 // MODE_IS_EXCLUDE
+		a := g.As4()
+		copy(r[4:8], a[:])
+	}
+	binary.BigEndian.PutUint16(igmp[2:4], inet.Checksum(igmp))
+
+	inner := make([]byte, 24+len(igmp)) // with the router alert option
+	inner[0] = 0x46
+	binary.BigEndian.PutUint16(inner[2:4], uint16(len(inner)))
+	inner[8], inner[9] = 1, 2
+	o, d := overlayIP.As4(), [4]byte{224, 0, 0, 22}
+	copy(inner[12:16], o[:])
+	copy(inner[16:20], d[:])
+	copy(inner[20:24], []byte{0x94, 0x04, 0, 0})
+	binary.BigEndian.PutUint16(inner[10:12], inet.Checksum(inner[:24]))
+	copy(inner[24:], igmp)
+
+	frame := make([]byte, 14+len(inner))
+	copy(frame[0:6], []byte{0x01, 0x00, 0x5e, 0x00, 0x00, 0x16})
+	copy(frame[6:12], overlay.MACFor(overlayIP))
+	binary.BigEndian.PutUint16(frame[12:14], 0x0800)
+	copy(frame[14:], inner)
+
+	pkt := make([]byte, 20+4+len(frame))
+	pkt[0] = 0x45
+	binary.BigEndian.PutUint16(pkt[2:4], uint16(len(pkt)))
+	pkt[8], pkt[9] = 64, overlay.ProtoGRE
+	s, t := src.As4(), dst.As4()
+	copy(pkt[12:16], s[:])
+	copy(pkt[16:20], t[:])
+	binary.BigEndian.PutUint16(pkt[10:12], inet.Checksum(pkt[:20]))
+	binary.BigEndian.PutUint16(pkt[22:24], 0x6558)
+	copy(pkt[24:], frame)
+	return pkt
+}
