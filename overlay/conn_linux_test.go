@@ -37,7 +37,7 @@ var (
 
 // skipOrFail skips an integration test that lacks privileges, or fails it
 // when CI=true, where the privileged tests are expected to run.
-func skipOrFail(t *testing.T, format string, args ...any) {
+func skipOrFail(t testing.TB, format string, args ...any) {
 	t.Helper()
 	msg := "integration test needs root (CAP_NET_ADMIN, CAP_NET_RAW) and network namespaces; run it as root, e.g. sudo go test ./overlay/: " +
 		fmt.Sprintf(format, args...)
@@ -60,7 +60,7 @@ type testNS struct {
 // newTestNS makes a network namespace with lo up. The namespace goes away in
 // the test's cleanup, after the cleanups registered later (which close what
 // was opened in it).
-func newTestNS(t *testing.T) *testNS {
+func newTestNS(t testing.TB) *testNS {
 	t.Helper()
 	if uid := os.Geteuid(); uid != 0 {
 		skipOrFail(t, "running as uid %d", uid)
@@ -148,7 +148,7 @@ func offMainThread(fn func()) {
 // checkNSReleased fails the test if, after a grace period for the locked
 // thread to exit, a thread or a namespace file of this process still holds
 // the namespace with inode ino.
-func checkNSReleased(t *testing.T, ino uint64) {
+func checkNSReleased(t testing.TB, ino uint64) {
 	t.Helper()
 	want := fmt.Sprintf("net:[%d]", ino)
 	holders := func() []string {
@@ -178,7 +178,7 @@ func checkNSReleased(t *testing.T, ino uint64) {
 }
 
 // do runs fn on the namespace's thread and fails the test if it fails.
-func (ns *testNS) do(t *testing.T, fn func() error) {
+func (ns *testNS) do(t testing.TB, fn func() error) {
 	t.Helper()
 	if err := ns.try(fn); err != nil {
 		t.Fatal(err)
@@ -194,7 +194,7 @@ func (ns *testNS) try(fn func() error) error {
 
 // addLoopback adds the underlay addresses as /24s to lo, so two sockets in
 // one namespace can talk through it.
-func (ns *testNS) addLoopback(t *testing.T, addrs ...netip.Addr) {
+func (ns *testNS) addLoopback(t testing.TB, addrs ...netip.Addr) {
 	t.Helper()
 	ns.do(t, func() error {
 		lo, err := netlink.LinkByName("lo")
@@ -278,7 +278,7 @@ func listenPair(t *testing.T, ns *testNS, codec string, batch int) (a, b *Conn) 
 
 // listenPairOpts opens a Conn of the codec with opts on each underlay
 // address.
-func listenPairOpts(t *testing.T, ns *testNS, codec string, opts Options) (a, b *Conn) {
+func listenPairOpts(t testing.TB, ns *testNS, codec string, opts Options) (a, b *Conn) {
 	t.Helper()
 	ns.addLoopback(t, underlayA, underlayB)
 	open := func(addr netip.Addr) (*Conn, error) {
@@ -746,7 +746,7 @@ func udpToTAP(src, dst netip.Addr, srcMAC, dstMAC net.HardwareAddr, sport, dport
 }
 
 // loTx returns the packets lo has sent in the test namespace.
-func loTx(t *testing.T, ns *testNS) uint64 {
+func loTx(t testing.TB, ns *testNS) uint64 {
 	t.Helper()
 	var n uint64
 	ns.do(t, func() error {
@@ -989,4 +989,137 @@ func FuzzGROSize(f *testing.F) {
 			t.Fatalf("segment size %d from %d bytes", g, len(ctrl))
 		}
 	})
+}
+
+// BenchmarkWriteBatch sends batches of copies through a real VXLAN Conn in
+// a namespace, with and without offload, and reads them back: 16 frames of
+// one flow to each of 4 peers (addresses on lo), as the engine makes them
+// for a burst at fanout 4. It reports copies per second; it needs root.
+func BenchmarkWriteBatch(b *testing.B) {
+	for _, size := range []int{64 + 42, 1400 + 42} {
+		for _, noOffload := range []bool{false, true} {
+			name := fmt.Sprintf("%s/frame=%d", map[bool]string{false: "offload", true: "raw"}[noOffload], size)
+			b.Run(name, func(b *testing.B) {
+				ns := newTestNS(b)
+				peers := []netip.Addr{underlayB,
+					netip.MustParseAddr("198.18.0.3"), netip.MustParseAddr("198.18.0.4"), netip.MustParseAddr("198.18.0.5")}
+				ns.addLoopback(b, underlayA)
+				ns.addLoopback(b, peers...)
+				var a *Conn
+				var rx []*Conn
+				ns.do(b, func() (err error) {
+					if a, err = ListenVXLAN(underlayA, DefaultVXLANPort, Options{NoOffload: noOffload}); err != nil {
+						return err
+					}
+					for _, p := range peers {
+						c, err := ListenVXLAN(p, DefaultVXLANPort, Options{NoOffload: noOffload})
+						if err != nil {
+							return err
+						}
+						rx = append(rx, c)
+					}
+					return nil
+				})
+				defer func() {
+					a.Close()
+					for _, c := range rx {
+						c.Close()
+					}
+				}()
+				v := NewVXLAN(testVNI, DefaultVXLANPort)
+				var msgs []Message
+				for range 16 {
+					f := testFrame(size, 1001)
+					pkt := v.Encap(withHeadroom(f), size)
+					for _, p := range peers {
+						msgs = append(msgs, Message{Buf: pkt, Addr: p})
+					}
+				}
+				in := make([]Message, 64)
+				round := func() {
+					if _, err := a.WriteBatch(msgs); err != nil {
+						b.Fatal(err)
+					}
+					for _, c := range rx {
+						for got := 0; got < 16; {
+							n, err := c.ReadBatch(in)
+							if err != nil {
+								b.Fatal(err)
+							}
+							got += n
+						}
+					}
+				}
+				ns.do(b, func() error { round(); return nil })
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					round()
+				}
+				b.ReportMetric(float64(b.N*len(msgs))/b.Elapsed().Seconds(), "copies/s")
+			})
+		}
+	}
+}
+
+// BenchmarkTAPWriteBatch writes bursts of 32 datagrams of one UDP flow to
+// a real TAP, coalesced and one by one, and reads them from a socket on
+// the host.
+func BenchmarkTAPWriteBatch(b *testing.B) {
+	for _, payload := range []int{64, 1400} {
+		for _, noCoalesce := range []bool{false, true} {
+			name := fmt.Sprintf("%s/payload=%d", map[bool]string{false: "coalesce", true: "plain"}[noCoalesce], payload)
+			b.Run(name, func(b *testing.B) {
+				ns := newTestNS(b)
+				var tap *TAP
+				var sock *net.UDPConn
+				ns.do(b, func() (err error) {
+					tap, err = OpenTAP(TAPConfig{Name: "mcbench0", Overlay: netip.PrefixFrom(coDst, 24), MTU: 1500, NoCoalesce: noCoalesce})
+					if err != nil {
+						return err
+					}
+					sock, err = net.ListenUDP("udp4", &net.UDPAddr{IP: coDst.AsSlice(), Port: 7000})
+					return err
+				})
+				defer tap.Close()
+				defer sock.Close()
+				buf := make([]byte, 2048)
+				var frames [][]byte
+				for i := range 32 {
+					frames = append(frames, coFrame(5001, uint16(i), bytes.Repeat([]byte{byte(i)}, payload)))
+				}
+				b.ResetTimer()
+				for b.Loop() {
+					if _, err := tap.WriteBatch(frames); err != nil {
+						b.Fatal(err)
+					}
+					for range frames {
+						if _, _, err := sock.ReadFromUDPAddrPort(buf); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				b.ReportMetric(float64(b.N*len(frames))/b.Elapsed().Seconds(), "frames/s")
+			})
+		}
+	}
+}
+
+// BenchmarkUDPRun finds and builds one coalesced frame of 32 datagrams.
+func BenchmarkUDPRun(b *testing.B) {
+	for _, payload := range []int{64, 1400} {
+		b.Run(fmt.Sprintf("payload=%d", payload), func(b *testing.B) {
+			var frames [][]byte
+			for i := range 32 {
+				frames = append(frames, coFrame(5001, uint16(i), bytes.Repeat([]byte{byte(i)}, payload)))
+			}
+			buf := make([]byte, VnetHdrLen+EthHeaderLen+maxSuper)
+			b.ReportAllocs()
+			for b.Loop() {
+				n, seg := udpRun(frames)
+				buildSuper(buf, frames[:n], seg)
+			}
+			b.ReportMetric(float64(b.N*len(frames))/b.Elapsed().Seconds(), "datagrams/s")
+		})
+	}
 }
