@@ -52,8 +52,13 @@
 //     what it cannot forward at once is measured over the time it takes
 //     to deliver, so a deep queue does not pass for speed), at
 //     the highest offered rate whose loss at the applications is below
-//     0.1 %. That rate is found by SearchRate: an exponential ramp, then a
-//     few bisections. Copies are counted where they arrive, not on the
+//     0.1 %, counting as delivered only datagrams that arrive at most a
+//     quarter of the trial (at least 50 ms) after the end of sending: a
+//     path that queues what it cannot forward fails the rate. Before each
+//     trial the harness waits until nothing has arrived for 50 ms, so
+//     that what one trial left queued does not spill into the next. That
+//     rate is found by SearchRate: an exponential ramp, then a few
+//     bisections. Copies are counted where they arrive, not on the
 //     underlay: with UDP segmentation offload one underlay packet may carry
 //     many copies. (The subscribers' eth0 packet counters are in the JSON
 //     as underlay_rx.) When the sender itself cannot reach the rate asked

@@ -58,12 +58,17 @@ type Sample struct {
 	// Span is the time from the first datagram sent to the last one
 	// received (at least Seconds): a path that queues what it cannot
 	// forward at once is measured over the time it takes to deliver.
-	Span      float64  `json:"span"`
-	Sent      uint64   `json:"sent"`      // datagrams the source sent
-	Delivered uint64   `json:"delivered"` // datagrams the subscribers' applications received, all together
-	PerApp    []uint64 `json:"per_app"`   // datagrams received by each subscriber's application
-	Loss      float64  `json:"loss"`      // 1 - Delivered/(Sent*Fanout), at least 0
-	Pass      bool     `json:"pass"`      // Loss below the threshold
+	Span      float64 `json:"span"`
+	Sent      uint64  `json:"sent"`      // datagrams the source sent
+	Delivered uint64  `json:"delivered"` // datagrams the subscribers' applications received, all together
+	// OnTime is the part of Delivered that arrived at most a quarter of
+	// the trial (at least 50 ms) after the end of sending; Loss and Pass
+	// count only these, so a path that queues what it cannot forward at
+	// once fails the rate instead of passing it late.
+	OnTime uint64   `json:"on_time"`
+	PerApp []uint64 `json:"per_app"` // datagrams received by each subscriber's application
+	Loss   float64  `json:"loss"`    // 1 - OnTime/(Sent*Fanout), at least 0
+	Pass   bool     `json:"pass"`    // Loss below the threshold
 
 	// UnderlayRx is the packets received on the subscribers' eth0, all
 	// together. With UDP segmentation offload one packet there may carry

@@ -424,7 +424,7 @@ func (r *runner) measure(ctx context.Context, g *group, c Case) (Metrics, error)
 		if s.Seconds > 0 && float64(s.Sent)/s.Seconds < 0.9*rate {
 			err = ErrCeiling // the sender is the bottleneck
 		}
-		return float64(s.Delivered), float64(s.Sent) * float64(c.Fanout), err
+		return float64(s.OnTime), float64(s.Sent) * float64(c.Fanout), err
 	})
 	r.rep.Samples = append(r.rep.Samples, samples...)
 	if err != nil {
@@ -467,6 +467,10 @@ func (r *runner) measure(ctx context.Context, g *group, c Case) (Metrics, error)
 // copies and the source's CPU time.
 func (r *runner) trialRun(ctx context.Context, g *group, c Case, rate float64, dur time.Duration, record bool) (Sample, error) {
 	s := Sample{Case: c, Path: g.path, Round: g.round, Rate: rate}
+	// What an earlier trial left queued must not arrive during this one.
+	if err := waitQuiet(ctx, g.recv, 50*time.Millisecond, 5*time.Second); err != nil {
+		return s, err
+	}
 	id := r.trial.Add(1)
 	for _, rc := range g.recv {
 		rc.reset(id, record)
@@ -484,6 +488,14 @@ func (r *runner) trialRun(ctx context.Context, g *group, c Case, rate float64, d
 	st, err := g.send.send(ctx, id, rate, dur, c.Payload)
 	if err != nil {
 		return s, err
+	}
+	// Datagrams that arrive later than lagLimit after the end of sending
+	// were queued: the path did not keep up with the rate.
+	if err := sleepCtx(ctx, time.Until(st.start.Add(st.elapsed+lagLimit(dur)))); err != nil {
+		return s, err
+	}
+	for _, rc := range g.recv {
+		s.OnTime += rc.received()
 	}
 	// Wait until everything arrived, or nothing more arrives for 50 ms.
 	want := st.sent * uint64(len(g.recv))
@@ -532,7 +544,7 @@ func (r *runner) trialRun(ctx context.Context, g *group, c Case, rate float64, d
 			lats = append(lats, rc.latencies()...)
 		}
 	}
-	s.Loss = Loss(float64(s.Delivered), float64(s.Sent)*float64(len(g.recv)))
+	s.Loss = Loss(float64(s.OnTime), float64(s.Sent)*float64(len(g.recv)))
 	s.UnderlayRx = rx1 - rx0
 	if s.Span > 0 {
 		s.CopiesPerSec = float64(s.Delivered) / s.Span
@@ -543,6 +555,29 @@ func (r *runner) trialRun(ctx context.Context, g *group, c Case, rate float64, d
 		s.LatencyP99us = Percentile(lats, 99)
 	}
 	return s, nil
+}
+
+// lagLimit is how long after the end of sending a datagram may arrive and
+// still count as delivered on time: a quarter of the trial, at least 50 ms.
+func lagLimit(trial time.Duration) time.Duration { return max(trial/4, 50*time.Millisecond) }
+
+// waitQuiet waits until no receiver has had a datagram for quiet, or
+// until limit has passed.
+func waitQuiet(ctx context.Context, recv []*receiver, quiet, limit time.Duration) error {
+	for end := time.Now().Add(limit); time.Now().Before(end); {
+		var last int64
+		for _, rc := range recv {
+			last = max(last, rc.lastAny())
+		}
+		wait := time.Until(time.Unix(0, last).Add(quiet))
+		if wait <= 0 {
+			return nil
+		}
+		if err := sleepCtx(ctx, wait); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // daemonsCPU sums the utime+stime of every forwarding process, in seconds:

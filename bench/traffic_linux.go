@@ -37,6 +37,7 @@ type receiver struct {
 	trial  uint32
 	count  uint64
 	last   int64 // arrival of the trial's last datagram, Unix ns
+	any    int64 // arrival of the last datagram of any trial, Unix ns
 	record bool
 	lat    []float64 // microseconds
 }
@@ -93,6 +94,7 @@ func (r *receiver) loop() {
 		}
 		now := time.Now().UnixNano()
 		r.mu.Lock()
+		r.any = now
 		for _, m := range msgs[:n] {
 			trial, _, sent, ok := parseHeader(m.Buffers[0][:m.N])
 			if !ok || trial != r.trial {
@@ -113,6 +115,14 @@ func (r *receiver) reset(trial uint32, record bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.trial, r.count, r.last, r.record, r.lat = trial, 0, 0, record, r.lat[:0]
+}
+
+// lastAny returns when the last datagram of any trial arrived, in Unix
+// nanoseconds, or 0.
+func (r *receiver) lastAny() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.any
 }
 
 // lastArrival returns when the current trial's last datagram arrived, in

@@ -14,9 +14,10 @@ import (
 )
 
 // TAPQueueLen is the TAP's transmit queue length, in frames: what the
-// local host may send while the daemon is not reading (the kernel's
-// default is 1000, which a burst of a few milliseconds at high rate fills).
-const TAPQueueLen = 10000
+// local host may send while the daemon is not reading. The kernel's
+// default, 1000, is 5 ms at 200,000 frames/s, less than a busy machine may
+// keep the daemon waiting; much more only adds delay under overload.
+const TAPQueueLen = 4096
 
 // MaxIfNameLen is the longest interface name Linux accepts (IFNAMSIZ - 1).
 const MaxIfNameLen = 15
