@@ -72,7 +72,6 @@ type gsoSender struct {
 	ctrl  []byte
 	owner []int // the run of each header
 	order []int // runs sorted by socket
-	cur   *flowSock
 	fn    func(fd uintptr) bool
 }
 
