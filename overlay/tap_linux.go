@@ -105,6 +105,7 @@ func OpenTAP(cfg TAPConfig) (*TAP, error) {
 		return nil, fmt.Errorf("create TAP %s: %w (is /dev/net/tun present and are we root with CAP_NET_ADMIN?)", cfg.Name, err)
 	}
 	t := &TAP{name: cfg.Name, mac: mac, mtu: cfg.MTU, file: f}
+	t.w.tap = t
 	t.w.init(!cfg.NoCoalesce)
 	if t.rc, err = f.SyscallConn(); err != nil {
 		f.Close()
@@ -227,7 +228,7 @@ func (t *TAP) readBatch(fd uintptr) bool {
 			if err == unix.EAGAIN {
 				return t.rn > 0
 			}
-			t.rerr = err
+			t.rerr = t.gone(err)
 			return true
 		}
 		t.rsizes[t.rn] = finishVnet(b[:max(n, 0)])
@@ -253,6 +254,7 @@ func (t *TAP) Write(frame []byte) (int, error) {
 
 // tapWriter is the state of WriteBatch, allocated once.
 type tapWriter struct {
+	tap      *TAP
 	coalesce bool
 	super    []byte // a coalesced frame under construction
 	frames   [][]byte
@@ -313,12 +315,27 @@ func (w *tapWriter) write(fd uintptr) bool {
 		case unix.EBADF:
 			w.err = os.ErrClosed
 			return true
+		case unix.EBADFD:
+			w.err = w.tap.gone(err)
+			return true
 		default:
 			w.failed += n
 		}
 		i += n
 	}
 	return true
+}
+
+// ErrTAPGone is the error of a TAP whose interface was deleted while open.
+var ErrTAPGone = errors.New("the TAP interface was deleted underneath meshcast")
+
+// gone turns EBADFD, what the kernel returns once the interface is
+// deleted, into ErrTAPGone.
+func (t *TAP) gone(err error) error {
+	if errors.Is(err, unix.EBADFD) {
+		return fmt.Errorf("TAP %s: %w; restart meshcast to recreate it", t.name, ErrTAPGone)
+	}
+	return err
 }
 
 // writev2 writes a and b as one packet, without allocating.

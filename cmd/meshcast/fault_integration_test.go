@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshcast/meshcast/internal/control"
+	"github.com/meshcast/meshcast/internal/nstest"
+)
+
+// TestIntegrationTAPDeleted deletes the TAP underneath a running daemon:
+// it must exit 1 at once with a message that says so, not spin.
+func TestIntegrationTAPDeleted(t *testing.T) {
+	nt := nstest.NewNet(t, 2)
+	nstest.LeakCheck(t)
+	bin, _ := binaries(t)
+	inv := filepath.Join(t.TempDir(), "peers")
+	if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := nt.Node(1)
+	d := n.Start(t, bin, "run", "--peers", inv, "--local", n.Underlay.String(), "--control", ctlPath(t))
+	if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
+		t.Fatalf("daemon: %v\n%s", err, d.Output())
+	}
+	if out, err := n.Exec(t, "ip", "link", "del", "mcbr-demo"); err != nil {
+		t.Fatalf("ip link del: %v\n%s", err, out)
+	}
+	start := time.Now()
+	code, err := d.Wait(5 * time.Second)
+	took := time.Since(start)
+	t.Logf("exit %d %v after %v", code, err, took.Round(time.Millisecond))
+	if err != nil || code != 1 {
+		t.Fatalf("exit %d, %v; want 1 within 5 s\n%s", code, err, d.Output())
+	}
+	if !strings.Contains(d.Output(), "deleted underneath meshcast") {
+		t.Errorf("the log does not say the TAP was deleted:\n%s", d.Output())
+	}
+}
+
+// TestIntegrationKillRestart kills the source's daemon with SIGKILL while a
+// subscriber is joined, restarts it, and measures how long until the
+// restarted node knows the subscriber's membership again (with
+// --unregistered drop, nothing reaches the subscriber before that), then
+// checks that a stream arrives whole.
+func TestIntegrationKillRestart(t *testing.T) {
+	nt := nstest.NewNet(t, 3)
+	nstest.LeakCheck(t)
+	bin, probe := binaries(t)
+	inv := filepath.Join(t.TempDir(), "peers")
+	if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nodes := nt.Nodes()
+	ctls := make([]string, len(nodes))
+	start := func(i int) *nstest.Proc {
+		d := nodes[i].Start(t, bin, "run", "--peers", inv, "--local", nodes[i].Underlay.String(), "--control", ctls[i],
+			"--unregistered", "drop", "--igmp-query-interval", "10s", "--igmp-response-interval", "2s")
+		if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
+			t.Fatalf("node %d: %v\n%s", i+1, err, d.Output())
+		}
+		return d
+	}
+	daemons := make([]*nstest.Proc, len(nodes))
+	for i := range nodes {
+		ctls[i] = ctlPath(t)
+		daemons[i] = start(i)
+	}
+	const count = 500
+	recv := nodes[1].Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+		"--count", strconv.Itoa(count), "--timeout", "30s")
+	if err := recv.WaitOutput("ready", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	members := func() []string {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, err := control.Fetch(ctx, ctls[0])
+		if err != nil {
+			return nil
+		}
+		for _, g := range st.Groups {
+			if g.Group == "239.1.2.3" {
+				return g.Peers
+			}
+		}
+		return nil
+	}
+	waitMember := func(limit time.Duration) (time.Duration, bool) {
+		t0 := time.Now()
+		for time.Since(t0) < limit {
+			if slices.Contains(members(), nodes[1].Underlay.String()) {
+				return time.Since(t0), true
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return limit, false
+	}
+	if _, ok := waitMember(5 * time.Second); !ok {
+		t.Fatal("the source never learned the subscriber's membership")
+	}
+
+	if err := daemons[0].Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	daemons[0].Wait(5 * time.Second)
+	restarted := time.Now()
+	daemons[0] = start(0)
+	took, ok := waitMember(15 * time.Second)
+	t.Logf("after SIGKILL and restart: membership relearned %v after the restart (%v after the daemon was up)",
+		time.Since(restarted).Round(time.Millisecond), took.Round(time.Millisecond))
+	// The startup queries go to the peers at once and ask for answers
+	// within the response interval (2 s).
+	if !ok || took > 3*time.Second {
+		t.Fatalf("membership not relearned within 3 s of the restart (ok %v, %v)", ok, took)
+	}
+	if out, err := nodes[0].Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+		"--count", strconv.Itoa(count), "--rate", "1000"); err != nil {
+		t.Fatalf("send: %v\n%s", err, out)
+	}
+	recv.Wait(30 * time.Second)
+	if got := received(t, recv.Output()); got*1000 < count*999 {
+		t.Errorf("after the restart the subscriber received %d/%d", got, count)
+	}
+}
