@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrRunning means another daemon already serves the socket.
@@ -58,7 +60,10 @@ func Listen(path string) (*Server, error) {
 // Path returns the socket's path.
 func (s *Server) Path() string { return s.path }
 
-// Serve answers GET /v1/state with state() as JSON until Close.
+// Serve answers GET /v1/state with state() as JSON until Close. Only
+// root, and the daemon's own user, are answered; whatever the socket's
+// mode, any other client gets 403 Forbidden. The client's user comes from
+// the kernel (SO_PEERCRED), not from anything it sends.
 func (s *Server) Serve(state func() State) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/state", func(w http.ResponseWriter, r *http.Request) {
@@ -67,8 +72,48 @@ func (s *Server) Serve(state func() State) {
 		enc.SetIndent("", "  ")
 		enc.Encode(state())
 	})
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	euid := uint32(os.Geteuid())
+	s.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			uid, ok := r.Context().Value(peerUIDKey{}).(uint32)
+			if !ok || (uid != 0 && uid != euid) {
+				http.Error(w, "meshcast's control socket answers root only", http.StatusForbidden)
+				return
+			}
+			mux.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if uid, ok := peerUID(c); ok {
+				return context.WithValue(ctx, peerUIDKey{}, uid)
+			}
+			return ctx
+		},
+	}
 	go s.srv.Serve(s.ln)
+}
+
+type peerUIDKey struct{}
+
+// peerUID returns the user of the process at the other end of a Unix
+// socket connection.
+func peerUID(c net.Conn) (uint32, bool) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return 0, false
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := rc.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil || cerr != nil {
+		return 0, false
+	}
+	return cred.Uid, true
 }
 
 // Close stops serving and removes the socket.
@@ -110,6 +155,9 @@ func Fetch(ctx context.Context, path string) (State, error) {
 		return st, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusForbidden {
+		return st, fmt.Errorf("%s: the daemon answers root only: run as root", path)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return st, fmt.Errorf("control socket %s: %s", path, resp.Status)
 	}
