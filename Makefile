@@ -21,8 +21,8 @@ help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-7s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 build: ## Build bin/meshcast and bin/mcastprobe
-	$(GO) build -o $(BIN)/meshcast ./cmd/meshcast
-	$(GO) build -o $(BIN)/mcastprobe ./internal/cmd/mcastprobe
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/meshcast ./cmd/meshcast
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/mcastprobe ./internal/cmd/mcastprobe
 
 # The root integration tests need ip, ping and ethtool. Install whatever is
 # missing, and run apt-get update only then.

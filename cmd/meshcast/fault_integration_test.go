@@ -130,3 +130,74 @@ func TestIntegrationKillRestart(t *testing.T) {
 		t.Errorf("after the restart the subscriber received %d/%d", got, count)
 	}
 }
+
+// TestIntegrationCapabilities checks that a running daemon keeps only
+// CAP_NET_ADMIN (effective, permitted and bounding; nothing inheritable or
+// ambient), as /proc/PID/status shows, and still forwards, opening its
+// VXLAN flow sockets after the drop.
+func TestIntegrationCapabilities(t *testing.T) {
+	nt := nstest.NewNet(t, 2)
+	nstest.LeakCheck(t)
+	bin, probe := binaries(t)
+	inv := filepath.Join(t.TempDir(), "peers")
+	if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nodes := nt.Nodes()
+	var ds []*nstest.Proc
+	for _, n := range nodes {
+		d := n.Start(t, bin, "run", "--peers", inv, "--local", n.Underlay.String(), "--encap", "vxlan", "--control", ctlPath(t))
+		if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
+			t.Fatalf("%s: %v\n%s", n, err, d.Output())
+		}
+		ds = append(ds, d)
+	}
+	// Every thread: capabilities belong to threads, and the Go runtime
+	// has several.
+	tasks, err := filepath.Glob("/proc/" + strconv.Itoa(ds[0].Pid()) + "/task/*/status")
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("threads of the daemon: %v %v", tasks, err)
+	}
+	const netAdmin = "0000000000001000" // bit 12
+	for i, task := range tasks {
+		b, err := os.ReadFile(task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"CapInh": "0000000000000000", "CapPrm": netAdmin, "CapEff": netAdmin, "CapBnd": netAdmin, "CapAmb": "0000000000000000"}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			v = strings.TrimSpace(v)
+			if w, ok := want[k]; ok {
+				if i == 0 {
+					t.Logf("%s: %s", k, v)
+				}
+				if v != w {
+					t.Errorf("%s: %s = %s, want %s", task, k, v, w)
+				}
+				delete(want, k)
+			}
+		}
+		if len(want) > 0 {
+			t.Errorf("missing from %s: %v", task, want)
+		}
+	}
+	t.Logf("%d threads checked", len(tasks))
+	const count = 300
+	recv := nodes[1].Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+		"--count", strconv.Itoa(count), "--timeout", "20s")
+	if err := recv.WaitOutput("ready", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := nodes[0].Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+		"--count", strconv.Itoa(count), "--rate", "1000"); err != nil {
+		t.Fatalf("send: %v\n%s", err, out)
+	}
+	recv.Wait(20 * time.Second)
+	if got := received(t, recv.Output()); got*1000 < count*999 {
+		t.Errorf("received %d/%d after the capabilities were dropped", got, count)
+	}
+	if strings.Contains(ds[0].Output(), "capabilities not reduced") {
+		t.Errorf("the daemon could not reduce its capabilities:\n%s", ds[0].Output())
+	}
+}

@@ -623,6 +623,13 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 		attrs = append(attrs, "vni", v.VNI(), "port", v.Port())
 	}
 	attrs = append(attrs, offloads...)
+	// Everything that needs privilege is open: keep only what the running
+	// daemon needs.
+	if err := dropCapabilities(keptCapabilities); err != nil {
+		log.Warn("capabilities not reduced", "err", err)
+	} else {
+		attrs = append(attrs, "capabilities", "cap_net_admin")
+	}
 	log.Info("meshcast forwarding", attrs...)
 
 	// From now on every listing is applied live; a failed one changes

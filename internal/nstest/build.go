@@ -2,6 +2,7 @@ package nstest
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
@@ -18,7 +19,11 @@ func GoTool() string {
 
 // Build builds the main package pkg into the file out.
 func Build(pkg, out string) error {
-	if b, err := exec.Command(GoTool(), "build", "-o", out, pkg).CombinedOutput(); err != nil {
+	cmd := exec.Command(GoTool(), "build", "-o", out, pkg)
+	// As make builds them: static, and able to change every thread's
+	// capabilities.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return nil
