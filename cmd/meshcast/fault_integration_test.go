@@ -201,3 +201,77 @@ func TestIntegrationCapabilities(t *testing.T) {
 		t.Errorf("the daemon could not reduce its capabilities:\n%s", ds[0].Output())
 	}
 }
+
+// TestIntegrationUnreachablePeer makes one subscriber's underlay address
+// unreachable from the source (an unreachable route) during a stream: the
+// other subscriber gets everything, and the source counts the refused
+// copies against that peer (tx_errors) and as send_error drops.
+func TestIntegrationUnreachablePeer(t *testing.T) {
+	for _, encap := range []string{"gre", "vxlan"} {
+		t.Run(encap, func(t *testing.T) {
+			nt := nstest.NewNet(t, 3)
+			nstest.LeakCheck(t)
+			bin, probe := binaries(t)
+			inv := filepath.Join(t.TempDir(), "peers")
+			if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			nodes := nt.Nodes()
+			ctl := ctlPath(t)
+			for i, n := range nodes {
+				c := ctlPath(t)
+				if i == 0 {
+					c = ctl
+				}
+				d := n.Start(t, bin, "run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap, "--control", c)
+				if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
+					t.Fatalf("%s: %v\n%s", n, err, d.Output())
+				}
+			}
+			const count = 500
+			var recvs []*nstest.Proc
+			for _, n := range nodes[1:] {
+				p := n.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+					"--count", strconv.Itoa(count), "--timeout", "5s")
+				if err := p.WaitOutput("ready", 10*time.Second); err != nil {
+					t.Fatal(err)
+				}
+				recvs = append(recvs, p)
+			}
+			time.Sleep(300 * time.Millisecond) // the joins reach the source
+			if out, err := nodes[0].Exec(t, "ip", "route", "add", "unreachable", nodes[2].Underlay.String()+"/32"); err != nil {
+				t.Fatalf("ip route: %v\n%s", err, out)
+			}
+			if out, err := nodes[0].Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+				"--count", strconv.Itoa(count), "--rate", "1000"); err != nil {
+				t.Fatalf("send: %v\n%s", err, out)
+			}
+			var got []int
+			for _, p := range recvs {
+				p.Wait(10 * time.Second)
+				got = append(got, received(t, p.Output()))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			st, err := control.Fetch(ctx, ctl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var txErrors uint64
+			for _, p := range st.Peers {
+				if p.Underlay == nodes[2].Underlay.String() {
+					txErrors = p.TxErrors
+				}
+			}
+			t.Logf("%s: reachable subscriber got %d/%d, unreachable one %d; source: tx_errors to it %d, send_error drops %d",
+				encap, got[0], count, got[1], txErrors, st.Drops["send_error"])
+			if got[0]*1000 < count*999 {
+				t.Errorf("the reachable subscriber received %d/%d", got[0], count)
+			}
+			if got[1] != 0 || txErrors < count || st.Drops["send_error"] < count {
+				t.Errorf("unreachable peer: received %d, tx_errors %d, send_error %d; want 0, >= %d, >= %d",
+					got[1], txErrors, st.Drops["send_error"], count, count)
+			}
+		})
+	}
+}
