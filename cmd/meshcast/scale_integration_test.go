@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -139,22 +140,65 @@ func procMemory(t *testing.T, pid int) (rss, hwm int64) {
 // src to dst carrying GRE and the Ethernet frame of an IGMPv3 report of
 // the host overlay, EXCLUDE({}) for each group.
 func greReport(src, dst, overlayIP netip.Addr, groups []netip.Addr) []byte {
-	igmp := make([]byte, 8+8*len(groups))
-	igmp[0] = 0x22
-	binary.BigEndian.PutUint16(igmp[6:8], uint16(len(groups)))
+	recs := make([]v3Record, len(groups))
 	for i, g := range groups {
-		r := igmp[8+8*i:]
-		r[0] = 2 // MODE_IS_EXCLUDE
-		a := g.As4()
-		copy(r[4:8], a[:])
+		recs[i] = v3Record{typ: 2, group: g} // MODE_IS_EXCLUDE
 	}
-	binary.BigEndian.PutUint16(igmp[2:4], inet.Checksum(igmp))
+	return greIGMP(src, dst, overlayIP, netip.AddrFrom4([4]byte{224, 0, 0, 22}), igmpV3Report(recs))
+}
 
+// v3Record is one group record of an IGMPv3 report.
+type v3Record struct {
+	typ     byte
+	group   netip.Addr
+	sources []netip.Addr
+}
+
+// igmpV3Report builds an IGMPv3 membership report.
+func igmpV3Report(recs []v3Record) []byte {
+	n := 8
+	for _, r := range recs {
+		n += 8 + 4*len(r.sources)
+	}
+	b := make([]byte, n)
+	b[0] = 0x22
+	binary.BigEndian.PutUint16(b[6:8], uint16(len(recs)))
+	at := 8
+	for _, r := range recs {
+		b[at] = r.typ
+		binary.BigEndian.PutUint16(b[at+2:at+4], uint16(len(r.sources)))
+		g := r.group.As4()
+		copy(b[at+4:at+8], g[:])
+		at += 8
+		for _, s := range r.sources {
+			a := s.As4()
+			copy(b[at:at+4], a[:])
+			at += 4
+		}
+	}
+	binary.BigEndian.PutUint16(b[2:4], inet.Checksum(b))
+	return b
+}
+
+// igmpV2Report builds an IGMPv2 membership report for group.
+func igmpV2Report(group netip.Addr) []byte {
+	b := make([]byte, 8)
+	b[0] = 0x16
+	g := group.As4()
+	copy(b[4:8], g[:])
+	binary.BigEndian.PutUint16(b[2:4], inet.Checksum(b))
+	return b
+}
+
+// greIGMP wraps an IGMP message from the host overlayIP to ipDst in an
+// IPv4 header with the router alert option, an Ethernet frame, GRE and an
+// outer IPv4 header from src to dst (for an IPPROTO_RAW socket).
+func greIGMP(src, dst, overlayIP, ipDst netip.Addr, igmp []byte) []byte {
 	inner := make([]byte, 24+len(igmp)) // with the router alert option
 	inner[0] = 0x46
 	binary.BigEndian.PutUint16(inner[2:4], uint16(len(inner)))
 	inner[8], inner[9] = 1, 2
-	o, d := overlayIP.As4(), [4]byte{224, 0, 0, 22}
+	o, d := overlayIP.As4(), ipDst.As4()
 	copy(inner[12:16], o[:])
 	copy(inner[16:20], d[:])
 	copy(inner[20:24], []byte{0x94, 0x04, 0, 0})
@@ -162,7 +206,7 @@ func greReport(src, dst, overlayIP netip.Addr, groups []netip.Addr) []byte {
 	copy(inner[24:], igmp)
 
 	frame := make([]byte, 14+len(inner))
-	copy(frame[0:6], []byte{0x01, 0x00, 0x5e, 0x00, 0x00, 0x16})
+	copy(frame[0:6], []byte{0x01, 0x00, 0x5e, d[1] & 0x7f, d[2], d[3]})
 	copy(frame[6:12], overlay.MACFor(overlayIP))
 	binary.BigEndian.PutUint16(frame[12:14], 0x0800)
 	copy(frame[14:], inner)
@@ -178,4 +222,129 @@ func greReport(src, dst, overlayIP netip.Addr, groups []netip.Addr) []byte {
 	binary.BigEndian.PutUint16(pkt[22:24], 0x6558)
 	copy(pkt[24:], frame)
 	return pkt
+}
+
+// TestIntegrationJoinFlood has one peer announce 1,000,000 groups (900,000
+// in IGMPv3 INCLUDE records with 4 sources each, 100,000 in IGMPv2
+// reports) to a daemon while that daemon streams to another peer. The
+// flooding peer's groups stop at the per-peer cap, the rest are refused and
+// counted, the daemon's memory stays bounded, and the stream loses nothing.
+func TestIntegrationJoinFlood(t *testing.T) {
+	const (
+		v3Groups, v2Groups = 900_000, 100_000
+		perReport          = 50 // records of 24 bytes: 1208-byte reports
+		limit              = 64 << 20
+	)
+	nt := nstest.NewNet(t, 3)
+	nstest.LeakCheck(t)
+	bin, probe := binaries(t)
+	inv := filepath.Join(t.TempDir(), "peers")
+	if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	victim, sub, attacker := nt.Node(1), nt.Node(2), nt.Node(3)
+	ctl := ctlPath(t)
+	d := victim.Start(t, bin, "run", "--peers", inv, "--local", victim.Underlay.String(), "--control", ctl)
+	s := sub.Start(t, bin, "run", "--peers", inv, "--local", sub.Underlay.String(), "--control", ctlPath(t))
+	for _, p := range []*nstest.Proc{d, s} {
+		if err := p.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
+			t.Fatalf("daemon: %v\n%s", err, p.Output())
+		}
+	}
+	const count = 4000 // 2 s at 2000 datagrams/s
+	recv := sub.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+		"--count", strconv.Itoa(count), "--timeout", "30s")
+	if err := recv.WaitOutput("ready", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	sender := victim.Start(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+		"--count", strconv.Itoa(count), "--rate", "2000")
+
+	// The flood, from the attacker's own underlay address (a peer) and its
+	// overlay identity.
+	attackerOverlay := netip.MustParseAddr("198.19.0.3")
+	sent := 0
+	start := time.Now()
+	err := attacker.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		dst := &unix.SockaddrInet4{Addr: victim.Underlay.As4()}
+		group := func(n int) netip.Addr { return netip.AddrFrom4([4]byte{239, 100 + byte(n>>16), byte(n >> 8), byte(n)}) }
+		srcs := []netip.Addr{netip.MustParseAddr("198.19.9.1"), netip.MustParseAddr("198.19.9.2"),
+			netip.MustParseAddr("198.19.9.3"), netip.MustParseAddr("198.19.9.4")}
+		send := func(pkt []byte) error {
+			for {
+				err := unix.Sendto(fd, pkt, 0, dst)
+				if err == unix.ENOBUFS {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				sent++
+				return err
+			}
+		}
+		for n := 0; n < v3Groups; n += perReport {
+			recs := make([]v3Record, perReport)
+			for i := range recs {
+				recs[i] = v3Record{typ: 1, group: group(n + i), sources: srcs} // MODE_IS_INCLUDE
+			}
+			if err := send(greIGMP(attacker.Underlay, victim.Underlay, attackerOverlay,
+				netip.AddrFrom4([4]byte{224, 0, 0, 22}), igmpV3Report(recs))); err != nil {
+				return err
+			}
+		}
+		for n := v3Groups; n < v3Groups+v2Groups; n++ {
+			g := group(n)
+			if err := send(greIGMP(attacker.Underlay, victim.Underlay, attackerOverlay, g, igmpV2Report(g))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("sent %d reports announcing %d groups in %v", sent, v3Groups+v2Groups, time.Since(start).Round(time.Millisecond))
+	sender.Wait(20 * time.Second)
+	recv.Wait(30 * time.Second)
+	got := received(t, recv.Output())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := control.Fetch(ctx, ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attackerGroups, subGroups := 0, 0
+	for _, g := range st.Groups {
+		if slices.Contains(g.Peers, attacker.Underlay.String()) {
+			attackerGroups++
+		}
+		if slices.Contains(g.Peers, sub.Underlay.String()) {
+			subGroups++
+		}
+	}
+	rss, hwm := procMemory(t, d.Pid())
+	t.Logf("stream to the other peer: %d/%d; the flooding peer holds %d groups (cap 2048), the other %d; refused: igmp_cap_port %d, igmp_cap_global %d; RSS %.1f MiB, peak %.1f MiB",
+		got, count, attackerGroups, subGroups, st.Drops["igmp_cap_port"], st.Drops["igmp_cap_global"],
+		float64(rss)/(1<<20), float64(hwm)/(1<<20))
+	if got*1000 < count*999 {
+		t.Errorf("the other peer received %d/%d during the flood", got, count)
+	}
+	if attackerGroups > 2048 {
+		t.Errorf("the flooding peer holds %d groups, over the per-peer cap of 2048", attackerGroups)
+	}
+	if subGroups == 0 {
+		t.Error("the other peer's membership was lost")
+	}
+	if st.Drops["igmp_cap_port"] < 100_000 {
+		t.Errorf("igmp_cap_port = %d: the refused groups are not counted", st.Drops["igmp_cap_port"])
+	}
+	if hwm > limit {
+		t.Errorf("peak RSS %d MiB, want under %d MiB", hwm>>20, limit>>20)
+	}
 }
