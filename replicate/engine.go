@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshcast/meshcast/igmp"
 	"github.com/meshcast/meshcast/overlay"
 )
 
@@ -31,6 +32,8 @@ const (
 	ReasonTAPWrite                   // writing a frame to the TAP failed
 	ReasonRunt                       // frame from the TAP shorter than an Ethernet header
 	ReasonMACTableFull               // source MAC not learned: the MAC table is full
+	ReasonFanoutCap                  // frame from the TAP for more peers than Config.MaxFanout
+	ReasonRateLimit                  // multicast frame from the TAP over its source's Config.RateLimit
 	numReasons
 )
 
@@ -44,6 +47,8 @@ var reasonNames = [numReasons]string{
 	ReasonTAPWrite:     "tap_write",
 	ReasonRunt:         "runt",
 	ReasonMACTableFull: "mac_table_full",
+	ReasonFanoutCap:    "fanout_cap",
+	ReasonRateLimit:    "rate_limit",
 }
 
 func (r Reason) String() string {
@@ -63,7 +68,24 @@ type Config struct {
 	MACAge   time.Duration    // how long a learned MAC stays; default 300s
 	Snoop    *Snooping        // IGMP snooping; nil floods every multicast frame to every peer
 	Logger   *slog.Logger     // default slog.Default()
+
+	// The limits below apply to IPv4 multicast from the TAP outside
+	// 224.0.0.0/24: the traffic a host could have amplified. ARP,
+	// broadcast and link-local multicast (IGMP among it) are never held
+	// back, so that the overlay keeps working under them.
+	//
+	// MaxFanout, if set, drops such a frame that would be copied to more
+	// peers than this (counted once per frame as fanout_cap).
+	MaxFanout int
+	// RateLimit, if set, is the most such frames per second the TAP may
+	// send per IPv4 source address, with bursts of a tenth of a second;
+	// frames over it are dropped and counted as rate_limit. At most
+	// MaxRateSources sources are tracked; the others share one budget.
+	RateLimit float64
 }
+
+// MaxRateSources bounds the sources Config.RateLimit tracks.
+const MaxRateSources = 1024
 
 // Engine forwards frames between the TAP and the peers.
 type Engine struct {
@@ -71,6 +93,8 @@ type Engine struct {
 	localMAC macKey
 	maxFrame int
 	batch    int
+	maxFan   int
+	limiter  *rateLimiter // nil: no rate limit
 	snoop    *Snooping
 	log      *slog.Logger
 
@@ -114,13 +138,20 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Logger = slog.Default()
 	}
 	e := &Engine{
-		codec: cfg.Codec,
-		batch: cfg.Batch,
-		snoop: cfg.Snoop,
-		log:   cfg.Logger,
-		macs:  newMACTable(cfg.MACTable, cfg.MACAge),
+		codec:  cfg.Codec,
+		batch:  cfg.Batch,
+		maxFan: cfg.MaxFanout,
+		snoop:  cfg.Snoop,
+		log:    cfg.Logger,
+		macs:   newMACTable(cfg.MACTable, cfg.MACAge),
 		// An inner frame may carry one VLAN tag beyond the MTU.
 		maxFrame: cfg.MTU + overlay.EthHeaderLen + 4,
+	}
+	if cfg.MaxFanout < 0 || cfg.RateLimit < 0 {
+		return nil, errors.New("replicate: Config.MaxFanout and Config.RateLimit must not be negative")
+	}
+	if cfg.RateLimit > 0 {
+		e.limiter = newRateLimiter(cfg.RateLimit, MaxRateSources)
 	}
 	copy(e.localMAC[:], cfg.LocalMAC)
 	if cfg.Snoop != nil {
@@ -258,7 +289,16 @@ func (g *egress) forward(buf []byte, n int, w PacketWriter) error {
 	if cap(g.scratch) < len(set.list) {
 		g.scratch = make([]*Peer, 0, len(set.list))
 	}
+	data := false // routable IPv4 multicast: what the limits apply to
 	if isMulticastMAC(dst) {
+		if e.limiter != nil || e.maxFan > 0 {
+			_, group, _, ok := igmp.IPv4Multicast(frame)
+			data = ok && !group.IsLinkLocalMulticast()
+		}
+		if data && e.limiter != nil && !e.limiter.allow(frame, g.now) {
+			e.drops[ReasonRateLimit].Add(1)
+			return nil
+		}
 		if e.snoop != nil {
 			targets = e.snoop.decide(frame, set, g.scratch[:0], g.now)
 		} else {
@@ -269,6 +309,10 @@ func (g *egress) forward(buf []byte, n int, w PacketWriter) error {
 		targets = g.scratch
 	} else {
 		targets = set.list
+	}
+	if data && e.maxFan > 0 && len(targets) > e.maxFan {
+		e.drops[ReasonFanoutCap].Add(1)
+		return nil
 	}
 	e.fanout.observe(len(targets))
 	if len(targets) == 0 {

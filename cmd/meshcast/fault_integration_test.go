@@ -275,3 +275,89 @@ func TestIntegrationUnreachablePeer(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegrationAmplificationLimits runs a source with --rate-limit 200
+// and sends 2000 datagrams/s for 1 s: each subscriber gets about 200 plus
+// the burst, the rest is counted as rate_limit. Then with --max-fanout 1
+// and two subscribers, data is dropped and counted as fanout_cap, while
+// unicast across the overlay (ARP is never held back) still works.
+func TestIntegrationAmplificationLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		flag []string
+	}{
+		{"rate-limit", []string{"--rate-limit", "200"}},
+		{"max-fanout", []string{"--max-fanout", "1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nt := nstest.NewNet(t, 3)
+			nstest.LeakCheck(t)
+			bin, probe := binaries(t)
+			inv := filepath.Join(t.TempDir(), "peers")
+			if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			nodes := nt.Nodes()
+			ctl := ctlPath(t)
+			for i, n := range nodes {
+				args := []string{"run", "--peers", inv, "--local", n.Underlay.String(), "--encap", "vxlan", "--control", ctlPath(t)}
+				if i == 0 {
+					args = append(args[:len(args)-1], ctl)
+					args = append(args, tc.flag...)
+				}
+				d := n.Start(t, bin, args...)
+				if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
+					t.Fatalf("%s: %v\n%s", n, err, d.Output())
+				}
+			}
+			const count = 2000
+			var recvs []*nstest.Proc
+			for _, n := range nodes[1:] {
+				p := n.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+					"--count", strconv.Itoa(count), "--timeout", "3s")
+				if err := p.WaitOutput("ready", 10*time.Second); err != nil {
+					t.Fatal(err)
+				}
+				recvs = append(recvs, p)
+			}
+			time.Sleep(300 * time.Millisecond)
+			if out, err := nodes[0].Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+				"--count", strconv.Itoa(count), "--rate", "2000"); err != nil {
+				t.Fatalf("send: %v\n%s", err, out)
+			}
+			var got []int
+			for _, p := range recvs {
+				p.Wait(10 * time.Second)
+				got = append(got, received(t, p.Output()))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			st, err := control.Fetch(ctx, ctl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: subscribers received %v of %d; drops rate_limit %d, fanout_cap %d",
+				tc.name, got, count, st.Drops["rate_limit"], st.Drops["fanout_cap"])
+			switch tc.name {
+			case "rate-limit":
+				// 1 s at 200/s plus a burst of 20.
+				for i, g := range got {
+					if g < 150 || g > 300 {
+						t.Errorf("subscriber %d received %d, want about 220", i+2, g)
+					}
+				}
+				if d := st.Drops["rate_limit"]; d < count-300 {
+					t.Errorf("rate_limit = %d, want about %d", d, count-220)
+				}
+			case "max-fanout":
+				if got[0] != 0 || got[1] != 0 || st.Drops["fanout_cap"] < count {
+					t.Errorf("with a cap of 1 and 2 subscribers: received %v, fanout_cap %d", got, st.Drops["fanout_cap"])
+				}
+				// Unicast still crosses: it goes to one peer.
+				if out, err := nodes[0].Exec(t, "ping", "-c", "3", "-W", "2", "198.19.0.2"); err != nil {
+					t.Errorf("unicast ping under --max-fanout 1: %v\n%s", err, out)
+				}
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"math"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -51,6 +52,8 @@ type runConfig struct {
 	unregistered replicate.Unregistered
 
 	noOffload bool // --offload off
+	maxFanout int
+	rateLimit float64
 
 	control     string
 	metrics     string
@@ -96,6 +99,8 @@ func addRunFlags(fs *pflag.FlagSet, cfg *runConfig) func() error {
 	fs.DurationVar(&cfg.igmp.LastMemberInterval, "igmp-last-member-interval", time.Second, "IGMP last member query `interval`")
 	fs.IntVar(&cfg.igmp.MaxGroups, "igmp-max-groups", 16384, "most (peer, group) memberships in the snooping table; reports beyond are refused and counted")
 	fs.IntVar(&cfg.igmp.MaxGroupsPerPort, "igmp-max-groups-per-peer", 2048, "most groups one peer (or the local host) may join")
+	fs.IntVar(&cfg.maxFanout, "max-fanout", 0, "drop a multicast frame from this host that would be copied to more than `N` peers (0: no cap; link-local multicast, ARP and broadcast are never held back)")
+	fs.Float64Var(&cfg.rateLimit, "rate-limit", 0, "most multicast frames per second this host may send per source address, bursts of a tenth of a second (`PPS`; 0: no limit; link-local multicast, ARP and broadcast are never held back)")
 	fs.StringVar(&unregistered, "unregistered", "flood", "traffic for groups no peer joined: `flood` to every peer, or drop (router peers still get it)")
 	fs.StringVar(&level, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	fs.StringVar(&format, "log-format", "text", "log `FORMAT`: text or json")
@@ -191,6 +196,15 @@ func addRunFlags(fs *pflag.FlagSet, cfg *runConfig) func() error {
 			cfg.kernelVXLAN = kvx
 		default:
 			return usagef("--kernel-vxlan %q is not known: use pair or hre", kvx)
+		}
+		if cfg.maxFanout < 0 {
+			return usagef("--max-fanout %d: use 0 (no cap) or a number of peers", cfg.maxFanout)
+		}
+		if cfg.rateLimit < 0 || math.IsNaN(cfg.rateLimit) || math.IsInf(cfg.rateLimit, 0) {
+			return usagef("--rate-limit %v: use 0 (no limit) or frames per second", cfg.rateLimit)
+		}
+		if cfg.dataplane == "kernel" && (cfg.maxFanout > 0 || cfg.rateLimit > 0) {
+			return usagef("--max-fanout and --rate-limit apply to the userspace dataplane: drop them with --dataplane kernel")
 		}
 		switch offload {
 		case "on":
@@ -580,7 +594,8 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 			}),
 			Unregistered: cfg.unregistered,
 		}
-		eng, err = replicate.New(replicate.Config{Codec: codec, LocalMAC: tap.MAC(), MTU: mtu, Logger: log, Snoop: snoop})
+		eng, err = replicate.New(replicate.Config{Codec: codec, LocalMAC: tap.MAC(), MTU: mtu, Logger: log, Snoop: snoop,
+			MaxFanout: cfg.maxFanout, RateLimit: cfg.rateLimit})
 		if err != nil {
 			return err
 		}
