@@ -6,6 +6,7 @@ SHELL := /bin/bash
 # Go is at /usr/local/go on the build machines; a go already on PATH wins.
 export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
+SOAK ?= 10m
 FUZZTIME ?= 30s
 TESTFLAGS ?=
 BIN := bin
@@ -14,7 +15,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 UNITDIR ?= /etc/systemd/system
 
-.PHONY: help build test deps vet demo fuzz bench microbench lint clean install
+.PHONY: help build test deps vet demo fuzz bench microbench soak lint clean install
 
 help: ## List the targets
 	@echo "usage: make TARGET   (variables: FUZZTIME=$(FUZZTIME), ENCAP=gre|vxlan for demo, TESTFLAGS)"
@@ -62,6 +63,9 @@ fuzz: ## Run every Fuzz* target for FUZZTIME each (default 30s)
 bench: build ## Compare the userspace and kernel paths in namespaces, quick mode (root): a table, JSON and a chart in bench-out/
 	mkdir -p bench-out
 	$(BIN)/meshcast bench --quick --json bench-out/quick.json --chart bench-out/quick
+
+soak: deps ## Sustained load (root, not part of test): 5 nodes, a steady stream, churn every 30 s, for SOAK (default 10m)
+	MESHCAST_SOAK=$(SOAK) $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 3h ./cmd/meshcast
 
 microbench: ## Run the Go micro-benchmarks (codecs, engine, IGMP) with allocation counts
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
