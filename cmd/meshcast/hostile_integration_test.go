@@ -240,6 +240,10 @@ func testHostile(t *testing.T, encap string) {
 		{"inner VLAN-tagged frame (delivered; the host has no VLAN device)", peer, "tap:rx_packets", func(i int) []byte {
 			return tunnel(peer, encapsulate(inner(targetTAPMAC, peerMAC, 0x8100, make([]byte, 46))))
 		}},
+		{"inner IPv4 header cut to 10 bytes (the host's stack drops it)", peer, "kernel:Ip:InHdrErrors|IpExt:InTruncatedPkts", func(i int) []byte {
+			ip := ipv4(netip.MustParseAddr("198.19.0.2"), netip.MustParseAddr("198.19.0.1"), 17, nil)[:10]
+			return tunnel(peer, encapsulate(inner(targetTAPMAC, peerMAC, 0x0800, append(ip, make([]byte, 36)...)[:10])))
+		}},
 		{"nested encapsulation: inner IPv4 carrying GRE (host has no GRE)", peer, "kernel:Ip:InUnknownProtos", func(i int) []byte {
 			return tunnel(peer, encapsulate(inner(targetTAPMAC, peerMAC, 0x0800,
 				ipv4(netip.MustParseAddr("198.19.0.2"), netip.MustParseAddr("198.19.0.1"), 47, make([]byte, 40)))))
@@ -318,6 +322,9 @@ func testHostile(t *testing.T, encap string) {
 			return h
 		}
 		classes = append(classes,
+			hostileClass{"UDP header cut to 4 bytes", peer, "kernel:Udp:InErrors", func(i int) []byte {
+				return tunnel(peer, []byte{0xc3, 0x50, 0x12, 0xb5})
+			}},
 			hostileClass{"UDP length beyond the packet", peer, "kernel:Udp:InErrors", func(i int) []byte {
 				p := vx(0x08, false, vni, goodInner(i))
 				binary.BigEndian.PutUint16(p[4:6], uint16(len(p)+100))
