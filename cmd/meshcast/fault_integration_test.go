@@ -209,57 +209,17 @@ func TestIntegrationCapabilities(t *testing.T) {
 func TestIntegrationUnreachablePeer(t *testing.T) {
 	for _, encap := range []string{"gre", "vxlan"} {
 		t.Run(encap, func(t *testing.T) {
-			nt := nstest.NewNet(t, 3)
-			nstest.LeakCheck(t)
-			bin, probe := binaries(t)
-			inv := filepath.Join(t.TempDir(), "peers")
-			if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			nodes := nt.Nodes()
-			ctl := ctlPath(t)
-			for i, n := range nodes {
-				c := ctlPath(t)
-				if i == 0 {
-					c = ctl
-				}
-				d := n.Start(t, bin, "run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap, "--control", c)
-				if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
-					t.Fatalf("%s: %v\n%s", n, err, d.Output())
-				}
-			}
+			r := newStreamRig(t, encap, nil)
 			const count = 500
-			var recvs []*nstest.Proc
-			for _, n := range nodes[1:] {
-				p := n.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
-					"--count", strconv.Itoa(count), "--timeout", "5s")
-				if err := p.WaitOutput("ready", 10*time.Second); err != nil {
-					t.Fatal(err)
-				}
-				recvs = append(recvs, p)
-			}
-			time.Sleep(300 * time.Millisecond) // the joins reach the source
-			if out, err := nodes[0].Exec(t, "ip", "route", "add", "unreachable", nodes[2].Underlay.String()+"/32"); err != nil {
+			r.listen(count, "5s")
+			unreachable := r.nodes[2].Underlay.String()
+			if out, err := r.nodes[0].Exec(t, "ip", "route", "add", "unreachable", unreachable+"/32"); err != nil {
 				t.Fatalf("ip route: %v\n%s", err, out)
 			}
-			if out, err := nodes[0].Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
-				"--count", strconv.Itoa(count), "--rate", "1000"); err != nil {
-				t.Fatalf("send: %v\n%s", err, out)
-			}
-			var got []int
-			for _, p := range recvs {
-				p.Wait(10 * time.Second)
-				got = append(got, received(t, p.Output()))
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			st, err := control.Fetch(ctx, ctl)
-			if err != nil {
-				t.Fatal(err)
-			}
+			got, st := r.send(count, 1000)
 			var txErrors uint64
 			for _, p := range st.Peers {
-				if p.Underlay == nodes[2].Underlay.String() {
+				if p.Underlay == unreachable {
 					txErrors = p.TxErrors
 				}
 			}
@@ -276,6 +236,76 @@ func TestIntegrationUnreachablePeer(t *testing.T) {
 	}
 }
 
+// A streamRig is three nodes running meshcast, the first with a control
+// socket of the test's and extra flags, and receivers of 239.1.2.3:5000 on
+// the other two.
+type streamRig struct {
+	t     *testing.T
+	nodes []*nstest.Node
+	probe string
+	ctl   string
+	recvs []*nstest.Proc
+}
+
+func newStreamRig(t *testing.T, encap string, first []string) *streamRig {
+	nt := nstest.NewNet(t, 3)
+	nstest.LeakCheck(t)
+	bin, probe := binaries(t)
+	inv := filepath.Join(t.TempDir(), "peers")
+	if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &streamRig{t: t, nodes: nt.Nodes(), probe: probe, ctl: ctlPath(t)}
+	for i, n := range r.nodes {
+		ctl := ctlPath(t)
+		var extra []string
+		if i == 0 {
+			ctl, extra = r.ctl, first
+		}
+		args := append([]string{"run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap, "--control", ctl}, extra...)
+		d := n.Start(t, bin, args...)
+		if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
+			t.Fatalf("%s: %v\n%s", n, err, d.Output())
+		}
+	}
+	return r
+}
+
+// listen starts the receivers, for count datagrams or timeout.
+func (r *streamRig) listen(count int, timeout string) {
+	for _, n := range r.nodes[1:] {
+		p := n.Start(r.t, r.probe, "recv", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+			"--count", strconv.Itoa(count), "--timeout", timeout)
+		if err := p.WaitOutput("ready", 10*time.Second); err != nil {
+			r.t.Fatal(err)
+		}
+		r.recvs = append(r.recvs, p)
+	}
+	time.Sleep(300 * time.Millisecond) // the joins reach the source
+}
+
+// send sends count datagrams at rate from the first node, and returns what
+// each receiver got and the first node's state.
+func (r *streamRig) send(count, rate int) ([]int, control.State) {
+	t := r.t
+	if out, err := r.nodes[0].Exec(t, r.probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+		"--count", strconv.Itoa(count), "--rate", strconv.Itoa(rate)); err != nil {
+		t.Fatalf("send: %v\n%s", err, out)
+	}
+	var got []int
+	for _, p := range r.recvs {
+		p.Wait(10 * time.Second)
+		got = append(got, received(t, p.Output()))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := control.Fetch(ctx, r.ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, st
+}
+
 // TestIntegrationAmplificationLimits runs a source with --rate-limit 200
 // and sends 2000 datagrams/s for 1 s: each subscriber gets about 200 plus
 // the burst, the rest is counted as rate_limit. Then with --max-fanout 1
@@ -290,52 +320,11 @@ func TestIntegrationAmplificationLimits(t *testing.T) {
 		{"max-fanout", []string{"--max-fanout", "1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			nt := nstest.NewNet(t, 3)
-			nstest.LeakCheck(t)
-			bin, probe := binaries(t)
-			inv := filepath.Join(t.TempDir(), "peers")
-			if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			nodes := nt.Nodes()
-			ctl := ctlPath(t)
-			for i, n := range nodes {
-				args := []string{"run", "--peers", inv, "--local", n.Underlay.String(), "--encap", "vxlan", "--control", ctlPath(t)}
-				if i == 0 {
-					args = append(args[:len(args)-1], ctl)
-					args = append(args, tc.flag...)
-				}
-				d := n.Start(t, bin, args...)
-				if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
-					t.Fatalf("%s: %v\n%s", n, err, d.Output())
-				}
-			}
+			r := newStreamRig(t, "vxlan", tc.flag)
+			nodes := r.nodes
 			const count = 2000
-			var recvs []*nstest.Proc
-			for _, n := range nodes[1:] {
-				p := n.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
-					"--count", strconv.Itoa(count), "--timeout", "3s")
-				if err := p.WaitOutput("ready", 10*time.Second); err != nil {
-					t.Fatal(err)
-				}
-				recvs = append(recvs, p)
-			}
-			time.Sleep(300 * time.Millisecond)
-			if out, err := nodes[0].Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
-				"--count", strconv.Itoa(count), "--rate", "2000"); err != nil {
-				t.Fatalf("send: %v\n%s", err, out)
-			}
-			var got []int
-			for _, p := range recvs {
-				p.Wait(10 * time.Second)
-				got = append(got, received(t, p.Output()))
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			st, err := control.Fetch(ctx, ctl)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r.listen(count, "3s")
+			got, st := r.send(count, 2000)
 			t.Logf("%s: subscribers received %v of %d; drops rate_limit %d, fanout_cap %d",
 				tc.name, got, count, st.Drops["rate_limit"], st.Drops["fanout_cap"])
 			switch tc.name {
