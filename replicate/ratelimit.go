@@ -1,16 +1,11 @@
 package replicate
 
-import (
-	"encoding/binary"
-	"sync"
-)
+import "encoding/binary"
 
 // rateLimiter is a token bucket per IPv4 source address. Each bucket holds
 // a tenth of a second of the rate (at least one frame) and refills
-// continuously. It is used by the egress goroutine only; the mutex guards
-// against a second Run.
+// continuously. Only the egress goroutine uses it, so it takes no lock.
 type rateLimiter struct {
-	mu      sync.Mutex
 	rate    float64 // frames per nanosecond
 	burst   float64
 	max     int
@@ -35,8 +30,6 @@ func newRateLimiter(perSecond float64, maxSources int) *rateLimiter {
 // allow reports whether frame, an Ethernet frame from the TAP, may go now
 // (Unix ns), and takes a token if so.
 func (l *rateLimiter) allow(frame []byte, now int64) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	b := &l.other
 	if len(frame) >= 14+20 && binary.BigEndian.Uint16(frame[12:14]) == 0x0800 {
 		var src [4]byte

@@ -15,16 +15,25 @@ import (
 	"github.com/meshcast/meshcast/internal/nstest"
 )
 
-// TestIntegrationTAPDeleted deletes the TAP underneath a running daemon:
-// it must exit 1 at once with a message that says so, not spin.
-func TestIntegrationTAPDeleted(t *testing.T) {
-	nt := nstest.NewNet(t, 2)
+// demoNet builds an underlay of n nodes, checks it leaves nothing behind,
+// and returns it with the meshcast and probe binaries and the path of
+// demoInventory written to a file.
+func demoNet(t *testing.T, n int) (nt *nstest.Net, bin, probe, inv string) {
+	t.Helper()
+	nt = nstest.NewNet(t, n)
 	nstest.LeakCheck(t)
-	bin, _ := binaries(t)
-	inv := filepath.Join(t.TempDir(), "peers")
+	bin, probe = binaries(t)
+	inv = filepath.Join(t.TempDir(), "peers")
 	if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return nt, bin, probe, inv
+}
+
+// TestIntegrationTAPDeleted deletes the TAP underneath a running daemon:
+// it must exit 1 at once with a message that says so, not spin.
+func TestIntegrationTAPDeleted(t *testing.T) {
+	nt, bin, _, inv := demoNet(t, 2)
 	n := nt.Node(1)
 	d := n.Start(t, bin, "run", "--peers", inv, "--local", n.Underlay.String(), "--control", ctlPath(t))
 	if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
@@ -51,13 +60,7 @@ func TestIntegrationTAPDeleted(t *testing.T) {
 // --unregistered drop, nothing reaches the subscriber before that), then
 // checks that a stream arrives whole.
 func TestIntegrationKillRestart(t *testing.T) {
-	nt := nstest.NewNet(t, 3)
-	nstest.LeakCheck(t)
-	bin, probe := binaries(t)
-	inv := filepath.Join(t.TempDir(), "peers")
-	if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	nt, bin, probe, inv := demoNet(t, 3)
 	nodes := nt.Nodes()
 	ctls := make([]string, len(nodes))
 	start := func(i int) *nstest.Proc {
@@ -136,13 +139,7 @@ func TestIntegrationKillRestart(t *testing.T) {
 // ambient), as /proc/PID/status shows, and still forwards, opening its
 // VXLAN flow sockets after the drop.
 func TestIntegrationCapabilities(t *testing.T) {
-	nt := nstest.NewNet(t, 2)
-	nstest.LeakCheck(t)
-	bin, probe := binaries(t)
-	inv := filepath.Join(t.TempDir(), "peers")
-	if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	nt, bin, probe, inv := demoNet(t, 2)
 	nodes := nt.Nodes()
 	var ds []*nstest.Proc
 	for _, n := range nodes {
@@ -248,13 +245,7 @@ type streamRig struct {
 }
 
 func newStreamRig(t *testing.T, encap string, first []string) *streamRig {
-	nt := nstest.NewNet(t, 3)
-	nstest.LeakCheck(t)
-	bin, probe := binaries(t)
-	inv := filepath.Join(t.TempDir(), "peers")
-	if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	nt, bin, probe, inv := demoNet(t, 3)
 	r := &streamRig{t: t, nodes: nt.Nodes(), probe: probe, ctl: ctlPath(t)}
 	for i, n := range r.nodes {
 		ctl := ctlPath(t)

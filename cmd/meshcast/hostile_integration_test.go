@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,13 +45,7 @@ func TestIntegrationHostilePackets(t *testing.T) {
 }
 
 func testHostile(t *testing.T, encap string) {
-	nt := nstest.NewNet(t, 4)
-	nstest.LeakCheck(t)
-	bin, probe := binaries(t)
-	inv := filepath.Join(t.TempDir(), "peers")
-	if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	nt, bin, probe, inv := demoNet(t, 4)
 	target, p2, p3, attacker := nt.Node(1), nt.Node(2), nt.Node(3), nt.Node(4)
 	const key = 42
 	ctl := ctlPath(t)

@@ -235,13 +235,7 @@ func TestIntegrationJoinFlood(t *testing.T) {
 		perReport          = 50 // records of 24 bytes: 1208-byte reports
 		limit              = 64 << 20
 	)
-	nt := nstest.NewNet(t, 3)
-	nstest.LeakCheck(t)
-	bin, probe := binaries(t)
-	inv := filepath.Join(t.TempDir(), "peers")
-	if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	nt, bin, probe, inv := demoNet(t, 3)
 	victim, sub, attacker := nt.Node(1), nt.Node(2), nt.Node(3)
 	ctl := ctlPath(t)
 	d := victim.Start(t, bin, "run", "--peers", inv, "--local", victim.Underlay.String(), "--control", ctl)
