@@ -1123,3 +1123,46 @@ func BenchmarkUDPRun(b *testing.B) {
 		})
 	}
 }
+
+// TestIntegrationVXLANFlowPortTaken: when another socket holds a flow's
+// source port, that flow's copies go out through the raw socket, one
+// packet each, and still arrive.
+func TestIntegrationVXLANFlowPortTaken(t *testing.T) {
+	ns := newTestNS(t)
+	a, b := listenPairOpts(t, ns, "vxlan", Options{Batch: 64})
+	v := NewVXLAN(testVNI, DefaultVXLANPort)
+	f := testFrame(300, 1001)
+	port := FlowPort(f)
+	var holder *net.UDPConn
+	ns.do(t, func() (err error) {
+		holder, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(underlayA, port)))
+		return err
+	})
+	defer holder.Close()
+	var msgs []Message
+	for range 10 {
+		msgs = append(msgs, Message{Buf: v.Encap(withHeadroom(f), len(f)), Addr: underlayB})
+	}
+	before := loTx(t, ns)
+	var failed int
+	ns.do(t, func() (err error) {
+		failed, err = a.WriteBatch(msgs)
+		return err
+	})
+	if failed != 0 {
+		t.Fatalf("%d copies failed", failed)
+	}
+	got := readN(t, b, len(msgs))
+	packets := loTx(t, ns) - before
+	t.Logf("port %d taken: %d copies left as %d packets", port, len(msgs), packets)
+	if packets != uint64(len(msgs)) {
+		t.Errorf("%d packets for %d copies: the flow was not sent raw", packets, len(msgs))
+	}
+	checkDelivered(t, v, got, underlayA, func() [][]byte {
+		var fs [][]byte
+		for range msgs {
+			fs = append(fs, f)
+		}
+		return fs
+	}())
+}

@@ -152,14 +152,10 @@ func (g *gsoSender) writeBatch(msgs []Message, raw func([]Message) (int, error))
 			dport: binary.BigEndian.Uint16(m.Buf[2:4]),
 			dst:   m.Addr.As4(),
 		}
-		if g.sock(key.sport).rc == nil {
-			g.raw = append(g.raw, *m)
-			g.rawAt = append(g.rawAt, i)
-			continue
-		}
 		plen := len(m.Buf) - UDPHeaderLen
 		g.next[i] = -1
-		if r, ok := g.open[key]; ok {
+		r, ok := g.open[key]
+		if ok {
 			run := &g.runs[r]
 			if !run.closed && run.count < maxGSOSegments && plen <= run.seg && run.bytes+plen <= maxGSOBytes {
 				g.next[run.tail] = i
@@ -169,6 +165,11 @@ func (g *gsoSender) writeBatch(msgs []Message, raw func([]Message) (int, error))
 				run.closed = plen < run.seg
 				continue
 			}
+		} else if g.sock(key.sport).rc == nil {
+			// No socket for this port (a key with a run has one).
+			g.raw = append(g.raw, *m)
+			g.rawAt = append(g.rawAt, i)
+			continue
 		}
 		g.open[key] = len(g.runs)
 		g.runs = append(g.runs, gsoRun{key: key, head: i, tail: i, count: 1, seg: plen, bytes: plen})
