@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/meshcast/meshcast/igmp"
 	"github.com/meshcast/meshcast/internal/control"
 	"github.com/meshcast/meshcast/internal/inet"
 	"github.com/meshcast/meshcast/internal/nstest"
@@ -126,9 +127,17 @@ func testHostile(t *testing.T, encap string) {
 		return inner(targetTAPMAC, peerMAC, 0x0800,
 			ipv4(netip.MustParseAddr("198.19.0.2"), netip.MustParseAddr("198.19.0.1"), 17, udpPayload(40)))
 	}
-	igmpFrame := func(igmp []byte) []byte {
-		return inner(net.HardwareAddr{1, 0, 0x5e, 0, 0, 0x16}, peerMAC, 0x0800,
-			ipv4(netip.MustParseAddr("198.19.0.2"), netip.MustParseAddr("224.0.0.22"), 2, igmp))
+	peerIGMP := func(msg []byte) []byte {
+		return igmpFrame(netip.MustParseAddr("198.19.0.2"), allReports, msg)
+	}
+	// reseal recomputes an IGMP message's checksum after a change.
+	reseal := func(m []byte) []byte {
+		binary.BigEndian.PutUint16(m[2:4], 0)
+		binary.BigEndian.PutUint16(m[2:4], inet.Checksum(m))
+		return m
+	}
+	oneRecord := func(typ uint8) []byte {
+		return reportV3(igmp.RecordSpec{Type: typ, Group: netip.MustParseAddr("239.9.9.9")})
 	}
 	var vni uint32 = st0.VNI
 	var encapsulate func(innerFrame []byte) []byte // the tunnel payload
@@ -241,29 +250,25 @@ func testHostile(t *testing.T, encap string) {
 				ipv4(netip.MustParseAddr("198.19.0.2"), netip.MustParseAddr("198.19.0.1"), 47, make([]byte, 40)))))
 		}},
 		{"IGMP with a bad checksum", peer, "drops:igmp_checksum", func(i int) []byte {
-			m := igmpV3Report([]v3Record{{typ: 2, group: netip.MustParseAddr("239.9.9.9")}})
+			m := oneRecord(igmp.ModeIsExclude)
 			m[2] ^= 0xff
-			return tunnel(peer, encapsulate(igmpFrame(m)))
+			return tunnel(peer, encapsulate(peerIGMP(m)))
 		}},
 		{"IGMPv3 record claiming 65,535 sources", peer, "drops:igmp_truncated|igmp_length", func(i int) []byte {
-			m := igmpV3Report([]v3Record{{typ: 1, group: netip.MustParseAddr("239.9.9.9")}})
-			binary.BigEndian.PutUint16(m[10:12], 0xffff)
-			binary.BigEndian.PutUint16(m[2:4], 0)
-			binary.BigEndian.PutUint16(m[2:4], inet.Checksum(m))
-			return tunnel(peer, encapsulate(igmpFrame(m)))
+			m := oneRecord(igmp.ModeIsInclude)
+			binary.BigEndian.PutUint16(m[10:12], 0xffff) // the record's source count
+			return tunnel(peer, encapsulate(peerIGMP(reseal(m))))
 		}},
 		{"IGMP message cut to 4 bytes", peer, "drops:igmp_truncated|igmp_length", func(i int) []byte {
-			return tunnel(peer, encapsulate(igmpFrame([]byte{0x16, 0, 0xe9, 0xff})))
+			return tunnel(peer, encapsulate(peerIGMP(reportV2(netip.MustParseAddr("239.9.9.9"))[:4])))
 		}},
 		{"IGMPv3 unknown record type", peer, "drops:igmp_record", func(i int) []byte {
-			return tunnel(peer, encapsulate(igmpFrame(igmpV3Report([]v3Record{{typ: 9, group: netip.MustParseAddr("239.9.9.9")}}))))
+			return tunnel(peer, encapsulate(peerIGMP(oneRecord(9))))
 		}},
 		{"IGMPv3 aux data beyond the message", peer, "drops:igmp_truncated|igmp_length", func(i int) []byte {
-			m := igmpV3Report([]v3Record{{typ: 2, group: netip.MustParseAddr("239.9.9.9")}})
+			m := oneRecord(igmp.ModeIsExclude)
 			m[9] = 200 // aux data length, in 32-bit words
-			binary.BigEndian.PutUint16(m[2:4], 0)
-			binary.BigEndian.PutUint16(m[2:4], inet.Checksum(m))
-			return tunnel(peer, encapsulate(igmpFrame(m)))
+			return tunnel(peer, encapsulate(peerIGMP(reseal(m))))
 		}},
 	}
 	if encap == "gre" {

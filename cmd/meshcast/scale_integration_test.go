@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/meshcast/meshcast/igmp"
 	"github.com/meshcast/meshcast/internal/control"
 	"github.com/meshcast/meshcast/internal/inet"
 	"github.com/meshcast/meshcast/internal/nstest"
@@ -140,77 +141,42 @@ func procMemory(t *testing.T, pid int) (rss, hwm int64) {
 // src to dst carrying GRE and the Ethernet frame of an IGMPv3 report of
 // the host overlay, EXCLUDE({}) for each group.
 func greReport(src, dst, overlayIP netip.Addr, groups []netip.Addr) []byte {
-	recs := make([]v3Record, len(groups))
+	recs := make([]igmp.RecordSpec, len(groups))
 	for i, g := range groups {
-		recs[i] = v3Record{typ: 2, group: g} // MODE_IS_EXCLUDE
+		recs[i] = igmp.RecordSpec{Type: igmp.ModeIsExclude, Group: g}
 	}
-	return greIGMP(src, dst, overlayIP, netip.AddrFrom4([4]byte{224, 0, 0, 22}), igmpV3Report(recs))
+	return greIGMP(src, dst, overlayIP, allReports, reportV3(recs...))
 }
 
-// v3Record is one group record of an IGMPv3 report.
-type v3Record struct {
-	typ     byte
-	group   netip.Addr
-	sources []netip.Addr
-}
+// allReports is 224.0.0.22, where IGMPv3 reports go.
+var allReports = netip.AddrFrom4([4]byte{224, 0, 0, 22})
 
-// igmpV3Report builds an IGMPv3 membership report.
-func igmpV3Report(recs []v3Record) []byte {
-	n := 8
-	for _, r := range recs {
-		n += 8 + 4*len(r.sources)
-	}
-	b := make([]byte, n)
-	b[0] = 0x22
-	binary.BigEndian.PutUint16(b[6:8], uint16(len(recs)))
-	at := 8
-	for _, r := range recs {
-		b[at] = r.typ
-		binary.BigEndian.PutUint16(b[at+2:at+4], uint16(len(r.sources)))
-		g := r.group.As4()
-		copy(b[at+4:at+8], g[:])
-		at += 8
-		for _, s := range r.sources {
-			a := s.As4()
-			copy(b[at:at+4], a[:])
-			at += 4
-		}
-	}
-	binary.BigEndian.PutUint16(b[2:4], inet.Checksum(b))
+// reportV3 returns an IGMPv3 report holding recs.
+func reportV3(recs ...igmp.RecordSpec) []byte {
+	b := make([]byte, igmp.ReportV3Len(recs...))
+	igmp.PutReportV3(b, recs...)
 	return b
 }
 
-// igmpV2Report builds an IGMPv2 membership report for group.
-func igmpV2Report(group netip.Addr) []byte {
-	b := make([]byte, 8)
-	b[0] = 0x16
-	g := group.As4()
-	copy(b[4:8], g[:])
-	binary.BigEndian.PutUint16(b[2:4], inet.Checksum(b))
+// reportV2 returns an IGMPv2 membership report for group.
+func reportV2(group netip.Addr) []byte {
+	b := make([]byte, igmp.HeaderLen)
+	igmp.PutReportV2(b, igmp.TypeV2Report, group)
 	return b
 }
 
-// greIGMP wraps an IGMP message from the host overlayIP to ipDst in an
-// IPv4 header with the router alert option, an Ethernet frame, GRE and an
-// outer IPv4 header from src to dst (for an IPPROTO_RAW socket).
-func greIGMP(src, dst, overlayIP, ipDst netip.Addr, igmp []byte) []byte {
-	inner := make([]byte, 24+len(igmp)) // with the router alert option
-	inner[0] = 0x46
-	binary.BigEndian.PutUint16(inner[2:4], uint16(len(inner)))
-	inner[8], inner[9] = 1, 2
-	o, d := overlayIP.As4(), ipDst.As4()
-	copy(inner[12:16], o[:])
-	copy(inner[16:20], d[:])
-	copy(inner[20:24], []byte{0x94, 0x04, 0, 0})
-	binary.BigEndian.PutUint16(inner[10:12], inet.Checksum(inner[:24]))
-	copy(inner[24:], igmp)
+// igmpFrame returns the Ethernet frame of an IGMP message from the host
+// overlayIP (with the MAC meshcast gives it) to ipDst.
+func igmpFrame(overlayIP, ipDst netip.Addr, msg []byte) []byte {
+	f := make([]byte, igmp.FrameOverhead+len(msg))
+	igmp.BuildQueryFrame(f, overlay.MACFor(overlayIP), overlayIP, ipDst, msg)
+	return f
+}
 
-	frame := make([]byte, 14+len(inner))
-	copy(frame[0:6], []byte{0x01, 0x00, 0x5e, d[1] & 0x7f, d[2], d[3]})
-	copy(frame[6:12], overlay.MACFor(overlayIP))
-	binary.BigEndian.PutUint16(frame[12:14], 0x0800)
-	copy(frame[14:], inner)
-
+// greIGMP wraps igmpFrame(overlayIP, ipDst, msg) in GRE and an outer IPv4
+// header from src to dst (for an IPPROTO_RAW socket).
+func greIGMP(src, dst, overlayIP, ipDst netip.Addr, msg []byte) []byte {
+	frame := igmpFrame(overlayIP, ipDst, msg)
 	pkt := make([]byte, 20+4+len(frame))
 	pkt[0] = 0x45
 	binary.BigEndian.PutUint16(pkt[2:4], uint16(len(pkt)))
@@ -282,18 +248,17 @@ func TestIntegrationJoinFlood(t *testing.T) {
 			}
 		}
 		for n := 0; n < v3Groups; n += perReport {
-			recs := make([]v3Record, perReport)
+			recs := make([]igmp.RecordSpec, perReport)
 			for i := range recs {
-				recs[i] = v3Record{typ: 1, group: group(n + i), sources: srcs} // MODE_IS_INCLUDE
+				recs[i] = igmp.RecordSpec{Type: igmp.ModeIsInclude, Group: group(n + i), Sources: srcs}
 			}
-			if err := send(greIGMP(attacker.Underlay, victim.Underlay, attackerOverlay,
-				netip.AddrFrom4([4]byte{224, 0, 0, 22}), igmpV3Report(recs))); err != nil {
+			if err := send(greIGMP(attacker.Underlay, victim.Underlay, attackerOverlay, allReports, reportV3(recs...))); err != nil {
 				return err
 			}
 		}
 		for n := v3Groups; n < v3Groups+v2Groups; n++ {
 			g := group(n)
-			if err := send(greIGMP(attacker.Underlay, victim.Underlay, attackerOverlay, g, igmpV2Report(g))); err != nil {
+			if err := send(greIGMP(attacker.Underlay, victim.Underlay, attackerOverlay, g, reportV2(g))); err != nil {
 				return err
 			}
 		}
