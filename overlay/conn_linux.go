@@ -1,9 +1,9 @@
 package overlay
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"sync"
@@ -17,18 +17,21 @@ import (
 // the packet in the Conn's own buffers (valid until the next ReadBatch), N
 // to its length and Addr to its sender. On write, Buf is the packet and
 // Addr its destination, and WriteBatch sets N to len(Buf) when the kernel
-// took the packet and to -1 when it refused it.
+// took the packet and to -1 and Errno to the kernel's reason when it
+// refused it.
 type Message struct {
-	Buf  []byte
-	N    int
-	Addr netip.Addr
+	Buf   []byte
+	N     int
+	Addr  netip.Addr
+	Errno unix.Errno
 }
 
-// mmsghdr is struct mmsghdr of recvmmsg(2) and sendmmsg(2).
+// mmsghdr is struct mmsghdr of recvmmsg(2) and sendmmsg(2). The compiler
+// pads it to the alignment of unix.Msghdr, as C does: 64 bytes on 64-bit
+// Linux, 32 on 32-bit.
 type mmsghdr struct {
 	hdr unix.Msghdr
 	len uint32
-	_   [4]byte
 }
 
 // batchIO holds the scratch arrays of one direction of a socket, allocated
@@ -78,6 +81,10 @@ type Conn struct {
 		off  int // where its next segment starts
 	}
 	gso *gsoSender // VXLAN sends with UDP segmentation offload; nil: raw
+
+	// The offloads of a VXLAN Conn (nil for GRE): whether they are in
+	// use, and why not.
+	groOff, gsoOff *Offload
 }
 
 // DefaultBatch is the number of messages a Conn moves per system call.
@@ -105,6 +112,9 @@ type Options struct {
 	// NoOffload turns off UDP segmentation and receive offload for VXLAN:
 	// every copy is then its own packet, sent through a raw socket.
 	NoOffload bool
+	// Logger receives warnings: a socket option or an offload the kernel
+	// refuses. nil means slog.Default().
+	Logger *slog.Logger
 }
 
 // The socket buffer sizes requested for underlay sockets. The send buffer
@@ -121,7 +131,7 @@ const (
 // receives every GRE packet addressed to this host, outer IPv4 header
 // included, and sends with the kernel writing the outer header.
 func ListenGRE(local netip.Addr, opts Options) (*Conn, error) {
-	fd, err := socket(unix.SOCK_RAW, ProtoGRE, local, 0)
+	fd, err := socket(unix.SOCK_RAW, ProtoGRE, local, 0, opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("open raw GRE socket on %v: %w", local, err)
 	}
@@ -142,15 +152,18 @@ func ListenGRE(local netip.Addr, opts Options) (*Conn, error) {
 // kernel splits into the same datagrams as late as it can. These sockets
 // are bound to the flow's source port on local, and carry a UDP checksum.
 // A flow whose port cannot be bound, and any beyond MaxFlowSockets, use
-// the raw socket. The flow sockets are opened by WriteBatch when a flow
+// the raw socket. Both offloads are probed with setsockopt at open. A
+// segmentation-offload send that the kernel refuses anyway is sent again
+// at once, copy by copy through the raw socket, and the offload is off
+// from then on. The flow sockets are opened by WriteBatch when a flow
 // first appears, in the network namespace of the calling thread: call it
 // from the namespace the Conn was opened in.
 func ListenVXLAN(local netip.Addr, port uint16, opts Options) (*Conn, error) {
-	rx, err := socket(unix.SOCK_DGRAM, 0, local, port)
+	rx, err := socket(unix.SOCK_DGRAM, 0, local, port, opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("open VXLAN socket on %v:%d: %w", local, port, err)
 	}
-	tx, err := socket(unix.SOCK_RAW, ProtoUDP, local, 0)
+	tx, err := socket(unix.SOCK_RAW, ProtoUDP, local, 0, opts.Logger)
 	if err != nil {
 		unix.Close(rx)
 		return nil, fmt.Errorf("open raw UDP socket on %v: %w", local, err)
@@ -163,16 +176,29 @@ func ListenVXLAN(local netip.Addr, port uint16, opts Options) (*Conn, error) {
 		unix.Close(tx)
 		return nil, fmt.Errorf("filter raw UDP socket: %w", err)
 	}
-	gro := false
-	if !opts.NoOffload && unix.SetsockoptInt(rx, unix.SOL_UDP, unix.UDP_GRO, 1) == nil {
-		gro = true
+	groOff, gsoOff := newOffload(OffloadUDPGRO, opts.Logger), newOffload(OffloadUDPGSO, opts.Logger)
+	if opts.NoOffload {
+		groOff.disable("turned off by --offload off")
+		gsoOff.disable("turned off by --offload off")
+	} else {
+		if err := unix.SetsockoptInt(rx, unix.SOL_UDP, unix.UDP_GRO, 1); err != nil {
+			groOff.disable(probeError("setsockopt UDP_GRO", err, "Linux 5.0"))
+		} else {
+			groOff.enable()
+		}
+		if err := gsoSupported(); err != nil {
+			gsoOff.disable(probeError("setsockopt UDP_SEGMENT", err, "Linux 4.18"))
+		} else {
+			gsoOff.enable()
+		}
 	}
-	c, err := newConn(os.NewFile(uintptr(rx), "vxlan-rx"), os.NewFile(uintptr(tx), "vxlan-tx"), opts.Batch, gro)
+	c, err := newConn(os.NewFile(uintptr(rx), "vxlan-rx"), os.NewFile(uintptr(tx), "vxlan-tx"), opts.Batch, groOff.InUse())
 	if err != nil {
 		return nil, err
 	}
-	if !opts.NoOffload && gsoSupported() {
-		c.gso = newGSOSender(local, c.wr)
+	c.groOff, c.gsoOff = groOff, gsoOff
+	if gsoOff.InUse() {
+		c.gso = newGSOSender(local, c.wr, gsoOff, opts.Logger)
 	}
 	return c, nil
 }
@@ -180,22 +206,55 @@ func ListenVXLAN(local netip.Addr, port uint16, opts Options) (*Conn, error) {
 // socket opens a nonblocking IPv4 socket bound to local:port, with large
 // buffers to absorb bursts of replicated copies (the FORCE variants pass
 // net.core.{r,w}mem_max when we have CAP_NET_ADMIN).
-func socket(typ, proto int, local netip.Addr, port uint16) (int, error) {
+func socket(typ, proto int, local netip.Addr, port uint16, log *slog.Logger) (int, error) {
 	fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
 	if err != nil {
 		return -1, err
 	}
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf) != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBuf)
-	}
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sndBuf) != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, sndBuf)
-	}
+	setBuffers(fd, log)
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local.As4(), Port: int(port)}); err != nil {
 		unix.Close(fd)
 		return -1, err
 	}
 	return fd, nil
+}
+
+// setBuffers asks for the large socket buffers, and logs a warning with
+// the errno when the kernel refuses both ways: the socket then keeps its
+// default buffer, which a burst may overflow.
+func setBuffers(fd int, log *slog.Logger) {
+	for _, o := range []struct {
+		force, plain string
+		nforce, n    int
+		size         int
+	}{
+		{"SO_RCVBUFFORCE", "SO_RCVBUF", unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, rcvBuf},
+		{"SO_SNDBUFFORCE", "SO_SNDBUF", unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, sndBuf},
+	} {
+		err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.nforce, o.size)
+		if err == nil {
+			continue
+		}
+		// Without CAP_NET_ADMIN: capped at net.core.[rw]mem_max.
+		err2 := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.n, o.size)
+		if err2 == nil {
+			continue
+		}
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Warn("socket option refused: the socket keeps its default buffer, which a burst may overflow",
+			"option", o.force, "errno", ErrnoName(Errno(err)), "then", o.plain, "then_errno", ErrnoName(Errno(err2)))
+	}
+}
+
+// Offloads reports the offloads of a VXLAN Conn (OffloadUDPGSO and
+// OffloadUDPGRO); a GRE Conn has none.
+func (c *Conn) Offloads() []OffloadStatus {
+	if c.gsoOff == nil {
+		return nil
+	}
+	return []OffloadStatus{c.gsoOff.Status(), c.groOff.Status()}
 }
 
 func newConn(rx, tx *os.File, batch int, gro bool) (*Conn, error) {
@@ -237,7 +296,7 @@ func (c *Conn) BatchSize() int { return len(c.rd.hdrs) }
 
 // Offload reports whether the Conn coalesces on receive (UDP_GRO) and
 // sends with segmentation offload (UDP_SEGMENT).
-func (c *Conn) Offload() (gro, gso bool) { return c.gro, c.gso != nil }
+func (c *Conn) Offload() (gro, gso bool) { return c.gro, c.gsoOff.InUse() }
 
 // ReadBatch waits for at least one packet and returns up to len(msgs) of
 // them, reading a batch in one system call when the last one is used up.
@@ -299,26 +358,6 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 	return k, nil
 }
 
-// groSize returns the segment size of a UDP_GRO control message in ctrl,
-// or 0 if there is none.
-func groSize(ctrl []byte, n int) int {
-	n = min(n, len(ctrl))
-	for off := 0; off+unix.SizeofCmsghdr <= n; {
-		// struct cmsghdr: len (size_t), level, type (int).
-		l := int(binary.NativeEndian.Uint64(ctrl[off:]))
-		level := int32(binary.NativeEndian.Uint32(ctrl[off+8:]))
-		typ := int32(binary.NativeEndian.Uint32(ctrl[off+12:]))
-		if l < unix.SizeofCmsghdr || l > n-off {
-			return 0
-		}
-		if level == unix.SOL_UDP && typ == unix.UDP_GRO && l >= unix.SizeofCmsghdr+4 {
-			return int(int32(binary.NativeEndian.Uint32(ctrl[off+unix.SizeofCmsghdr:])))
-		}
-		off += unix.CmsgSpace(l - unix.SizeofCmsghdr)
-	}
-	return 0
-}
-
 func (c *Conn) recv(fd uintptr) bool { return c.rd.call(fd, unix.SYS_RECVMMSG) }
 
 func (c *Conn) send(fd uintptr) bool { return c.wr.call(fd, unix.SYS_SENDMMSG) }
@@ -355,7 +394,7 @@ func (b *batchIO) call(fd uintptr, trap uintptr) bool {
 func (c *Conn) WriteBatch(msgs []Message) (failed int, err error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.gso != nil {
+	if c.gso != nil && c.gsoOff.InUse() {
 		return c.gso.writeBatch(msgs, c.writeRaw)
 	}
 	return c.writeRaw(msgs)
@@ -384,11 +423,12 @@ func (c *Conn) writeRaw(msgs []Message) (failed int, err error) {
 			switch {
 			case b.errno == 0:
 				for i := sent; i < sent+b.n; i++ {
-					chunk[i].N = len(chunk[i].Buf)
+					chunk[i].N, chunk[i].Errno = len(chunk[i].Buf), 0
 				}
 				sent += b.n
 			case perMessage(b.errno):
-				chunk[sent].N = -1 // the first message of this call was refused
+				// The first message of this call was refused.
+				chunk[sent].N, chunk[sent].Errno = -1, b.errno
 				failed++
 				sent++
 			default:

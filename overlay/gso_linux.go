@@ -3,6 +3,7 @@ package overlay
 import (
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"os"
 	"syscall"
@@ -24,14 +25,15 @@ const (
 	gsoCtrlLen = 24
 )
 
-// gsoSupported reports whether the kernel accepts UDP_SEGMENT.
-func gsoSupported() bool {
+// gsoSupported returns nil if the kernel accepts UDP_SEGMENT, and else
+// why not.
+func gsoSupported() error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return false
+		return err
 	}
 	defer unix.Close(fd)
-	return unix.SetsockoptInt(fd, unix.SOL_UDP, unix.UDP_SEGMENT, 1400) == nil
+	return unix.SetsockoptInt(fd, unix.SOL_UDP, unix.UDP_SEGMENT, 1400)
 }
 
 // flowSock is the UDP socket of one source port; rc is nil when the port
@@ -60,6 +62,8 @@ type runKey struct {
 // arrays are allocated once and grow only when a batch is larger than
 // any before.
 type gsoSender struct {
+	off   *Offload     // OffloadUDPGSO; switched off when the kernel refuses it
+	log   *slog.Logger // for a flow socket that cannot be opened
 	local [4]byte
 	socks map[uint16]*flowSock
 	runs  []gsoRun
@@ -73,10 +77,18 @@ type gsoSender struct {
 	owner []int // the run of each header
 	order []int // runs sorted by socket
 	fn    func(fd uintptr) bool
+
+	flowFailed bool // a flow socket could not be opened (logged once)
+	resent     int  // copies that the last resend delivered
 }
 
-func newGSOSender(local netip.Addr, b *batchIO) *gsoSender {
+func newGSOSender(local netip.Addr, b *batchIO, off *Offload, log *slog.Logger) *gsoSender {
+	if log == nil {
+		log = slog.Default()
+	}
 	g := &gsoSender{
+		off:   off,
+		log:   log,
 		local: local.As4(),
 		socks: make(map[uint16]*flowSock),
 		open:  make(map[runKey]int),
@@ -95,12 +107,20 @@ func (g *gsoSender) sock(sport uint16) *flowSock {
 	}
 	s := &flowSock{}
 	if len(g.socks) < MaxFlowSockets {
-		if fd, err := flowSocket(g.local, sport); err == nil {
+		fd, err := flowSocket(g.local, sport)
+		if err == nil {
 			s.file = os.NewFile(uintptr(fd), "vxlan-flow")
 			if s.rc, err = s.file.SyscallConn(); err != nil {
 				s.file.Close()
 				s.file, s.rc = nil, nil
 			}
+		}
+		if err != nil && !g.flowFailed {
+			// Not a loss: the flow's copies go through the raw socket,
+			// one packet each.
+			g.flowFailed = true
+			g.log.Warn("VXLAN flow socket not opened; its copies are sent without segmentation offload",
+				"source_port", sport, "errno", ErrnoName(Errno(err)), "err", err)
 		}
 	}
 	g.socks[sport] = s
@@ -196,14 +216,48 @@ func (g *gsoSender) writeBatch(msgs []Message, raw func([]Message) (int, error))
 		for end < len(g.order) && g.runs[g.order[end]].key.sport == g.runs[g.order[start]].key.sport {
 			end++
 		}
-		f, err := g.sendRuns(msgs, g.order[start:end])
+		f, left, err := g.sendRuns(msgs, g.order[start:end], raw)
 		failed += f
 		if err != nil {
 			return failed, err
 		}
+		if left != nil {
+			// The kernel refused the offload: the rest of the batch goes
+			// without it.
+			left = append(left, g.order[end:]...)
+			f, err := g.resend(msgs, left, raw)
+			return failed + f, err
+		}
 		start = end
 	}
 	return failed, nil
+}
+
+// resend sends the copies of runs one by one through raw, without the
+// offload, and returns how many failed. It sets g.resent to how many the
+// kernel took.
+func (g *gsoSender) resend(msgs []Message, runs []int, raw func([]Message) (int, error)) (failed int, err error) {
+	g.raw, g.rawAt = g.raw[:0], g.rawAt[:0]
+	for _, r := range runs {
+		run := &g.runs[r]
+		for i := run.head; i >= 0; i = g.next[i] {
+			g.raw = append(g.raw, msgs[i])
+			g.rawAt = append(g.rawAt, i)
+			if i == run.tail {
+				break
+			}
+		}
+	}
+	failed, err = raw(g.raw)
+	g.resent = 0
+	for j, at := range g.rawAt {
+		msgs[at].N, msgs[at].Errno = g.raw[j].N, g.raw[j].Errno
+		if g.raw[j].N >= 0 && err == nil {
+			g.resent++
+		}
+	}
+	clear(g.raw)
+	return failed, err
 }
 
 // sortBySport orders runs by source port, keeping the order of runs of
@@ -217,8 +271,12 @@ func sortBySport(order []int, runs []gsoRun) {
 }
 
 // sendRuns sends runs, all of one source port, with as few sendmmsg calls
-// as the headers allow.
-func (g *gsoSender) sendRuns(msgs []Message, runs []int) (failed int, err error) {
+// as the headers allow. A run that the kernel refuses with an errno that
+// may mean it does not take the offload is sent again at once through raw,
+// copy by copy; if that delivers, the offload is switched off and sendRuns
+// returns the runs it has not sent yet as left, for the caller to send
+// without it.
+func (g *gsoSender) sendRuns(msgs []Message, runs []int, raw func([]Message) (int, error)) (failed int, left []int, err error) {
 	s := g.sock(g.runs[runs[0]].key.sport)
 	b := g.b
 	for len(runs) > 0 {
@@ -265,41 +323,66 @@ func (g *gsoSender) sendRuns(msgs []Message, runs []int) (failed int, err error)
 		}
 		for sent := 0; sent < nh; {
 			b.start, b.cnt, b.n, b.errno = sent, nh-sent, 0, 0
-			if err := s.rc.Write(g.fn); err != nil {
-				return failed, err
+			if e := g.fault(sent); e != 0 {
+				b.errno = e
+			} else if err := s.rc.Write(g.fn); err != nil {
+				return failed, nil, err
 			}
 			switch {
 			case b.errno == 0:
 				for j := sent; j < sent+b.n; j++ {
-					failed += g.mark(msgs, g.owner[j], true)
+					failed += g.mark(msgs, g.owner[j], 0)
 				}
 				sent += b.n
+			case g.runs[g.owner[sent]].count > 1 && refusesOffload(b.errno):
+				errno := b.errno
+				f, err := g.resend(msgs, g.owner[sent:sent+1], raw)
+				failed += f
+				if err != nil {
+					return failed, nil, err
+				}
+				sent++
+				if g.resent > 0 {
+					g.off.fallBack("sendmmsg with UDP_SEGMENT", errno)
+					left = append(g.order[:0:0], g.owner[sent:nh]...)
+					return failed, append(left, runs[nh:]...), nil
+				}
 			case perMessage(b.errno) || b.errno == unix.EIO:
-				failed += g.mark(msgs, g.owner[sent], false)
+				failed += g.mark(msgs, g.owner[sent], b.errno)
 				sent++
 			default:
-				return failed, os.NewSyscallError("sendmmsg", b.errno)
+				return failed, nil, os.NewSyscallError("sendmmsg", b.errno)
 			}
 		}
 		runs = runs[nh:]
 	}
-	return failed, nil
+	return failed, nil, nil
 }
 
-// mark sets N on the messages of run r and returns how many failed.
-func (g *gsoSender) mark(msgs []Message, r int, ok bool) int {
+// fault returns the errno to fail the send at header sent with, where a
+// test build injects one into a segmentation-offload send.
+func (g *gsoSender) fault(sent int) unix.Errno {
+	if g.runs[g.owner[sent]].count < 2 {
+		return 0
+	}
+	return injected(OffloadUDPGSO)
+}
+
+// mark sets N and Errno on the messages of run r, sent when errno is 0,
+// and returns how many failed.
+func (g *gsoSender) mark(msgs []Message, r int, errno unix.Errno) int {
 	run := &g.runs[r]
 	for i := run.head; i >= 0; i = g.next[i] {
-		if ok {
-			msgs[i].N = len(msgs[i].Buf)
+		if errno == 0 {
+			msgs[i].N, msgs[i].Errno = len(msgs[i].Buf), 0
 		} else {
-			msgs[i].N = -1
+			msgs[i].N, msgs[i].Errno = -1, errno
 		}
 		if i == run.tail {
 			break
 		}
 	}
-	if ok {
+	if errno == 0 {
 		return 0
 	}
 	return run.count

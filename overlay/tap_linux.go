@@ -3,6 +3,7 @@ package overlay
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -31,6 +32,9 @@ type TAPConfig struct {
 	// NoCoalesce makes WriteBatch write every frame on its own instead of
 	// handing runs of one UDP flow to the kernel as one frame.
 	NoCoalesce bool
+	// Logger receives the warning of an offload the kernel refuses; nil
+	// means slog.Default().
+	Logger *slog.Logger
 }
 
 // TAP is the device that holds a node's overlay address. Frames the local
@@ -39,8 +43,9 @@ type TAPConfig struct {
 //
 // Every frame crosses the device behind a virtio-net header
 // (IFF_VNET_HDR), with no offloads asked of the kernel: frames read are
-// complete, and WriteBatch can hand the kernel a run of datagrams of one
-// UDP flow as a single segmentation-offload frame (see WriteBatch).
+// complete. Where the kernel takes UDP segmentation-offload frames (Linux
+// 6.2 and later, probed at open), WriteBatch hands it a run of datagrams
+// of one UDP flow as a single frame (see WriteBatch).
 //
 // ReadBatch and WriteBatch must not be called concurrently with
 // themselves; Write is safe for concurrent use.
@@ -106,7 +111,19 @@ func OpenTAP(cfg TAPConfig) (*TAP, error) {
 	}
 	t := &TAP{name: cfg.Name, mac: mac, mtu: cfg.MTU, file: f}
 	t.w.tap = t
-	t.w.init(!cfg.NoCoalesce)
+	t.w.off = newOffload(OffloadTAPCoalesce, cfg.Logger)
+	switch {
+	case cfg.NoCoalesce:
+		t.w.off.disable("turned off by --offload off")
+	default:
+		if err := probeUSO(int(f.Fd())); err != nil {
+			t.w.off.disable(probeError("TUNSETOFFLOAD TUN_F_CSUM|TUN_F_USO4|TUN_F_USO6", err,
+				"Linux 6.2 for UDP segmentation frames written to a TAP"))
+		} else {
+			t.w.off.enable()
+		}
+	}
+	t.w.init()
 	if t.rc, err = f.SyscallConn(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
@@ -147,6 +164,26 @@ func openTAP(name string) (*os.File, error) {
 		return nil, fmt.Errorf("TUNSETVNETHDRSZ: %w", err)
 	}
 	return os.NewFile(uintptr(fd), "/dev/net/tun"), nil
+}
+
+// The TUNSETOFFLOAD flags of linux/if_tun.h.
+const (
+	tunFCSUM = 0x01
+	tunFUSO4 = 0x20 // Linux 6.2
+	tunFUSO6 = 0x40 // Linux 6.2
+)
+
+// probeUSO asks the kernel whether the TAP fd takes UDP segmentation
+// offload. A kernel that knows the TUN_F_USO flags (Linux 6.2) also
+// accepts VIRTIO_NET_HDR_GSO_UDP_L4 frames written to the device; an older
+// one refuses the flags with EINVAL, and such a write too. The device is
+// set back to no offloads either way, so that frames read stay complete.
+func probeUSO(fd int) error {
+	err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunFCSUM|tunFUSO4|tunFUSO6)
+	if rerr := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0); rerr != nil && err == nil {
+		err = fmt.Errorf("reset: %w", rerr)
+	}
+	return err
 }
 
 func (t *TAP) configure(overlay netip.Prefix) error {
@@ -254,56 +291,77 @@ func (t *TAP) Write(frame []byte) (int, error) {
 
 // tapWriter is the state of WriteBatch, allocated once.
 type tapWriter struct {
-	tap      *TAP
-	coalesce bool
-	super    []byte // a coalesced frame under construction
-	frames   [][]byte
-	failed   int
-	err      error
-	fn       func(fd uintptr) bool
+	tap    *TAP
+	off    *Offload // OffloadTAPCoalesce
+	super  []byte   // a coalesced frame under construction
+	frames [][]byte
+	failed int
+	errno  unix.Errno // of the last frame refused
+	sent   int        // frames that one wrote
+	err    error
+	fn     func(fd uintptr) bool
 }
 
-func (w *tapWriter) init(coalesce bool) {
-	w.coalesce = coalesce
-	if coalesce {
+func (w *tapWriter) init() {
+	if w.off.InUse() {
 		w.super = make([]byte, VnetHdrLen+EthHeaderLen+maxSuper)
 	}
 	w.fn = w.write
 }
 
+// Offloads reports the TAP's offload, OffloadTAPCoalesce.
+func (t *TAP) Offloads() []OffloadStatus { return []OffloadStatus{t.w.off.Status()} }
+
 // WriteBatch writes frames to the TAP, delivering them to the local host,
-// and returns how many it could not write. It returns an error only when
-// the device fails.
+// and returns how many it could not write and the errno of the last one
+// refused. It returns an error only when the device fails.
 //
-// Consecutive frames that carry IPv4 UDP datagrams of one flow (the same
-// Ethernet and IP headers but for length, ID and checksum, the same ports,
-// payloads of one length but for the last) go to the kernel as one
-// UDP segmentation-offload frame, which it splits back into the same
+// Where the kernel takes it (OffloadTAPCoalesce in use), consecutive
+// frames that carry IPv4 UDP datagrams of one flow (the same Ethernet and
+// IP headers but for length, ID and checksum, the same ports, payloads of
+// one length but for the last) go to the kernel as one UDP
+// segmentation-offload frame, which it splits back into the same
 // datagrams, so that a burst costs one system call. Only datagrams whose
 // IP and UDP checksums are valid are coalesced (the kernel does not check
 // them again); the rest are written one by one, as is everything with
-// TAPConfig.NoCoalesce.
-func (t *TAP) WriteBatch(frames [][]byte) (failed int, err error) {
+// TAPConfig.NoCoalesce. If the kernel refuses a coalesced frame, its
+// datagrams are written again one by one at once, and coalescing is off
+// from then on (Offload.Status counts the fallback).
+func (t *TAP) WriteBatch(frames [][]byte) (failed int, errno unix.Errno, err error) {
 	w := &t.w
-	w.frames, w.failed, w.err = frames, 0, nil
+	w.frames, w.failed, w.errno, w.err = frames, 0, 0, nil
 	err = t.rc.Write(w.fn)
 	w.frames = nil
 	if err == nil {
 		err = w.err
 	}
-	return w.failed, err
+	return w.failed, w.errno, err
 }
 
 func (w *tapWriter) write(fd uintptr) bool {
 	for i := 0; i < len(w.frames); {
 		n, seg := 1, 0
-		if w.coalesce {
+		if w.off.InUse() {
 			n, seg = udpRun(w.frames[i:])
 		}
 		var err error
 		if n >= 2 {
 			l := buildSuper(w.super, w.frames[i:i+n], seg)
-			_, err = rawWrite(fd, w.super[:l])
+			if e := injected(OffloadTAPCoalesce); e != 0 {
+				err = e
+			} else {
+				_, err = rawWrite(fd, w.super[:l])
+			}
+			if e, ok := err.(unix.Errno); ok && refusesOffload(e) {
+				if w.one(fd, w.frames[i:i+n]) {
+					return true
+				}
+				if w.sent > 0 {
+					w.off.fallBack("write of a VIRTIO_NET_HDR_GSO_UDP_L4 frame to the TAP", e)
+				}
+				i += n
+				continue
+			}
 		} else {
 			n = 1
 			_, err = writev2(fd, zeroVnet[:], w.frames[i])
@@ -320,10 +378,38 @@ func (w *tapWriter) write(fd uintptr) bool {
 			return true
 		default:
 			w.failed += n
+			w.errno, _ = err.(unix.Errno)
 		}
 		i += n
 	}
 	return true
+}
+
+// one writes frames one by one, setting w.sent to how many the kernel
+// took and counting the rest in w.failed. It reports true when the device
+// failed (w.err is set).
+func (w *tapWriter) one(fd uintptr, frames [][]byte) bool {
+	w.sent = 0
+	for j := 0; j < len(frames); {
+		_, err := writev2(fd, zeroVnet[:], frames[j])
+		switch err {
+		case nil:
+			w.sent++
+		case unix.EINTR:
+			continue
+		case unix.EBADF:
+			w.err = os.ErrClosed
+			return true
+		case unix.EBADFD:
+			w.err = w.tap.gone(err)
+			return true
+		default:
+			w.failed++
+			w.errno, _ = err.(unix.Errno)
+		}
+		j++
+	}
+	return false
 }
 
 // ErrTAPGone is the error of a TAP whose interface was deleted while open.

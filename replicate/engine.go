@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshcast/meshcast/igmp"
 	"github.com/meshcast/meshcast/overlay"
+	"golang.org/x/sys/unix"
 )
 
 // Reason says why the engine dropped a frame or a packet. The decoders'
@@ -97,6 +98,7 @@ type Engine struct {
 	limiter  *rateLimiter // nil: no rate limit
 	snoop    *Snooping
 	log      *slog.Logger
+	faults   *faultLog
 
 	peers atomic.Pointer[peerSet]
 	setMu sync.Mutex // serializes SetPeers
@@ -143,6 +145,7 @@ func New(cfg Config) (*Engine, error) {
 		maxFan: cfg.MaxFanout,
 		snoop:  cfg.Snoop,
 		log:    cfg.Logger,
+		faults: newFaultLog(cfg.Logger, FaultLogEvery),
 		macs:   newMACTable(cfg.MACTable, cfg.MACAge),
 		// An inner frame may carry one VLAN tag beyond the MTU.
 		maxFrame: cfg.MTU + overlay.EthHeaderLen + 4,
@@ -338,15 +341,27 @@ func (g *egress) flush(w PacketWriter) error {
 	}
 	_, err := w.WriteBatch(g.out)
 	hdr := g.e.codec.HeaderLen()
+	failed := 0
+	var errno unix.Errno
 	for i := range g.out {
 		p := g.outPeer[i]
 		if g.out[i].N < 0 || err != nil {
 			p.txErrors.Add(1)
 			g.e.drops[ReasonSendError].Add(1)
+			failed++
+			if e := g.out[i].Errno; e != 0 {
+				errno = e
+			}
 			continue
 		}
 		p.txPackets.Add(1)
 		p.txBytes.Add(uint64(len(g.out[i].Buf) - hdr))
+	}
+	if failed > 0 {
+		if errno == 0 {
+			errno = overlay.Errno(err)
+		}
+		g.e.faults.note(ReasonSendError, failed, errno, g.now)
 	}
 	clear(g.outPeer)
 	g.out, g.outPeer = g.out[:0], g.outPeer[:0]
@@ -368,7 +383,7 @@ func (e *Engine) Announce(frame []byte) error {
 	}
 	buf := make([]byte, overlay.Headroom+len(frame))
 	copy(buf[overlay.Headroom:], frame)
-	g := &egress{e: e, out: make([]overlay.Message, 0, len(set.list)), outPeer: make([]*Peer, 0, len(set.list))}
+	g := &egress{e: e, out: make([]overlay.Message, 0, len(set.list)), outPeer: make([]*Peer, 0, len(set.list)), now: time.Now().UnixNano()}
 	pkt := e.codec.Encap(buf, len(frame))
 	for _, p := range set.list {
 		g.out = append(g.out, overlay.Message{Buf: pkt, Addr: p.Underlay})

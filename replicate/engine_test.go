@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshcast/meshcast/overlay"
+	"golang.org/x/sys/unix"
 )
 
 var localMAC = net.HardwareAddr{0x02, 0x6d, 198, 19, 0, 1}
@@ -25,7 +26,7 @@ func (c *capture) WriteBatch(msgs []overlay.Message) (int, error) {
 	failed := 0
 	for i := range msgs {
 		if c.refuse[msgs[i].Addr] {
-			msgs[i].N = -1
+			msgs[i].N, msgs[i].Errno = -1, unix.EHOSTUNREACH
 			failed++
 			continue
 		}
@@ -316,9 +317,9 @@ func (r *scriptedReader) ReadBatch(msgs []overlay.Message) (int, error) {
 
 type tapRecorder struct{ frames int }
 
-func (t *tapRecorder) WriteBatch(frames [][]byte) (int, error) {
+func (t *tapRecorder) WriteBatch(frames [][]byte) (int, unix.Errno, error) {
 	t.frames += len(frames)
-	return 0, nil
+	return 0, 0, nil
 }
 
 func TestSendErrorsCounted(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/meshcast/meshcast/overlay"
+	"golang.org/x/sys/unix"
 )
 
 // FrameReader reads frames in batches; overlay.TAP implements it. Frame i
@@ -17,10 +18,10 @@ type FrameReader interface {
 }
 
 // FrameWriter writes frames; overlay.TAP implements it. WriteBatch returns
-// how many frames it could not write, and an error only when the device
-// fails.
+// how many frames it could not write and the errno of the last one, and an
+// error only when the device fails.
 type FrameWriter interface {
-	WriteBatch(frames [][]byte) (failed int, err error)
+	WriteBatch(frames [][]byte) (failed int, errno unix.Errno, err error)
 }
 
 // PacketReader reads a batch of packets; overlay.Conn implements it.
@@ -49,6 +50,8 @@ func (e *Engine) Run(ctx context.Context, tap interface {
 	go func() { errc <- e.RunIngress(conn, tap) }()
 	sweep := time.NewTicker(10 * time.Second)
 	defer sweep.Stop()
+	faults := time.NewTicker(FaultLogEvery)
+	defer faults.Stop()
 	var snoopC <-chan time.Time
 	if e.snoop != nil {
 		// Timers run at a tenth of the last member interval, so a group
@@ -71,6 +74,8 @@ func (e *Engine) Run(ctx context.Context, tap interface {
 			return err
 		case now := <-sweep.C:
 			e.Sweep(now)
+		case now := <-faults.C:
+			e.faults.flush(now.UnixNano())
 		case now := <-snoopC:
 			e.snoop.tick(now)
 		case <-ctx.Done():
@@ -129,10 +134,11 @@ func (e *Engine) RunIngress(r PacketReader, w FrameWriter) error {
 		if len(frames) == 0 {
 			continue
 		}
-		failed, err := w.WriteBatch(frames)
+		failed, errno, err := w.WriteBatch(frames)
 		clear(frames)
 		if failed > 0 {
 			e.drops[ReasonTAPWrite].Add(uint64(failed))
+			e.faults.note(ReasonTAPWrite, failed, errno, now)
 		}
 		if err != nil {
 			return err

@@ -511,7 +511,7 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 		kern     *overlay.Kernel
 		setPeers func([]replicate.PeerInfo) (added, removed []netip.Addr, err error)
 		runPlane func(ctx context.Context) error
-		offloads []any // log attributes of the userspace underlay
+		offloads func() []overlay.OffloadStatus
 		vni      = cfg.vni
 	)
 	if !cfg.hasVNI {
@@ -558,9 +558,9 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 		var conn *overlay.Conn
 		switch cfg.encap {
 		case "gre":
-			conn, err = overlay.ListenGRE(self.Underlay, overlay.Options{NoOffload: cfg.noOffload})
+			conn, err = overlay.ListenGRE(self.Underlay, overlay.Options{NoOffload: cfg.noOffload, Logger: log})
 		case "vxlan":
-			conn, err = overlay.ListenVXLAN(self.Underlay, cfg.vxlanPort, overlay.Options{NoOffload: cfg.noOffload})
+			conn, err = overlay.ListenVXLAN(self.Underlay, cfg.vxlanPort, overlay.Options{NoOffload: cfg.noOffload, Logger: log})
 		}
 		if err != nil {
 			if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
@@ -572,10 +572,8 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 			return err
 		}
 		defer conn.Close()
-		gro, gso := conn.Offload()
-		offloads = []any{"gso", gso, "gro", gro, "tap_coalesce", !cfg.noOffload}
 
-		tap, err := overlay.OpenTAP(overlay.TAPConfig{Name: tapName, Overlay: self.Overlay, MTU: mtu, NoCoalesce: cfg.noOffload})
+		tap, err := overlay.OpenTAP(overlay.TAPConfig{Name: tapName, Overlay: self.Overlay, MTU: mtu, NoCoalesce: cfg.noOffload, Logger: log})
 		if err != nil {
 			if strings.Contains(err.Error(), "already exists") || strings.Contains(err.Error(), "held by another") {
 				return usagef("%v", err)
@@ -583,6 +581,7 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 			return err
 		}
 		defer tap.Close()
+		offloads = func() []overlay.OffloadStatus { return append(tap.Offloads(), conn.Offloads()...) }
 
 		icfg := cfg.igmp
 		icfg.Logger = log
@@ -620,7 +619,7 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	}
 	defer responder.Close()
 	d := &daemon{cfg: cfg, self: self, started: started, codec: codec, tap: tapName, mtu: mtu,
-		eng: eng, snoop: snoop, kern: kern, rec: rec, ec2: ec2src, peers: n.peers,
+		eng: eng, snoop: snoop, kern: kern, rec: rec, ec2: ec2src, peers: n.peers, offloads: offloads,
 		ping: control.PingService{Group: pingGroup.String(), Port: ping.DefaultPort}}
 	ctl.Serve(d.state)
 	if cfg.metrics != "" {
@@ -637,7 +636,8 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	if v, ok := codec.(*overlay.VXLAN); ok {
 		attrs = append(attrs, "vni", v.VNI(), "port", v.Port())
 	}
-	attrs = append(attrs, offloads...)
+	off := d.offloadState()
+	attrs = append(attrs, "kernel", off.Kernel, "tap_coalesce", off.TAPCoalesce.InUse, "udp_gso", off.UDPGSO.InUse, "udp_gro", off.UDPGRO.InUse)
 	// Everything that needs privilege is open: keep only what the running
 	// daemon needs.
 	if err := dropCapabilities(keptCapabilities); err != nil {
@@ -646,6 +646,13 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 		attrs = append(attrs, "capabilities", "cap_net_admin")
 	}
 	log.Info("meshcast forwarding", attrs...)
+	if offloads != nil {
+		for _, s := range offloads() {
+			if !s.InUse {
+				log.Info("offload off; meshcast works without it", "offload", s.Name, "reason", s.Reason)
+			}
+		}
+	}
 
 	// From now on every listing is applied live; a failed one changes
 	// nothing.

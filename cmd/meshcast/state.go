@@ -77,6 +77,9 @@ type daemon struct {
 	snoop   *replicate.Snooping // nil with the kernel dataplane
 	kern    *overlay.Kernel     // nil with the userspace dataplane
 	rec     *discovery.Reconciler
+	// offloads reports the offloads of the TAP and the underlay (nil with
+	// the kernel dataplane).
+	offloads func() []overlay.OffloadStatus
 
 	mu    sync.Mutex
 	peers []replicate.PeerInfo // the peers in force (the kernel path keeps no table of its own)
@@ -138,6 +141,7 @@ func (d *daemon) state() control.State {
 		Drops:     map[string]uint64{},
 		Ping:      d.ping,
 	}
+	st.Offloads = d.offloadState()
 	if d.kern != nil {
 		st.Dataplane = "kernel"
 		st.Peers, st.TunnelPorts = d.kernelPeers()
@@ -190,6 +194,34 @@ func (d *daemon) state() control.State {
 	cum, count, sum := d.eng.Fanout()
 	st.Fanout = control.Histogram{Bounds: replicate.FanoutBounds, Counts: cum, Count: count, Sum: sum}
 	return st
+}
+
+// offloadState reports every offload meshcast knows: the ones the
+// userspace dataplane uses, and why the rest are off.
+func (d *daemon) offloadState() control.Offloads {
+	off := func(reason string) control.Offload { return control.Offload{Reason: reason} }
+	o := control.Offloads{Kernel: overlay.KernelRelease()}
+	if d.offloads == nil {
+		o.TAPCoalesce = off("the kernel dataplane forwards in the kernel")
+		o.UDPGSO, o.UDPGRO = o.TAPCoalesce, o.TAPCoalesce
+		return o
+	}
+	if d.codec.Name() != "vxlan" {
+		o.UDPGSO = off(d.codec.Name() + " has no UDP offload")
+		o.UDPGRO = o.UDPGSO
+	}
+	for _, s := range d.offloads() {
+		c := control.Offload{InUse: s.InUse, Reason: s.Reason, Fallbacks: s.Fallbacks}
+		switch s.Name {
+		case overlay.OffloadTAPCoalesce:
+			o.TAPCoalesce = c
+		case overlay.OffloadUDPGSO:
+			o.UDPGSO = c
+		case overlay.OffloadUDPGRO:
+			o.UDPGRO = c
+		}
+	}
+	return o
 }
 
 func (d *daemon) fillDiscovery(st *control.State, now time.Time) {

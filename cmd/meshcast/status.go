@@ -88,6 +88,28 @@ discovery. --json prints the same as one JSON object for scripts.`,
 	return cmd
 }
 
+// printOffloads writes the offloads table: what is in use on this
+// kernel, and why anything is off.
+func printOffloads(w io.Writer, o control.Offloads) {
+	if o.Kernel == "" {
+		return
+	}
+	fmt.Fprintf(w, "\noffloads on Linux %s:\n", o.Kernel)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "offload\tin use\tfallbacks\treason")
+	for _, x := range []struct {
+		name string
+		o    control.Offload
+	}{{"tap_coalesce", o.TAPCoalesce}, {"udp_gso", o.UDPGSO}, {"udp_gro", o.UDPGRO}} {
+		use := "no"
+		if x.o.InUse {
+			use = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", x.name, use, x.o.Fallbacks, x.o.Reason)
+	}
+	tw.Flush()
+}
+
 func ago(t *time.Time, now time.Time) string {
 	if t == nil {
 		return "never"
@@ -122,6 +144,7 @@ func printStatus(w io.Writer, st control.State, now time.Time) {
 	}
 	fmt.Fprintf(tw, "igmp\t%s, %d queries sent\n", q, st.Querier.Sent)
 	tw.Flush()
+	printOffloads(w, st.Offloads)
 
 	fmt.Fprintf(w, "\npeers: %d\n", len(st.Peers))
 	if len(st.Peers) > 0 {

@@ -30,8 +30,27 @@ type State struct {
 	Discovery   Discovery         `json:"discovery"`
 	Querier     Querier           `json:"querier"`
 	Ping        PingService       `json:"ping"`
-	Fanout      Histogram         `json:"fanout"`                 // copies sent per frame from the TAP
+	Fanout      Histogram         `json:"fanout"` // copies sent per frame from the TAP
+	Offloads    Offloads          `json:"offloads"`
 	TunnelPorts []TunnelPort      `json:"tunnel_ports,omitempty"` // kernel dataplane only
+}
+
+// Offloads says which kernel offloads the daemon uses on the running
+// kernel, and why any is off.
+type Offloads struct {
+	Kernel      string  `json:"kernel"`       // the running kernel's release
+	TAPCoalesce Offload `json:"tap_coalesce"` // UDP segmentation frames written to the TAP (Linux 6.2)
+	UDPGSO      Offload `json:"udp_gso"`      // UDP_SEGMENT sends of VXLAN copies (Linux 4.18)
+	UDPGRO      Offload `json:"udp_gro"`      // UDP_GRO on the VXLAN receive socket (Linux 5.0)
+}
+
+// Offload is one kernel offload: in use, or off and why. Fallbacks
+// counts the batches the kernel refused with the offload, which were sent
+// again without it; the offload is off after the first.
+type Offload struct {
+	InUse     bool   `json:"in_use"`
+	Reason    string `json:"reason,omitempty"`
+	Fallbacks uint64 `json:"offload_fallback"`
 }
 
 // TunnelPort is a kernel tunnel device of the kernel dataplane, with its

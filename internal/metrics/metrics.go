@@ -55,6 +55,8 @@ type collector struct {
 	discProblems                               *prometheus.Desc
 
 	querierActive, queriesSent *prometheus.Desc
+
+	offloadInUse, offloadFallbacks *prometheus.Desc
 }
 
 // desc describes a meshcast metric: the label community comes first, then
@@ -97,6 +99,9 @@ func newCollector(state func() control.State) *collector {
 
 		querierActive: desc("meshcast_igmp_querier_active", "1 if this node's IGMP querier for its TAP is active, else 0."),
 		queriesSent:   desc("meshcast_igmp_queries_sent_total", "IGMP queries sent by this node's querier."),
+
+		offloadInUse:     desc("meshcast_offload_in_use", "1 if the kernel offload is in use on this kernel, else 0 (meshcast status says why).", "offload"),
+		offloadFallbacks: desc("meshcast_offload_fallback_total", "Batches the kernel refused with the offload, sent again without it; the offload is off after the first.", "offload"),
 	}
 }
 
@@ -110,6 +115,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.fanout,
 		c.discSuccesses, c.discFailures, c.discThrottled, c.discLastSuccess, c.discLastSuccessAge, c.discProblems,
 		c.querierActive, c.queriesSent,
+		c.offloadInUse, c.offloadFallbacks,
 	} {
 		ch <- d
 	}
@@ -174,6 +180,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 	e.gauge(c.querierActive, boolValue(s.Querier.Active))
 	e.counter(c.queriesSent, s.Querier.Sent)
+
+	if o := s.Offloads; o.Kernel != "" {
+		for _, x := range []struct {
+			name string
+			o    control.Offload
+		}{{"tap_coalesce", o.TAPCoalesce}, {"udp_gso", o.UDPGSO}, {"udp_gro", o.UDPGRO}} {
+			e.gauge(c.offloadInUse, boolValue(x.o.InUse), x.name)
+			e.counter(c.offloadFallbacks, x.o.Fallbacks, x.name)
+		}
+	}
 }
 
 // emitter sends const metrics with the community label first. A metric
