@@ -40,11 +40,14 @@ deps: ## Install the tools the integration tests use (iproute2 for ip and tc, ip
 	echo "installing:$$missing"; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
 
-vet: ## Run go vet on every package
+vet: ## Run go vet on every package, also with the fault-injection seam of the tests
 	$(GO) vet ./...
+	$(GO) vet -tags meshcast_faultinject ./overlay ./cmd/meshcast
 
 test: deps build vet ## Run every test, root integration tests included (they skip without root)
 	$(GO) test -p 1 -count=1 -timeout 20m $(TESTFLAGS) ./...
+	@echo "== the offload fallbacks, with faults injected through the test-only seam (tag meshcast_faultinject)"
+	$(GO) test -p 1 -count=1 -timeout 10m -tags meshcast_faultinject -run 'Fault' $(TESTFLAGS) ./overlay ./cmd/meshcast
 
 demo: build ## Run the three-instance demo in network namespaces (root; ENCAP=gre|vxlan)
 	./scripts/demo.sh

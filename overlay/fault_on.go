@@ -54,7 +54,7 @@ func SetFaults(spec string) error {
 				return fmt.Errorf("%q: bad count", f)
 			}
 		}
-		e := unix.ErrnoValue(strings.TrimSpace(val))
+		e := errnoByName(strings.TrimSpace(val))
 		if e == 0 {
 			return fmt.Errorf("%q: unknown errno %q", f, val)
 		}
@@ -64,6 +64,16 @@ func SetFaults(spec string) error {
 	faults.left, faults.errno = left, errnos
 	faults.Unlock()
 	return nil
+}
+
+// errnoByName returns the errno named name, such as EINVAL, or 0.
+func errnoByName(name string) unix.Errno {
+	for e := unix.Errno(1); e < 4096; e++ {
+		if unix.ErrnoName(e) == name {
+			return e
+		}
+	}
+	return 0
 }
 
 // injected returns the errno to fail the next use of offload with, or 0.
