@@ -571,7 +571,10 @@ func (k *Kernel) addTunnel(name string, build func(netlink.LinkAttrs) netlink.Li
 		return 0, fmt.Errorf("tunnel %s: add to bridge %s: %w", name, k.cfg.Bridge, err)
 	}
 	if err := k.h.LinkSetIsolated(created, true); err != nil {
-		return 0, fmt.Errorf("tunnel %s: set isolated: %w", name, err)
+		// Without isolation a peer's frames would be sent on to the
+		// others: the mesh would loop.
+		return 0, fmt.Errorf("tunnel %s: set isolated (bridge port isolation needs Linux 4.18; this is %s): %w",
+			name, KernelRelease(), err)
 	}
 	if err := k.setNoMulticastRouter(created.Attrs().Index); err != nil {
 		return 0, fmt.Errorf("tunnel %s: set multicast_router 0: %w", name, err)

@@ -54,6 +54,7 @@ type TAP struct {
 	mac  net.HardwareAddr
 	mtu  int
 	file *os.File
+	log  *slog.Logger
 	rc   syscall.RawConn
 	w    tapWriter
 
@@ -109,7 +110,11 @@ func OpenTAP(cfg TAPConfig) (*TAP, error) {
 		}
 		return nil, fmt.Errorf("create TAP %s: %w (is /dev/net/tun present and are we root with CAP_NET_ADMIN?)", cfg.Name, err)
 	}
-	t := &TAP{name: cfg.Name, mac: mac, mtu: cfg.MTU, file: f}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	t := &TAP{name: cfg.Name, mac: mac, mtu: cfg.MTU, file: f, log: log}
 	t.w.tap = t
 	t.w.off = newOffload(OffloadTAPCoalesce, cfg.Logger)
 	switch {
@@ -201,12 +206,15 @@ func (t *TAP) configure(overlay netip.Prefix) error {
 		return fmt.Errorf("TAP %s: set queue length %d: %w", t.name, TAPQueueLen, err)
 	}
 	// No queueing discipline: the device's own queue is the only one, and
-	// the host's sends skip a lock and a queue per frame.
+	// the host's sends skip a lock and a queue per frame. A kernel that
+	// cannot attach noqueue (before Linux 4.3) keeps its default one,
+	// which only costs speed.
 	if err := netlink.QdiscReplace(&netlink.GenericQdisc{
 		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: link.Attrs().Index, Parent: netlink.HANDLE_ROOT},
 		QdiscType:  "noqueue",
 	}); err != nil {
-		return fmt.Errorf("TAP %s: set the noqueue discipline: %w", t.name, err)
+		t.log.Warn("TAP keeps the kernel's default queueing discipline: noqueue refused",
+			"tap", t.name, "errno", ErrnoName(Errno(err)), "err", err, "kernel", KernelRelease())
 	}
 	if t.mtu > 0 {
 		if err := netlink.LinkSetMTU(link, t.mtu); err != nil {
