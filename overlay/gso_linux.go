@@ -314,7 +314,7 @@ func (g *gsoSender) sendRuns(msgs []Message, runs []int, raw func([]Message) (in
 				cm := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
 				cm.Level, cm.Type = unix.SOL_UDP, unix.UDP_SEGMENT
 				cm.SetLen(unix.CmsgLen(2))
-				binary.NativeEndian.PutUint16(c[unix.SizeofCmsghdr:], uint16(run.seg))
+				binary.NativeEndian.PutUint16(c[unix.CmsgLen(0):], uint16(run.seg))
 				h.Control = &c[0]
 				h.SetControllen(unix.CmsgSpace(2))
 			}
