@@ -86,23 +86,7 @@ func testOffloadFault(t *testing.T, encap string) {
 		recvs = append(recvs, p)
 	}
 	// The sender's daemon learns both members before the burst.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := statusJSON(t, nodes[0], bin, socks[0])
-		n := 0
-		for _, g := range st.Groups {
-			if g.Group == "239.1.2.3" {
-				n = len(g.Peers)
-			}
-		}
-		if n == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the sender's daemon knows %d members of 239.1.2.3, want 2", n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitMembers(t, nodes[0], bin, socks[0], "239.1.2.3", 2)
 	if out, err := nodes[0].Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
 		"--count", strconv.Itoa(count), "--rate", "0", "--size", "200"); err != nil {
 		t.Fatalf("send: %v\n%s", err, out)

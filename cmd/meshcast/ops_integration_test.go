@@ -62,6 +62,29 @@ func statusJSON(t *testing.T, n *nstest.Node, bin, sock string) control.State {
 	return st
 }
 
+// waitMembers waits until the daemon behind sock on n counts want peers as
+// members of group, so that a stream sent then reaches every subscriber
+// from its first datagram.
+func waitMembers(t *testing.T, n *nstest.Node, bin, sock, group string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := 0
+		for _, g := range statusJSON(t, n, bin, sock).Groups {
+			if g.Group == group {
+				got = len(g.Peers)
+			}
+		}
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the daemon knows %d member peers of %s after 10s, want %d", n, got, group, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // scrape fetches /metrics from inside a namespace over its loopback.
 func scrape(t *testing.T, n *nstest.Node, addr string) string {
 	t.Helper()

@@ -47,9 +47,14 @@ func testSlowPeer(t *testing.T, variant string) {
 		t.Fatal(err)
 	}
 	nodes := nt.Nodes()
-	for _, n := range nodes {
+	srcSock := ctlPath(t)
+	for i, n := range nodes {
+		sock := ctlPath(t)
+		if i == 0 {
+			sock = srcSock
+		}
 		d := n.Start(t, bin, "run", "--peers", inv, "--local", n.Underlay.String(), "--encap", "vxlan",
-			"--offload", offload, "--control", ctlPath(t))
+			"--offload", offload, "--control", sock)
 		if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
 			t.Fatalf("%s did not start: %v\n%s", n, err, d.Output())
 		}
@@ -89,6 +94,8 @@ func testSlowPeer(t *testing.T, variant string) {
 		}
 		recvs = append(recvs, p)
 	}
+	// Every subscriber is known at the source before the stream starts.
+	waitMembers(t, nodes[0], bin, srcSock, "239.1.2.3", len(recvs))
 	start := time.Now()
 	if out, err := nodes[0].Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
 		"--count", strconv.Itoa(count), "--rate", strconv.Itoa(rate), "--size", "1000"); err != nil {
