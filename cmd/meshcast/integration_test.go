@@ -127,8 +127,9 @@ func testMesh(t *testing.T, variant string) {
 	nodes := nt.Nodes()[:3]
 	outsider := nt.Node(4)
 	daemons := make([]*nstest.Proc, 3)
+	socks := []string{ctlPath(t), ctlPath(t), ctlPath(t)}
 	for i, n := range nodes {
-		args := []string{"run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap, "--control", ctlPath(t)}
+		args := []string{"run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap, "--control", socks[i]}
 		daemons[i] = n.Start(t, bin, append(args, extra...)...)
 	}
 	for i, d := range daemons {
@@ -153,6 +154,8 @@ func testMesh(t *testing.T, variant string) {
 		}
 		recvs = append(recvs, p)
 	}
+	// Both joins reached the source before the stream starts.
+	waitMembers(t, nodes[0], bin, socks[0], "239.1.2.3", 2)
 	var before []nstest.Counters
 	for _, n := range nodes {
 		c, err := n.Counters(nstest.NodeLink)

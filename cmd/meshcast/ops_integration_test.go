@@ -127,7 +127,7 @@ func TestIntegrationOperations(t *testing.T) {
 	if err := recv.WaitOutput("ready", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitMembers(t, nodes[0], bin, socks[0], "239.1.2.3", 1)
 	before := statusJSON(t, nodes[0], bin, socks[0])
 	m0 := scrape(t, nodes[0], "127.0.0.1:9977")
 	if out, err := nodes[0].Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
