@@ -149,10 +149,16 @@ func flowSocket(local [4]byte, sport uint16) (int, error) {
 	return fd, nil
 }
 
-// writeBatch groups msgs (UDP header, VXLAN header, frame, as VXLAN.Encap
-// makes them) into runs and sends each run as one message of a sendmmsg on
-// the socket of its source port. Flows without a socket go to raw.
-func (g *gsoSender) writeBatch(msgs []Message, raw func([]Message) (int, error)) (failed int, err error) {
+// group sorts the copies of a batch into runs, each of which can leave as
+// one segmentation-offload send: one source port, destination port and
+// address, at most maxGSOSegments copies and maxGSOBytes of payload, every
+// copy the size of the first but the last, which may be shorter and ends
+// the run. Runs are linked through g.next and listed in g.order by source
+// port, in the order they were opened within a port. Copies of a flow
+// without a socket go to g.raw (their index in g.rawAt), to be sent one
+// by one. A message too short for VXLAN, or not to IPv4, is marked failed;
+// group returns how many were.
+func (g *gsoSender) group(msgs []Message) (failed int) {
 	g.runs = g.runs[:0]
 	clear(g.open)
 	if cap(g.next) < len(msgs) {
@@ -163,7 +169,7 @@ func (g *gsoSender) writeBatch(msgs []Message, raw func([]Message) (int, error))
 	for i := range msgs {
 		m := &msgs[i]
 		if len(m.Buf) < UDPHeaderLen+VXLANHeaderLen || !m.Addr.Is4() {
-			m.N = -1
+			m.N, m.Errno = -1, unix.EINVAL
 			failed++
 			continue
 		}
@@ -194,23 +200,31 @@ func (g *gsoSender) writeBatch(msgs []Message, raw func([]Message) (int, error))
 		g.open[key] = len(g.runs)
 		g.runs = append(g.runs, gsoRun{key: key, head: i, tail: i, count: 1, seg: plen, bytes: plen})
 	}
-	if len(g.raw) > 0 {
-		f, err := raw(g.raw)
-		failed += f
-		for j, at := range g.rawAt {
-			msgs[at].N = g.raw[j].N
-		}
-		clear(g.raw)
-		if err != nil {
-			return failed, err
-		}
-	}
 	// Runs of one socket go out together, in the order they were opened.
 	g.order = g.order[:0]
 	for r := range g.runs {
 		g.order = append(g.order, r)
 	}
 	sortBySport(g.order, g.runs)
+	return failed
+}
+
+// writeBatch groups msgs (UDP header, VXLAN header, frame, as VXLAN.Encap
+// makes them) into runs and sends each run as one message of a sendmmsg on
+// the socket of its source port. Flows without a socket go to raw.
+func (g *gsoSender) writeBatch(msgs []Message, raw func([]Message) (int, error)) (failed int, err error) {
+	failed = g.group(msgs)
+	if len(g.raw) > 0 {
+		f, err := raw(g.raw)
+		failed += f
+		for j, at := range g.rawAt {
+			msgs[at].N, msgs[at].Errno = g.raw[j].N, g.raw[j].Errno
+		}
+		clear(g.raw)
+		if err != nil {
+			return failed, err
+		}
+	}
 	for start := 0; start < len(g.order); {
 		end := start + 1
 		for end < len(g.order) && g.runs[g.order[end]].key.sport == g.runs[g.order[start]].key.sport {
