@@ -1,5 +1,6 @@
-// Package inet holds the Internet checksum (RFC 1071) that meshcast's
-// IPv4, GRE and IGMP code share.
+// Package inet holds what meshcast's IPv4, GRE, UDP and IGMP code share:
+// the Internet checksum (RFC 1071) and a byte view of the IPv4 header
+// (IPv4).
 package inet
 
 import "encoding/binary"
