@@ -1,7 +1,6 @@
 package overlay
 
 import (
-	"encoding/binary"
 	"github.com/meshcast/meshcast/internal/inet"
 	"net/netip"
 )
@@ -43,28 +42,21 @@ type Codec interface {
 // header's total length). Options and fragments are refused: no tunnel
 // endpoint meshcast talks to sends them.
 func ParseIPv4(pkt []byte) (src netip.Addr, proto uint8, payload []byte, r Reason) {
-	if len(pkt) < IPv4HeaderLen {
+	h := inet.IPv4(pkt)
+	switch h.Check() {
+	case inet.IPv4OK:
+	case inet.IPv4Short, inet.IPv4Truncated:
 		return src, 0, nil, ReasonTruncated
-	}
-	if pkt[0]>>4 != 4 {
+	default:
 		return src, 0, nil, ReasonIPHeader
 	}
-	ihl := int(pkt[0]&0x0f) * 4
-	total := int(binary.BigEndian.Uint16(pkt[2:4]))
-	if ihl < IPv4HeaderLen || total < ihl {
-		return src, 0, nil, ReasonIPHeader
-	}
-	if total > len(pkt) {
-		return src, 0, nil, ReasonTruncated
-	}
-	if ihl != IPv4HeaderLen {
+	if h.HeaderLen() != IPv4HeaderLen {
 		return src, 0, nil, ReasonIPOptions
 	}
-	if binary.BigEndian.Uint16(pkt[6:8])&0x3fff != 0 { // MF or fragment offset
+	if h.IsFragment() {
 		return src, 0, nil, ReasonIPFragment
 	}
-	src = netip.AddrFrom4([4]byte(pkt[12:16]))
-	return src, pkt[9], pkt[ihl:total], OK
+	return h.Src(), h.Protocol(), h.Payload(), OK
 }
 
 // Checksum returns the Internet checksum (RFC 1071) of b, folded and

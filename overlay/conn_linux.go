@@ -168,10 +168,7 @@ func ListenVXLAN(local netip.Addr, port uint16, opts Options) (*Conn, error) {
 		unix.Close(rx)
 		return nil, fmt.Errorf("open raw UDP socket on %v: %w", local, err)
 	}
-	prog := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
-	err = unix.SetsockoptSockFprog(tx, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
-		&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
-	if err != nil {
+	if err := receiveNothing(tx); err != nil {
 		unix.Close(rx)
 		unix.Close(tx)
 		return nil, fmt.Errorf("filter raw UDP socket: %w", err)
@@ -211,7 +208,8 @@ func socket(typ, proto int, local netip.Addr, port uint16, log *slog.Logger) (in
 	if err != nil {
 		return -1, err
 	}
-	setBuffers(fd, log)
+	setBuffer(fd, recvBuffer, log)
+	setBuffer(fd, sendBuffer, log)
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local.As4(), Port: int(port)}); err != nil {
 		unix.Close(fd)
 		return -1, err
@@ -219,33 +217,50 @@ func socket(typ, proto int, local netip.Addr, port uint16, log *slog.Logger) (in
 	return fd, nil
 }
 
-// setBuffers asks for the large socket buffers, and logs a warning with
-// the errno when the kernel refuses both ways: the socket then keeps its
-// default buffer, which a burst may overflow.
-func setBuffers(fd int, log *slog.Logger) {
-	for _, o := range []struct {
-		force, plain string
-		nforce, n    int
-		size         int
-	}{
-		{"SO_RCVBUFFORCE", "SO_RCVBUF", unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, rcvBuf},
-		{"SO_SNDBUFFORCE", "SO_SNDBUF", unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, sndBuf},
-	} {
-		err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.nforce, o.size)
-		if err == nil {
-			continue
-		}
-		// Without CAP_NET_ADMIN: capped at net.core.[rw]mem_max.
-		err2 := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.n, o.size)
-		if err2 == nil {
-			continue
-		}
-		if log == nil {
-			log = slog.Default()
-		}
-		log.Warn("socket option refused: the socket keeps its default buffer, which a burst may overflow",
-			"option", o.force, "errno", ErrnoName(Errno(err)), "then", o.plain, "then_errno", ErrnoName(Errno(err2)))
+// A socket buffer to enlarge: its options, with and without FORCE, and
+// the size asked for.
+type sockBuffer struct {
+	force, plain   string
+	nforce, nplain int
+	size           int
+}
+
+var (
+	recvBuffer = sockBuffer{"SO_RCVBUFFORCE", "SO_RCVBUF", unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, rcvBuf}
+	sendBuffer = sockBuffer{"SO_SNDBUFFORCE", "SO_SNDBUF", unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, sndBuf}
+)
+
+// setBuffer asks for the large buffer b on fd: with FORCE, which passes
+// net.core.[rw]mem_max with CAP_NET_ADMIN, else without, capped there. It
+// logs a warning with the errno when the kernel refuses both: the socket
+// then keeps its default buffer, which a burst may overflow.
+func setBuffer(fd int, b sockBuffer, log *slog.Logger) {
+	err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, b.nforce, b.size)
+	if err == nil {
+		return
 	}
+	err2 := unix.SetsockoptInt(fd, unix.SOL_SOCKET, b.nplain, b.size)
+	if err2 == nil {
+		return
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	log.Warn("socket option refused: the socket keeps its default buffer, which a burst may overflow",
+		"option", b.force, "errno", ErrnoName(Errno(err)), "then", b.plain, "then_errno", ErrnoName(Errno(err2)))
+}
+
+// receiveNothing attaches a socket filter that accepts no packet, to a
+// socket that only sends, so that the kernel never queues received
+// packets on it.
+func receiveNothing(fd int) error {
+	prog := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
+	err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
+		&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
+	if err != nil {
+		return fmt.Errorf("attach a filter that receives nothing: %w", err)
+	}
+	return nil
 }
 
 // Offloads reports the offloads of a VXLAN Conn (OffloadUDPGSO and

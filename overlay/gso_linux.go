@@ -107,7 +107,7 @@ func (g *gsoSender) sock(sport uint16) *flowSock {
 	}
 	s := &flowSock{}
 	if len(g.socks) < MaxFlowSockets {
-		fd, err := flowSocket(g.local, sport)
+		fd, err := flowSocket(g.local, sport, g.log)
 		if err == nil {
 			s.file = os.NewFile(uintptr(fd), "vxlan-flow")
 			if s.rc, err = s.file.SyscallConn(); err != nil {
@@ -128,17 +128,13 @@ func (g *gsoSender) sock(sport uint16) *flowSock {
 }
 
 // flowSocket opens a UDP socket bound to local:sport that only sends.
-func flowSocket(local [4]byte, sport uint16) (int, error) {
+func flowSocket(local [4]byte, sport uint16, log *slog.Logger) (int, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
 	}
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sndBuf) != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, sndBuf)
-	}
-	prog := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
-	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
-		&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}); err != nil {
+	setBuffer(fd, sendBuffer, log)
+	if err := receiveNothing(fd); err != nil {
 		unix.Close(fd)
 		return -1, err
 	}

@@ -220,16 +220,9 @@ func PairVNI(community uint32, a, b netip.Addr) uint32 {
 	if slices.Compare(x[:], y[:]) > 0 {
 		x, y = y, x
 	}
-	const offset, prime = 2166136261, 16777619
-	h := uint32(offset)
 	var c [4]byte
 	binary.BigEndian.PutUint32(c[:], community)
-	for _, part := range [][]byte{c[:], x[:], y[:]} {
-		for _, v := range part {
-			h ^= uint32(v)
-			h *= prime
-		}
-	}
+	h := fnv32a(fnv32a(fnv32a(fnvOffset32, c[:]), x[:]), y[:])
 	return h%MaxVNI + 1
 }
 

@@ -65,26 +65,17 @@ func simpleUDP(frame []byte) (payload int, ok bool) {
 	if len(frame) < ipUDPHdrs || binary.BigEndian.Uint16(frame[12:14]) != 0x0800 {
 		return 0, false
 	}
-	ip := frame[EthHeaderLen:]
-	if ip[0] != 0x45 || ip[9] != ProtoUDP {
+	ip := inet.IPv4(frame[EthHeaderLen:])
+	if ip.Check() != inet.IPv4OK || ip.HeaderLen() != IPv4HeaderLen || ip.Protocol() != ProtoUDP ||
+		ip.IsFragment() || ip.TotalLen() < IPv4HeaderLen+UDPHeaderLen || !ip.HeaderChecksumOK() {
 		return 0, false
 	}
-	if binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 { // MF or an offset
-		return 0, false
-	}
-	total := int(binary.BigEndian.Uint16(ip[2:4]))
-	if total < IPv4HeaderLen+UDPHeaderLen || total > len(ip) {
-		return 0, false
-	}
-	if !inet.Verify(ip[:IPv4HeaderLen]) {
-		return 0, false
-	}
-	udp := ip[IPv4HeaderLen:total]
+	udp := ip.Payload()
 	if int(binary.BigEndian.Uint16(udp[4:6])) != len(udp) {
 		return 0, false
 	}
 	if binary.BigEndian.Uint16(udp[6:8]) != 0 {
-		acc := inet.Sum(ip[12:20], uint64(ProtoUDP)+uint64(len(udp)))
+		acc := inet.Sum(ip.Addrs(), uint64(ProtoUDP)+uint64(len(udp)))
 		if inet.Fold(inet.Sum(udp, acc)) != 0xffff {
 			return 0, false
 		}
@@ -102,9 +93,10 @@ func sameFlow(a, b []byte) bool {
 	}
 	const ip = EthHeaderLen
 	// Flags (DF), TTL and protocol; addresses; ports.
-	return a[ip+6] == b[ip+6] && a[ip+8] == b[ip+8] && a[ip+9] == b[ip+9] &&
-		string(a[ip+12:ip+20]) == string(b[ip+12:ip+20]) &&
-		string(a[ip+20:ip+24]) == string(b[ip+20:ip+24])
+	return a[ip+inet.IPv4FlagsFrag] == b[ip+inet.IPv4FlagsFrag] && a[ip+inet.IPv4TTL] == b[ip+inet.IPv4TTL] &&
+		a[ip+inet.IPv4Proto] == b[ip+inet.IPv4Proto] &&
+		string(a[ip+inet.IPv4Src:ip+inet.IPv4Dst+4]) == string(b[ip+inet.IPv4Src:ip+inet.IPv4Dst+4]) &&
+		string(a[ip+IPv4HeaderLen:ip+IPv4HeaderLen+4]) == string(b[ip+IPv4HeaderLen:ip+IPv4HeaderLen+4])
 }
 
 // udpRun returns how many frames from the start of frames can go to the
@@ -154,18 +146,15 @@ func buildSuper(dst []byte, frames [][]byte, seg int) int {
 	copy(out, first[:ipUDPHdrs])
 	at := ipUDPHdrs
 	for _, f := range frames {
-		ip := f[EthHeaderLen:]
-		total := int(binary.BigEndian.Uint16(ip[2:4]))
-		at += copy(out[at:], ip[IPv4HeaderLen+UDPHeaderLen:total])
+		at += copy(out[at:], inet.IPv4(f[EthHeaderLen:]).Payload()[UDPHeaderLen:])
 	}
-	ip := out[EthHeaderLen:]
-	binary.BigEndian.PutUint16(ip[2:4], uint16(at-EthHeaderLen))
-	binary.BigEndian.PutUint16(ip[10:12], 0)
-	binary.BigEndian.PutUint16(ip[10:12], inet.Checksum(ip[:IPv4HeaderLen]))
+	ip := inet.IPv4(out[EthHeaderLen:])
+	ip.SetTotalLen(at - EthHeaderLen)
+	ip.SetChecksum()
 	udpLen := at - EthHeaderLen - IPv4HeaderLen
 	u := ip[IPv4HeaderLen:]
 	binary.BigEndian.PutUint16(u[4:6], uint16(udpLen))
 	// A partial checksum holds the pseudo-header sum, not complemented.
-	binary.BigEndian.PutUint16(u[6:8], inet.Fold(inet.Sum(ip[12:20], uint64(ProtoUDP)+uint64(udpLen))))
+	binary.BigEndian.PutUint16(u[6:8], inet.Fold(inet.Sum(ip.Addrs(), uint64(ProtoUDP)+uint64(udpLen))))
 	return VnetHdrLen + at
 }

@@ -1,6 +1,10 @@
 package overlay
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/meshcast/meshcast/internal/inet"
+)
 
 const (
 	// DefaultVXLANPort is the IANA port of VXLAN (RFC 7348 section 5).
@@ -101,30 +105,19 @@ func (v *VXLAN) Decap(pkt []byte) ([]byte, Reason) {
 // for IPv4 its addresses, protocol and, for unfragmented TCP and UDP, ports.
 // Frames of one flow get one port, so underlay ECMP keeps them in order.
 func FlowPort(frame []byte) uint16 {
-	const (
-		offset32 = 2166136261
-		prime32  = 16777619
-	)
-	h := uint32(offset32)
-	mix := func(b []byte) {
-		for _, c := range b {
-			h ^= uint32(c)
-			h *= prime32
-		}
-	}
+	h := uint32(fnvOffset32)
+	mix := func(b []byte) { h = fnv32a(h, b) }
 	if len(frame) < EthHeaderLen {
 		mix(frame)
 	} else {
 		mix(frame[:EthHeaderLen])
-		ip := frame[EthHeaderLen:]
-		if binary.BigEndian.Uint16(frame[12:14]) == 0x0800 && len(ip) >= 20 && ip[0]>>4 == 4 {
-			mix(ip[9:10])
-			mix(ip[12:20])
-			ihl := int(ip[0]&0x0f) * 4
-			proto := ip[9]
-			unfragmented := binary.BigEndian.Uint16(ip[6:8])&0x3fff == 0
-			if (proto == 6 || proto == 17) && unfragmented && ihl >= 20 && len(ip) >= ihl+4 {
-				mix(ip[ihl : ihl+4])
+		ip := inet.IPv4(frame[EthHeaderLen:])
+		if binary.BigEndian.Uint16(frame[12:14]) == 0x0800 && len(ip) >= inet.IPv4MinLen && ip.Version() == 4 {
+			mix(ip[inet.IPv4Proto : inet.IPv4Proto+1])
+			mix(ip.Addrs())
+			ihl, proto := ip.HeaderLen(), ip.Protocol()
+			if (proto == 6 || proto == 17) && !ip.IsFragment() && ihl >= inet.IPv4MinLen && len(ip) >= ihl+4 {
+				mix(ip[ihl : ihl+4]) // the ports
 			}
 		}
 	}
