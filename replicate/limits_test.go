@@ -122,6 +122,56 @@ func TestRateLimiterBoundsSources(t *testing.T) {
 	}
 }
 
+// TestRateLimiterForgetsIdleSources: once the table is full, a new source
+// still gets a bucket of its own as soon as an old one has been idle for a
+// refill period; while every tracked source is active, it shares.
+func TestRateLimiterForgetsIdleSources(t *testing.T) {
+	const rate = 10 // frames/s: a burst of 1, refilled in 100 ms
+	l := newRateLimiter(rate, 4)
+	src := func(i int) []byte {
+		f, _ := mcastData(netip.AddrFrom4([4]byte{198, 19, 1, byte(i)}), netip.MustParseAddr("239.1.2.3"))
+		return f[overlay.Headroom:]
+	}
+	ms := int64(time.Millisecond)
+	t0 := int64(1000) * int64(time.Second)
+	for i := range 4 {
+		if !l.allow(src(i), t0) {
+			t.Fatalf("source %d refused its first frame", i)
+		}
+	}
+	// All four active: a fifth shares the overflow bucket.
+	if !l.allow(src(5), t0+10*ms) || len(l.buckets) != 4 {
+		t.Fatalf("fifth source: %d buckets", len(l.buckets))
+	}
+	if l.allow(src(6), t0+20*ms) {
+		t.Fatal("a sixth source got a frame from the shared, empty bucket")
+	}
+	// Sources 1 to 3 stay active; source 0 falls idle for a refill period.
+	for i := 1; i < 4; i++ {
+		l.allow(src(i), t0+150*ms)
+	}
+	if !l.allow(src(7), t0+160*ms) {
+		t.Fatal("a new source was refused after an idle one could be forgotten")
+	}
+	if _, ok := l.buckets[[4]byte{198, 19, 1, 7}]; !ok || len(l.buckets) != 4 {
+		t.Fatalf("the new source has no bucket of its own (%d buckets)", len(l.buckets))
+	}
+	if _, ok := l.buckets[[4]byte{198, 19, 1, 0}]; ok {
+		t.Fatal("the idle source is still tracked")
+	}
+	// Its bucket is its own: a burst of one, then refused until refilled.
+	if l.allow(src(7), t0+161*ms) {
+		t.Fatal("the new source's second frame within 1 ms passed a burst of 1")
+	}
+	// After a daemon's life of sources, a new one still gets its own.
+	for i := range 2000 {
+		l.allow(src(i%250), t0+int64(i+1)*time.Second.Nanoseconds())
+	}
+	if len(l.buckets) > 4 {
+		t.Fatalf("%d buckets, want at most 4", len(l.buckets))
+	}
+}
+
 // arpFrame is a broadcast frame that is not IPv4, like an ARP request.
 func arpFrame() ([]byte, int) {
 	buf, n := frame(bcastMAC, localMAC, 28)
