@@ -3,6 +3,8 @@ package replicate
 import (
 	"net/netip"
 	"sync/atomic"
+
+	"golang.org/x/sys/cpu"
 )
 
 // PeerInfo describes a peer as discovery knows it.
@@ -21,11 +23,18 @@ type Peer struct {
 
 	addr4 [4]byte
 
-	txPackets, txBytes atomic.Uint64
-	rxPackets, rxBytes atomic.Uint64
-	txErrors           atomic.Uint64
-	lastSeen           atomic.Int64 // unix nanoseconds of the last accepted packet
-	removed            atomic.Bool
+	removed atomic.Bool
+
+	// The counters of each direction have a cache line of their own: the
+	// egress goroutine writes the first group and the ingress goroutine
+	// the second, for every packet, and a shared line would bounce
+	// between their cores (BenchmarkPeerCounters).
+	_                            cpu.CacheLinePad
+	txPackets, txBytes, txErrors atomic.Uint64 // egress
+	_                            cpu.CacheLinePad
+	rxPackets, rxBytes           atomic.Uint64 // ingress
+	lastSeen                     atomic.Int64  // ingress: unix nanoseconds of the last accepted packet
+	_                            cpu.CacheLinePad
 }
 
 // PeerStats is a snapshot of a peer's counters. Bytes count inner Ethernet
