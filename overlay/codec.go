@@ -1,8 +1,9 @@
 package overlay
 
 import (
-	"github.com/meshcast/meshcast/internal/inet"
 	"net/netip"
+
+	"github.com/meshcast/meshcast/internal/inet"
 )
 
 // Headroom is the space every frame buffer reserves in front of the inner

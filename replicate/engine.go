@@ -63,7 +63,7 @@ func (r Reason) String() string {
 type Config struct {
 	Codec    overlay.Codec    // required
 	LocalMAC net.HardwareAddr // the TAP's MAC address; required
-	MTU      int              // the TAP MTU; default 1500 minus Codec.Overhead()+14
+	MTU      int              // the TAP MTU; default 1500 minus Codec.Overhead(), as for a 1500-byte underlay
 	Batch    int              // frames per batch; default overlay.DefaultBatch
 	MACTable int              // most learned MAC addresses; default 8192
 	MACAge   time.Duration    // how long a learned MAC stays; default 300s
@@ -81,7 +81,9 @@ type Config struct {
 	// RateLimit, if set, is the most such frames per second the TAP may
 	// send per IPv4 source address, with bursts of a tenth of a second;
 	// frames over it are dropped and counted as rate_limit. At most
-	// MaxRateSources sources are tracked; the others share one budget.
+	// MaxRateSources sources are tracked at once (a source idle for a
+	// tenth of a second is forgotten); while that many are active, the
+	// others share one budget.
 	RateLimit float64
 }
 
@@ -125,7 +127,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, errors.New("replicate: Config.LocalMAC must be 6 bytes")
 	}
 	if cfg.MTU <= 0 {
-		cfg.MTU = 1500 - cfg.Codec.Overhead() + overlay.EthHeaderLen
+		cfg.MTU = 1500 - cfg.Codec.Overhead()
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = overlay.DefaultBatch
@@ -345,7 +347,9 @@ func (g *egress) flush(w PacketWriter) error {
 	var errno unix.Errno
 	for i := range g.out {
 		p := g.outPeer[i]
-		if g.out[i].N < 0 || err != nil {
+		// WriteBatch sets N for every copy it handled; a copy it did not
+		// reach because the socket failed keeps N 0 and is lost too.
+		if g.out[i].N <= 0 {
 			p.txErrors.Add(1)
 			g.e.drops[ReasonSendError].Add(1)
 			failed++

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -320,6 +321,37 @@ type tapRecorder struct{ frames int }
 func (t *tapRecorder) WriteBatch(frames [][]byte) (int, unix.Errno, error) {
 	t.frames += len(frames)
 	return 0, 0, nil
+}
+
+// failingWriter sends the first ok copies, then fails as a socket does.
+type failingWriter struct{ ok int }
+
+func (w *failingWriter) WriteBatch(msgs []overlay.Message) (int, error) {
+	for i := range msgs[:w.ok] {
+		msgs[i].N = len(msgs[i].Buf)
+	}
+	return 0, os.NewSyscallError("sendmmsg", unix.EBADF)
+}
+
+// TestSocketFailureCountsWhatWasNotSent: when the socket fails mid-batch,
+// the copies sent before count as sent, the rest as send errors.
+func TestSocketFailureCountsWhatWasNotSent(t *testing.T) {
+	e := newTestEngine(t, overlay.NewGRE(0, false), 4)
+	g := e.newEgress(8)
+	buf, n := frame(mcastMAC, localMAC, 10)
+	w := &failingWriter{ok: 2}
+	g.forward(buf, n, w)
+	if err := g.flush(w); err == nil {
+		t.Fatal("flush hid the socket's failure")
+	}
+	var sent, failed uint64
+	for _, p := range e.Peers() {
+		sent += p.TxPackets
+		failed += p.TxErrors
+	}
+	if sent != 2 || failed != 2 || e.Drops()["send_error"] != 2 {
+		t.Fatalf("%d sent, %d failed, %d send_error; want 2, 2, 2", sent, failed, e.Drops()["send_error"])
+	}
 }
 
 func TestSendErrorsCounted(t *testing.T) {
