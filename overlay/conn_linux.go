@@ -75,8 +75,8 @@ type Conn struct {
 	wmu        sync.Mutex // serializes WriteBatch
 	closeFiles []*os.File
 
-	gro  bool // the receive socket coalesces datagrams (UDP_GRO)
-	pend struct {
+	gro  bool     // the receive socket coalesces datagrams (UDP_GRO)
+	rest struct { // what the last recvmmsg read that ReadBatch has not returned
 		i, n int // the next message of the last recvmmsg, and how many it read
 		off  int // where its next segment starts
 	}
@@ -306,8 +306,8 @@ func newConn(rx, tx *os.File, batch int, gro bool) (*Conn, error) {
 	return c, nil
 }
 
-// BatchSize is the largest number of messages one system call reads.
-func (c *Conn) BatchSize() int { return len(c.rd.hdrs) }
+// batchSize is the largest number of messages one system call reads.
+func (c *Conn) batchSize() int { return len(c.rd.hdrs) }
 
 // Offload reports whether the Conn coalesces on receive (UDP_GRO) and
 // sends with segmentation offload (UDP_SEGMENT).
@@ -321,7 +321,7 @@ func (c *Conn) Offload() (gro, gso bool) { return c.gro, c.gsoOff.InUse() }
 // drop. It returns the number of messages set.
 func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 	b := c.rd
-	if c.pend.i >= c.pend.n {
+	if c.rest.i >= c.rest.n {
 		for i := range b.hdrs {
 			h := &b.hdrs[i].hdr
 			h.Namelen = unix.SizeofSockaddrInet4
@@ -339,11 +339,11 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 		if b.errno != 0 {
 			return 0, os.NewSyscallError("recvmmsg", b.errno)
 		}
-		c.pend.i, c.pend.n, c.pend.off = 0, b.n, 0
+		c.rest.i, c.rest.n, c.rest.off = 0, b.n, 0
 	}
 	k := 0
-	for k < len(msgs) && c.pend.i < c.pend.n {
-		i := c.pend.i
+	for k < len(msgs) && c.rest.i < c.rest.n {
+		i := c.rest.i
 		h := &b.hdrs[i]
 		total := int(h.len)
 		m := &msgs[k]
@@ -355,19 +355,19 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 		}
 		if h.hdr.Flags&unix.MSG_TRUNC != 0 || total > len(b.bufs[i]) {
 			m.Buf, m.N = b.bufs[i][:0], 0 // truncated: the caller drops it
-			c.pend.i, c.pend.off = i+1, 0
+			c.rest.i, c.rest.off = i+1, 0
 			continue
 		}
-		start, end := c.pend.off, total
+		start, end := c.rest.off, total
 		if seg > 0 && start+seg < total {
 			end = start + seg
 		}
 		m.Buf = b.bufs[i][start:end:end]
 		m.N = end - start
 		if end >= total {
-			c.pend.i, c.pend.off = i+1, 0
+			c.rest.i, c.rest.off = i+1, 0
 		} else {
-			c.pend.off = end
+			c.rest.off = end
 		}
 	}
 	return k, nil

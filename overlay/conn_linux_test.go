@@ -229,8 +229,8 @@ func readN(t *testing.T, c *Conn, want int) []received {
 	go func() {
 		var got []received
 		// More messages than one call may fill: ReadBatch must stop at
-		// BatchSize.
-		msgs := make([]Message, 2*c.BatchSize())
+		// batchSize.
+		msgs := make([]Message, 2*c.batchSize())
 		for i := range msgs {
 			msgs[i].Buf = make([]byte, 2048)
 		}
@@ -242,8 +242,8 @@ func readN(t *testing.T, c *Conn, want int) []received {
 			}
 			// A coalesced datagram may yield more messages than the
 			// batch, but never more than msgs holds.
-			if n < 1 || n > len(msgs) || (!c.gro && n > c.BatchSize()) {
-				ch <- result{got, fmt.Errorf("ReadBatch read %d messages with batch size %d", n, c.BatchSize())}
+			if n < 1 || n > len(msgs) || (!c.gro && n > c.batchSize()) {
+				ch <- result{got, fmt.Errorf("ReadBatch read %d messages with batch size %d", n, c.batchSize())}
 				return
 			}
 			for _, m := range msgs[:n] {
@@ -270,8 +270,8 @@ func readN(t *testing.T, c *Conn, want int) []received {
 func listenPair(t *testing.T, ns *testNS, codec string, batch int) (a, b *Conn) {
 	t.Helper()
 	a, b = listenPairOpts(t, ns, codec, Options{Batch: batch})
-	if want := min(batch, groBatch); codec == "vxlan" && b.BatchSize() != want {
-		t.Fatalf("BatchSize = %d, want %d", b.BatchSize(), want)
+	if want := min(batch, groBatch); codec == "vxlan" && b.batchSize() != want {
+		t.Fatalf("batchSize = %d, want %d", b.batchSize(), want)
 	}
 	return a, b
 }
@@ -1103,11 +1103,11 @@ func BenchmarkUDPRun(b *testing.B) {
 			for i := range 32 {
 				frames = append(frames, coFrame(5001, uint16(i), bytes.Repeat([]byte{byte(i)}, payload)))
 			}
-			buf := make([]byte, VnetHdrLen+EthHeaderLen+maxSuper)
+			buf := make([]byte, VnetHdrLen+EthHeaderLen+maxCoalescedLen)
 			b.ReportAllocs()
 			for b.Loop() {
 				n, seg := udpRun(frames)
-				buildSuper(buf, frames[:n], seg)
+				buildCoalesced(buf, frames[:n], seg)
 			}
 			b.ReportMetric(float64(b.N*len(frames))/b.Elapsed().Seconds(), "datagrams/s")
 		})

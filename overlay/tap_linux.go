@@ -299,20 +299,20 @@ func (t *TAP) Write(frame []byte) (int, error) {
 
 // tapWriter is the state of WriteBatch, allocated once.
 type tapWriter struct {
-	tap    *TAP
-	off    *Offload // OffloadTAPCoalesce
-	super  []byte   // a coalesced frame under construction
-	frames [][]byte
-	failed int
-	errno  unix.Errno // of the last frame refused
-	sent   int        // frames that one wrote
-	err    error
-	fn     func(fd uintptr) bool
+	tap       *TAP
+	off       *Offload // OffloadTAPCoalesce
+	coalesced []byte   // a coalesced frame under construction
+	frames    [][]byte
+	failed    int
+	errno     unix.Errno // of the last frame refused
+	sent      int        // frames that one wrote
+	err       error
+	fn        func(fd uintptr) bool
 }
 
 func (w *tapWriter) init() {
 	if w.off.InUse() {
-		w.super = make([]byte, VnetHdrLen+EthHeaderLen+maxSuper)
+		w.coalesced = make([]byte, VnetHdrLen+EthHeaderLen+maxCoalescedLen)
 	}
 	w.fn = w.write
 }
@@ -354,11 +354,11 @@ func (w *tapWriter) write(fd uintptr) bool {
 		}
 		var err error
 		if n >= 2 {
-			l := buildSuper(w.super, w.frames[i:i+n], seg)
+			l := buildCoalesced(w.coalesced, w.frames[i:i+n], seg)
 			if e := injected(OffloadTAPCoalesce); e != 0 {
 				err = e
 			} else {
-				_, err = rawWrite(fd, w.super[:l])
+				_, err = rawWrite(fd, w.coalesced[:l])
 			}
 			if e, ok := err.(unix.Errno); ok && refusesOffload(e) {
 				if w.one(fd, w.frames[i:i+n]) {

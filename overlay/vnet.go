@@ -19,8 +19,8 @@ const (
 	// MaxCoalesce is the most datagrams WriteBatch puts in one frame: the
 	// kernel's UDP_MAX_SEGMENTS (64 before Linux 6.1).
 	MaxCoalesce = 64
-	// maxSuper bounds the IPv4 total length of a coalesced frame.
-	maxSuper = 65535
+	// maxCoalescedLen bounds the IPv4 total length of a coalesced frame.
+	maxCoalescedLen = 65535
 
 	ipUDPHdrs = EthHeaderLen + IPv4HeaderLen + UDPHeaderLen // 42
 )
@@ -118,7 +118,7 @@ func udpRun(frames [][]byte) (n, segment int) {
 	for n < len(frames) && n < MaxCoalesce {
 		f := frames[n]
 		p, ok := simpleUDP(f)
-		if !ok || p == 0 || p > seg || total+p > maxSuper || !sameFlow(first, f) {
+		if !ok || p == 0 || p > seg || total+p > maxCoalescedLen || !sameFlow(first, f) {
 			break
 		}
 		total += p
@@ -130,11 +130,11 @@ func udpRun(frames [][]byte) (n, segment int) {
 	return n, seg
 }
 
-// buildSuper writes into dst the virtio-net header and the frame that
+// buildCoalesced writes into dst the virtio-net header and the frame that
 // carries the datagrams of frames (a run found by udpRun with segment
 // size seg) as one UDP segmentation-offload frame, and returns its length.
 // dst must hold VnetHdrLen + ipUDPHdrs + the payloads.
-func buildSuper(dst []byte, frames [][]byte, seg int) int {
+func buildCoalesced(dst []byte, frames [][]byte, seg int) int {
 	first := frames[0]
 	h := dst[:VnetHdrLen]
 	h[0], h[1] = vnetNeedsCsum, vnetGSOUDPL4

@@ -39,7 +39,7 @@ func seqPayload(n int, seq byte) []byte {
 	return p
 }
 
-// segment splits a frame built by buildSuper the way the kernel does, and
+// segment splits a frame built by buildCoalesced the way the kernel does, and
 // returns the datagrams' payloads.
 func segment(t *testing.T, super []byte) [][]byte {
 	t.Helper()
@@ -86,8 +86,8 @@ func TestUDPRunCoalesces(t *testing.T) {
 	if n != 11 || seg != 300 {
 		t.Fatalf("udpRun = %d, %d; want 11, 300", n, seg)
 	}
-	buf := make([]byte, VnetHdrLen+EthHeaderLen+maxSuper)
-	l := buildSuper(buf, frames[:n], seg)
+	buf := make([]byte, VnetHdrLen+EthHeaderLen+maxCoalescedLen)
+	l := buildCoalesced(buf, frames[:n], seg)
 	if !bytes.Equal(buf[VnetHdrLen:VnetHdrLen+EthHeaderLen], frames[0][:EthHeaderLen]) {
 		t.Error("Ethernet header changed")
 	}
@@ -160,7 +160,7 @@ func TestUDPRunBreaks(t *testing.T) {
 		frames = append(frames, coFrame(5000, uint16(i), seqPayload(1400, 0)))
 	}
 	n, _ := udpRun(frames)
-	if n < 2 || 28+n*1400 > maxSuper || 28+(n+1)*1400 <= maxSuper {
+	if n < 2 || 28+n*1400 > maxCoalescedLen || 28+(n+1)*1400 <= maxCoalescedLen {
 		t.Errorf("1400-byte datagrams: run of %d", n)
 	}
 }
@@ -170,10 +170,10 @@ func TestUDPRunZeroAllocs(t *testing.T) {
 	for i := range 32 {
 		frames = append(frames, coFrame(5000, uint16(i), seqPayload(1000, 0)))
 	}
-	buf := make([]byte, VnetHdrLen+EthHeaderLen+maxSuper)
+	buf := make([]byte, VnetHdrLen+EthHeaderLen+maxCoalescedLen)
 	if a := testing.AllocsPerRun(100, func() {
 		n, seg := udpRun(frames)
-		buildSuper(buf, frames[:n], seg)
+		buildCoalesced(buf, frames[:n], seg)
 	}); a != 0 {
 		t.Errorf("%v allocations per coalesced run", a)
 	}
@@ -228,7 +228,7 @@ func FuzzUDPRun(f *testing.F) {
 	c := coFrame(5000, 3, seqPayload(20, 3))
 	f.Add(bytes.Join([][]byte{a, b, c}, []byte{0xfe, 0xfe}))
 	f.Add(bytes.Join([][]byte{a, a[:30], b}, []byte{0xfe, 0xfe}))
-	buf := make([]byte, VnetHdrLen+EthHeaderLen+maxSuper)
+	buf := make([]byte, VnetHdrLen+EthHeaderLen+maxCoalescedLen)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		frames := bytes.Split(in, []byte{0xfe, 0xfe})
 		n, seg := udpRun(frames)
@@ -244,7 +244,7 @@ func FuzzUDPRun(f *testing.F) {
 			total := int(binary.BigEndian.Uint16(fr[16:18]))
 			want = append(want, fr[EthHeaderLen+28:EthHeaderLen+total]...)
 		}
-		l := buildSuper(buf, frames[:n], seg)
+		l := buildCoalesced(buf, frames[:n], seg)
 		got := bytes.Join(segment(t, buf[:l]), nil)
 		if !bytes.Equal(got, want) {
 			t.Fatal("coalesced payload differs")

@@ -49,8 +49,10 @@ func (v *VXLAN) HeaderLen() int { return UDPHeaderLen + VXLANHeaderLen }
 // Overhead implements Codec: 50 bytes.
 func (v *VXLAN) Overhead() int { return IPv4HeaderLen + UDPHeaderLen + VXLANHeaderLen + EthHeaderLen }
 
-// Encap implements Codec. The UDP checksum is zero, as RFC 7348 section 5
-// recommends for IPv4; the source port comes from FlowPort.
+// Encap implements Codec. It writes a UDP checksum of zero, as RFC 7348
+// section 5 recommends for IPv4, and the source port from FlowPort. The raw
+// socket sends the header as it is; a segmentation-offload send through a
+// flow socket (Conn.WriteBatch) has the kernel fill the checksum in.
 func (v *VXLAN) Encap(buf []byte, n int) []byte {
 	start := Headroom - UDPHeaderLen - VXLANHeaderLen
 	u := buf[start:]

@@ -246,9 +246,6 @@ func (e *Engine) Drops() map[string]uint64 {
 	return m
 }
 
-// MACs returns the number of learned MAC addresses.
-func (e *Engine) MACs() int { return e.macs.len() }
-
 // Sweep forgets expired MAC addresses. Run calls it periodically.
 func (e *Engine) Sweep(now time.Time) { e.macs.sweep(now.UnixNano()) }
 

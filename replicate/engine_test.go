@@ -186,8 +186,8 @@ func TestLearnedUnicastGoesToOnePeer(t *testing.T) {
 			if _, removed, _ := e.SetPeers(peerInfos(1)); len(removed) != 2 {
 				t.Fatalf("removed %v", removed)
 			}
-			if e.MACs() != 0 {
-				t.Fatalf("MACs of a removed peer kept: %d", e.MACs())
+			if e.macs.len() != 0 {
+				t.Fatalf("MACs of a removed peer kept: %d", e.macs.len())
 			}
 			w.sent = nil
 			buf, n = frame(remoteMAC, localMAC, 10)
@@ -210,15 +210,15 @@ func TestMACAging(t *testing.T) {
 		in, n := frame(bcastMAC, mac, 10)
 		e.receive(underlay(2), encapFrom(codec, underlay(2), in[overlay.Headroom:overlay.Headroom+n]), now)
 	}
-	if e.MACs() != 2 || e.Drops()["mac_table_full"] != 1 {
-		t.Fatalf("table bound not held: %d MACs, drops %v", e.MACs(), e.Drops())
+	if e.macs.len() != 2 || e.Drops()["mac_table_full"] != 1 {
+		t.Fatalf("table bound not held: %d MACs, drops %v", e.macs.len(), e.Drops())
 	}
 	if p := e.macs.lookup([]byte{0x02, 0, 0, 0, 0, 10}, now+int64(2*time.Minute)); p != nil {
 		t.Fatalf("expired MAC still maps to %v", p.Underlay)
 	}
 	e.Sweep(time.Unix(0, now+int64(2*time.Minute)))
-	if e.MACs() != 0 {
-		t.Fatalf("sweep left %d MACs", e.MACs())
+	if e.macs.len() != 0 {
+		t.Fatalf("sweep left %d MACs", e.macs.len())
 	}
 }
 

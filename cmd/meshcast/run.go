@@ -656,10 +656,10 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 
 	// From now on every listing is applied live; a failed one changes
 	// nothing.
-	fixed := *cfg
-	fixed.local, fixed.community = self.Underlay, community
+	running := *cfg // the settings as this node resolved them
+	running.local, running.community = self.Underlay, community
 	rec.Apply = func(all []discovery.Member) error {
-		next, err := pick(&fixed, all, ec2Self)
+		next, err := pick(&running, all, ec2Self)
 		if err != nil {
 			return err
 		}
