@@ -3,7 +3,6 @@ module github.com/meshcast/meshcast
 go 1.26.8
 
 require (
-	github.com/songgao/water v0.0.0-20200317203138-2b4b6d7c09d8
 	github.com/vishvananda/netlink v1.3.1
 	golang.org/x/sys v0.50.0
 )
