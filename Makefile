@@ -21,8 +21,12 @@ help: ## List the targets
 	@echo "usage: make TARGET   (variables: FUZZTIME=$(FUZZTIME), ENCAP=gre|vxlan for demo, TESTFLAGS)"
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-7s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-build: ## Build bin/meshcast and bin/mcastprobe
+# meshcast-bench is a binary of its own: the daemon, which runs with
+# CAP_NET_ADMIN, links none of the harness's charting code
+# (cmd/meshcast's TestDaemonDeps checks it).
+build: ## Build bin/meshcast, bin/meshcast-bench and bin/mcastprobe
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/meshcast ./cmd/meshcast
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/meshcast-bench ./cmd/meshcast-bench
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/mcastprobe ./internal/cmd/mcastprobe
 
 # The root integration tests need ip, ping and ethtool. Install whatever is
@@ -40,7 +44,12 @@ deps: ## Install the tools the integration tests use (iproute2 for ip and tc, ip
 	echo "installing:$$missing"; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
 
-vet: ## Run go vet on every package, also with the fault-injection seam of the tests
+# go mod tidy -diff changes nothing; it prints what go mod tidy would change
+# and fails if that is anything (a module nothing imports, a missing sum).
+TIDY_CHECK = $(GO) mod tidy -diff || { echo "go.mod or go.sum is not tidy: run go mod tidy and commit the result"; exit 1; }
+
+vet: ## Check that go.mod is tidy, and run go vet on every package, also with the fault-injection seam of the tests
+	$(TIDY_CHECK)
 	$(GO) vet ./...
 	$(GO) vet -tags meshcast_faultinject ./overlay ./cmd/meshcast
 
@@ -91,7 +100,7 @@ fuzz: ## Run every Fuzz* target for FUZZTIME each (default 30s)
 
 bench: build ## Compare the userspace and kernel paths in namespaces, quick mode (root): a table, JSON and a chart in bench-out/
 	mkdir -p bench-out
-	$(BIN)/meshcast bench --quick --json bench-out/quick.json --chart bench-out/quick
+	$(BIN)/meshcast-bench --meshcast $(BIN)/meshcast --quick --json bench-out/quick.json --chart bench-out/quick
 
 soak: deps ## Sustained load (root, not part of test): 5 nodes, a steady stream, churn every 30 s, for SOAK (default 10m)
 	MESHCAST_SOAK=$(SOAK) $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 3h ./cmd/meshcast
@@ -105,9 +114,10 @@ vmtest: ## Check multicast delivery on Debian's 6.1 and 6.12 kernels booted unde
 microbench: ## Run the Go micro-benchmarks (codecs, engine, IGMP) with allocation counts
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
-lint: ## Check formatting (gofmt -l must print nothing) and run go vet
+lint: ## Check formatting (gofmt -l must print nothing) and that go.mod is tidy, and run go vet
 	@files=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
 	if [ -n "$$files" ]; then echo "gofmt would change:"; echo "$$files"; exit 1; fi
+	$(TIDY_CHECK)
 	$(GO) vet ./...
 
 install: build ## Install meshcast to $(PREFIX)/bin and its systemd unit to $(UNITDIR) (DESTDIR for staging)

@@ -3,8 +3,9 @@
 // --dataplane kernel`: a Linux bridge with IGMP snooping and VXLAN ports) on
 // the same machine, in network namespaces it builds and removes itself.
 //
-// [Run] does the work and returns a [Report]; [Main] is the command line
-// (`meshcast bench`). Both need root. The rate search ([SearchRate]), the
+// [Run] does the work and returns a [Report]; it needs root. The command
+// line is meshcast-bench (cmd/meshcast-bench), a binary of its own so that
+// the daemon links none of this. The rate search ([SearchRate]), the
 // aggregation, the table, the JSON and the chart are plain functions that
 // need no privileges.
 //
@@ -17,9 +18,9 @@
 // is named "mcb-" + the harness's pid in base 36 + a random suffix + its
 // role, so namespaces left by a harness that was killed are recognised and
 // removed by the next run. Everything is removed when Run returns, also on
-// an error, on a cancelled context (Ctrl-C in Main) and on a panic; the
-// daemons are started with a parent-death signal, so they die with the
-// harness.
+// an error, on a cancelled context (Ctrl-C in meshcast-bench) and on a
+// panic; the daemons are started with a parent-death signal, so they die
+// with the harness.
 //
 // # Paths
 //
@@ -95,5 +96,7 @@
 // Run writes progress to its writer (an in-place bar on a terminal, plain
 // lines otherwise) and the table at the end; Options.JSONPath receives every
 // sample and the aggregated results, Options.ChartPath+".png" and ".svg" a
-// chart of copies per second against fanout per path.
+// chart of copies per second against fanout: a panel per encapsulation and
+// payload size, a line per path, the legend beside the panels
+// ([WriteChart]). meshcast-bench --from FILE draws it again from the JSON.
 package bench

@@ -24,7 +24,7 @@ func ExampleSearchRate() {
 	// Output: best 30000 after 8 steps
 }
 
-// A short run on two fanouts, as `meshcast bench --quick` does (root).
+// A short run on two fanouts, as `meshcast-bench --quick` does (root).
 func ExampleRun() {
 	opts := bench.Options{
 		Binary:    "/usr/local/bin/meshcast",

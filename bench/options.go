@@ -73,10 +73,18 @@ var (
 // maxFanout bounds the fanout: node K has the address 198.18.0.K.
 const maxFanout = 200
 
+// Check reports whether Run would accept the options, as Run checks them
+// before it starts: an error names the option to change. It needs no
+// privileges.
+func (o Options) Check() error {
+	_, err := o.withDefaults()
+	return err
+}
+
 // withDefaults fills in the defaults and checks the options.
 func (o Options) withDefaults() (Options, error) {
 	if o.Binary == "" {
-		return o, fmt.Errorf("bench: no meshcast binary given (Options.Binary, --binary)")
+		return o, fmt.Errorf("bench: no meshcast binary given (Options.Binary, --meshcast)")
 	}
 	set := func(d *time.Duration, normal, quick time.Duration) {
 		if *d <= 0 {

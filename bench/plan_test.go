@@ -122,6 +122,9 @@ func TestOptionsDefaults(t *testing.T) {
 	if !slices.Equal(o.Fanouts, []int{1, 2, 4, 8, 16}) || o.Rounds != 3 {
 		t.Errorf("defaults: %+v", o)
 	}
+	if err := (Options{Binary: "x", Quick: true}).Check(); err != nil {
+		t.Errorf("Check: %v", err)
+	}
 	for _, bad := range []Options{
 		{},
 		{Binary: "x", Fanouts: []int{0}},
@@ -133,44 +136,9 @@ func TestOptionsDefaults(t *testing.T) {
 		if _, err := bad.withDefaults(); err == nil {
 			t.Errorf("no error for %+v", bad)
 		}
-	}
-}
-
-func TestParseArgs(t *testing.T) {
-	var stderr bytes.Buffer
-	o, err := parseArgs([]string{"--binary", "/x/meshcast", "--quick", "--rounds", "2", "--json", "j.json", "--chart", "c",
-		"--fanout", "1,8", "--payload", "64", "--encap", "vxlan", "--paths", "userspace,kernel-hre"}, &stderr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := Options{Binary: "/x/meshcast", Quick: true, Rounds: 2, JSONPath: "j.json", ChartPath: "c",
-		Fanouts: []int{1, 8}, Payloads: []int{64}, Encaps: []string{"vxlan"}, Paths: []string{PathUserspace, PathKernelHRE}}
-	if !reflect.DeepEqual(o, want) {
-		t.Errorf("got %+v\nwant %+v", o, want)
-	}
-	o, err = parseArgs(nil, &stderr)
-	if err != nil || o.Binary == "" {
-		t.Errorf("without --binary: %+v, %v; want this executable", o, err)
-	}
-	if _, err := parseArgs([]string{"--nope"}, &stderr); err == nil {
-		t.Error("no error for an unknown flag")
-	}
-	if _, err := parseArgs([]string{"extra"}, &stderr); err == nil {
-		t.Error("no error for an argument")
-	}
-}
-
-func TestMainUsage(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	if code := Main([]string{"--fanout", "x"}, &stdout, &stderr); code != exitUsage {
-		t.Errorf("bad flag: exit %d; want %d", code, exitUsage)
-	}
-	stderr.Reset()
-	if code := Main([]string{"--help"}, &stdout, &stderr); code != exitOK || !strings.Contains(stderr.String(), "--quick") {
-		t.Errorf("--help: exit %d, output %q", code, stderr.String())
-	}
-	if code := Main([]string{"--binary", "/x", "--payload", "9999"}, &stdout, &stderr); code != exitUsage {
-		t.Errorf("bad payload: exit %d; want %d", code, exitUsage)
+		if err := bad.Check(); err == nil {
+			t.Errorf("Check: no error for %+v", bad)
+		}
 	}
 }
 

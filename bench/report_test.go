@@ -237,10 +237,47 @@ func TestWriteChart(t *testing.T) {
 		t.Errorf("%s is not a PNG (%v)", prefix+".png", err)
 	}
 	svg, err := os.ReadFile(prefix + ".svg")
-	if err != nil || !bytes.Contains(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("kernel-hre / vxlan")) {
-		t.Errorf("%s is not the expected SVG (%v)", prefix+".svg", err)
+	if err != nil || !bytes.Contains(svg, []byte("<svg")) {
+		t.Fatalf("%s is not an SVG (%v)", prefix+".svg", err)
+	}
+	// A panel per encapsulation and payload; the legend names each path
+	// once, with * when it was sender-limited; the y axis reads like the
+	// table.
+	for _, want := range []string{">VXLAN, payload 64 bytes<", ">GRE, payload 1400 bytes<", ">userspace*<", ">kernel-hre<",
+		">* sender-limited: may go faster<", ">400k<", ">0<"} {
+		if n := bytes.Count(svg, []byte(want)); n == 0 {
+			t.Errorf("the SVG lacks the text %q", want)
+		} else if strings.HasPrefix(want, ">userspace") && n != 1 {
+			t.Errorf("the SVG has %q %d times; want once, in the legend", want, n)
+		}
+	}
+	if bytes.Contains(svg, []byte("0.00<")) || bytes.Contains(svg, []byte("000<")) {
+		t.Error("the SVG has an axis label with zeros instead of k or M")
 	}
 	if _, err := WriteChart(filepath.Join(dir, "none"), nil); err == nil {
 		t.Error("no error charting nothing")
+	}
+}
+
+func TestSITick(t *testing.T) {
+	for _, c := range []struct {
+		x    float64
+		want string
+	}{
+		{0, "0"}, {50, "50"}, {2.5, "2.5"}, {1000, "1k"}, {250e3, "250k"}, {500000, "500k"},
+		{300000.00000000006, "300k"}, {1.2e6, "1.2M"}, {1.125e6, "1.125M"}, {2e6, "2M"}, {-5000, "-5k"},
+	} {
+		if got := siTick(c.x); got != c.want {
+			t.Errorf("siTick(%v) = %q; want %q", c.x, got, c.want)
+		}
+	}
+	var labels []string
+	for _, tk := range (siTicks{}).Ticks(0, 1.3e6) {
+		if tk.Label != "" {
+			labels = append(labels, tk.Label)
+		}
+	}
+	if len(labels) < 2 || labels[0] != "0" || !strings.HasSuffix(labels[len(labels)-1], "M") {
+		t.Errorf("ticks from 0 to 1.3M labelled %q", labels)
 	}
 }

@@ -51,7 +51,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Report, error) {
 		return nil, err
 	}
 	if !strings.Contains(help, "--peers") {
-		return nil, fmt.Errorf("bench: %s does not look like meshcast (its `run --help` lacks --peers); pass --binary", opts.Binary)
+		return nil, fmt.Errorf("bench: %s does not look like meshcast (its `run --help` lacks --peers); pass the meshcast daemon (Options.Binary, --meshcast)", opts.Binary)
 	}
 
 	r := &runner{opts: opts}

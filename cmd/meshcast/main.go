@@ -10,7 +10,6 @@ import (
 	"runtime/debug"
 	"strings"
 
-	"github.com/meshcast/meshcast/bench"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
@@ -91,7 +90,7 @@ that want it inside GRE or VXLAN, snooping IGMP to prune.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(stderr), newStatusCmd(stdout), newPingCmd(stdout), newVersionCmd(stdout), newBenchCmd(stdout, stderr))
+	root.AddCommand(newRunCmd(stderr), newStatusCmd(stdout), newPingCmd(stdout), newVersionCmd(stdout))
 	root.InitDefaultCompletionCmd()
 	return root
 }
@@ -231,41 +230,4 @@ func applyConfigFile(fs *pflag.FlagSet, path string) error {
 		}
 	}
 	return nil
-}
-
-func newBenchCmd(stdout, stderr io.Writer) *cobra.Command {
-	return &cobra.Command{
-		Use:   "bench [--quick] [flags]",
-		Short: "Measure the userspace path against the kernel path, in namespaces (root)",
-		Long: `Build a source namespace and N subscriber namespaces on an underlay, run the
-userspace path (meshcast) and the kernel path (a bridge with one tunnel per
-peer) on the same topology, interleaved, and report copies per second at the
-loss threshold, CPU per million copies, one-way latency and delivery, with the
-userspace/kernel ratio per case. Run 'meshcast bench --help' for its flags.`,
-		Example: `  meshcast bench --quick
-  meshcast bench --fanout 1,4,16 --payload 64,1400 --encap vxlan --json out.json --chart out`,
-		DisableFlagParsing: true,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			bin, err := os.Executable()
-			if err != nil {
-				return &exitError{code: exitRuntime, err: err}
-			}
-			if !hasFlag(args, "--binary") {
-				args = append([]string{"--binary", bin}, args...)
-			}
-			if code := bench.Main(args, stdout, stderr); code != 0 {
-				return &exitError{code: code}
-			}
-			return nil
-		},
-	}
-}
-
-func hasFlag(args []string, name string) bool {
-	for _, a := range args {
-		if a == name || strings.HasPrefix(a, name+"=") {
-			return true
-		}
-	}
-	return false
 }
