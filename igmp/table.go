@@ -139,12 +139,21 @@ type Table struct {
 	groups  map[netip.Addr]map[Port]*membership
 	perPort map[Port]int
 	total   int
-	routers map[Port]time.Time
-	next    time.Time // no timer expires before this
+	routers map[Port]time.Time // router port -> end of its other querier present interval
+	next    time.Time          // no timer expires before this
 
-	fwdMu   sync.RWMutex
-	fwd     map[netip.Addr]*fwdEntry
-	routerV atomic.Pointer[[]Port]
+	// Scratch space of Handle, reused under mu so that a report that
+	// changes no forwarding state allocates nothing.
+	recordSrcs []netip.Addr // the sources of the record being applied
+	sorted     []netip.Addr // the same, sorted, for membership tests
+	asked      []netip.Addr // the sources a row queries
+	changed    []netip.Addr // the groups whose state changed
+
+	// What Lookup reads. Only holders of mu write them; fwdMu guards fwd
+	// against Lookup.
+	fwdMu       sync.RWMutex
+	fwd         map[netip.Addr]*fwdEntry
+	routerPorts atomic.Pointer[[]Port] // the keys of routers, in port order
 
 	refused [numTableRefusals]atomic.Uint64
 }
@@ -192,7 +201,7 @@ func NewTable(cfg Config) *Table {
 		routers: make(map[Port]time.Time),
 		fwd:     make(map[netip.Addr]*fwdEntry),
 	}
-	t.routerV.Store(new([]Port))
+	t.routerPorts.Store(new([]Port))
 	return t
 }
 
@@ -212,275 +221,62 @@ func (t *Table) Refused() map[string]uint64 {
 // Handle applies a report or leave that Parse accepted, received on port at
 // now. Queries are not handled here (see HeardQuery). For the local port it
 // returns the queries the local querier must send.
+//
+// A report that changes no forwarding state (the periodic answer to a
+// general query, which only refreshes timers) allocates nothing.
 func (t *Table) Handle(port Port, m Message, now time.Time) []Query {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	dirty := map[netip.Addr]bool{}
+	t.changed = t.changed[:0]
 	var queries []Query
-	apply := func(ver int, typ uint8, group netip.Addr, srcs []netip.Addr) {
-		if !group.Is4() || !group.IsMulticast() || group.IsLinkLocalMulticast() {
-			return // 224.0.0.0/24 always goes to every peer: no state
-		}
-		if qs, changed := t.apply(port, ver, typ, group, srcs, now); changed {
-			dirty[group] = true
-			if port == LocalPort {
-				queries = append(queries, qs...)
-			}
-		}
-	}
 	switch m.Type() {
 	case TypeV1Report:
-		apply(1, ModeIsExclude, m.Group(), nil)
+		queries = t.handleRecord(port, 1, ModeIsExclude, m.Group(), nil, now, queries)
 	case TypeV2Report:
-		apply(2, ModeIsExclude, m.Group(), nil)
+		queries = t.handleRecord(port, 2, ModeIsExclude, m.Group(), nil, now, queries)
 	case TypeV2Leave:
-		apply(2, ChangeToInclude, m.Group(), nil)
+		queries = t.handleRecord(port, 2, ChangeToInclude, m.Group(), nil, now, queries)
 	case TypeV3Report:
-		it := m.Records()
-		for r, ok := it.Next(); ok; r, ok = it.Next() {
-			if !r.Known() {
+		for it := m.Records(); ; {
+			r, ok := it.Next()
+			if !ok {
+				break
+			}
+			switch n := r.NumSources(); {
+			case !r.Known():
 				t.refused[refusedRecord].Add(1)
-				continue
-			}
-			n := r.NumSources()
-			if n > t.cfg.MaxSources {
+			case n > t.cfg.MaxSources:
 				t.refused[refusedSources].Add(1)
-				continue
-			}
-			var srcs []netip.Addr
-			if n > 0 {
-				srcs = make([]netip.Addr, n)
-				for i := range srcs {
-					srcs[i] = r.Source(i)
+			default:
+				t.recordSrcs = t.recordSrcs[:0]
+				for i := range n {
+					t.recordSrcs = append(t.recordSrcs, r.Source(i))
 				}
+				queries = t.handleRecord(port, 3, r.Type(), r.Group(), t.recordSrcs, now, queries)
 			}
-			apply(3, r.Type(), r.Group(), srcs)
 		}
 	}
-	for g := range dirty {
-		t.rebuildLocked(g)
+	slices.SortFunc(t.changed, netip.Addr.Compare)
+	for _, g := range slices.Compact(t.changed) {
+		t.publishLocked(g)
 	}
 	return queries
 }
 
-// apply runs one record of the state machine of RFC 3376 section 6.4 on
-// (port, group). It reports whether the state changed and the queries the
-// router would send.
-func (t *Table) apply(port Port, ver int, typ uint8, group netip.Addr, srcs []netip.Addr, now time.Time) ([]Query, bool) {
-	ports := t.groups[group]
-	m := ports[port]
-	if m != nil {
-		// Compatibility (section 7.3.2): with an older host present, v3
-		// BLOCK is ignored, and TO_EX ignores its sources; with a v1 host,
-		// v2 leaves and v3 TO_IN are ignored too.
-		switch c := m.compat(now); {
-		case ver == 3 && c < 3 && typ == BlockOldSources:
-			return nil, false
-		case ver == 3 && c < 3 && typ == ChangeToExclude:
-			srcs = nil
-		case ver >= 2 && typ == ChangeToInclude && c == 1:
-			return nil, false
-		}
+// handleRecord applies one record of a message to (port, group), notes the
+// group when its state changed, and appends to queries those the local
+// querier must send. Groups in 224.0.0.0/24 always go to every peer: they
+// get no state.
+func (t *Table) handleRecord(port Port, ver int, typ uint8, group netip.Addr, srcs []netip.Addr, now time.Time, queries []Query) []Query {
+	if !group.Is4() || !group.IsMulticast() || group.IsLinkLocalMulticast() {
+		return queries
 	}
-	if m == nil {
-		switch typ {
-		case ModeIsInclude, AllowNewSources, ChangeToInclude:
-			if len(srcs) == 0 {
-				return nil, false // INCLUDE {} is no state; a leave of nothing
-			}
-		case BlockOldSources:
-			return nil, false
-		}
-		if t.total >= t.cfg.MaxGroups {
-			t.refused[refusedGlobalCap].Add(1)
-			return nil, false
-		}
-		if t.perPort[port] >= t.cfg.MaxGroupsPerPort {
-			t.refused[refusedPortCap].Add(1)
-			return nil, false
-		}
-		m = &membership{mode: ModeInclude, srcs: map[netip.Addr]*source{}}
-		if ports == nil {
-			ports = map[Port]*membership{}
-			t.groups[group] = ports
-		}
-		ports[port] = m
-		t.total++
-		t.perPort[port]++
-		t.log.Info("igmp: member joined", "group", group, "port", portName(port), "version", ver)
+	qs, changed := t.apply(port, ver, typ, group, srcs, now)
+	if changed {
+		t.changed = append(t.changed, group)
+		queries = append(queries, qs...)
 	}
-	switch ver {
-	case 1:
-		m.v1Until = now.Add(t.gmi)
-	case 2:
-		if typ == ModeIsExclude {
-			m.v2Until = now.Add(t.gmi)
-		}
-	}
-	gmi := now.Add(t.gmi)
-	var q []Query
-	if m.mode == ModeInclude {
-		switch typ {
-		case ModeIsInclude, AllowNewSources:
-			t.setTimers(m, srcs, gmi)
-		case ModeIsExclude, ChangeToExclude:
-			// EXCLUDE(A*B, B-A); (B-A)=0; Delete(A-B); GT=GMI
-			in := setOf(srcs)
-			for a := range m.srcs {
-				if !in[a] {
-					delete(m.srcs, a)
-				}
-			}
-			var both []netip.Addr
-			for _, b := range srcs {
-				if s := m.srcs[b]; s != nil {
-					both = append(both, b)
-				} else {
-					m.srcs[b] = &source{blocked: true}
-				}
-			}
-			m.mode = ModeExclude
-			m.timer = gmi
-			if typ == ChangeToExclude && len(both) > 0 {
-				t.lower(m, both, now)
-				q = append(q, Query{Group: group, Sources: both})
-			}
-		case BlockOldSources:
-			// INCLUDE(A); Send Q(G,A*B)
-			var both []netip.Addr
-			for _, b := range srcs {
-				if m.srcs[b] != nil {
-					both = append(both, b)
-				}
-			}
-			if len(both) > 0 {
-				t.lower(m, both, now)
-				q = append(q, Query{Group: group, Sources: both})
-			}
-		case ChangeToInclude:
-			// INCLUDE(A+B); (B)=GMI; Send Q(G,A-B)
-			in := setOf(srcs)
-			var rest []netip.Addr
-			for a := range m.srcs {
-				if !in[a] {
-					rest = append(rest, a)
-				}
-			}
-			t.setTimers(m, srcs, gmi)
-			if len(rest) > 0 {
-				slices.SortFunc(rest, netip.Addr.Compare)
-				t.lower(m, rest, now)
-				q = append(q, Query{Group: group, Sources: rest})
-			}
-		}
-	} else {
-		switch typ {
-		case ModeIsInclude, AllowNewSources:
-			// EXCLUDE(X+A, Y-A); (A)=GMI
-			t.setTimers(m, srcs, gmi)
-		case ModeIsExclude, ChangeToExclude:
-			// EXCLUDE(A-Y, Y*A); (A-X-Y)=GMI (IS_EX) or GT (TO_EX);
-			// Delete(X-A), Delete(Y-A); GT=GMI
-			in := setOf(srcs)
-			for a := range m.srcs {
-				if !in[a] {
-					delete(m.srcs, a)
-				}
-			}
-			fresh := gmi
-			if typ == ChangeToExclude {
-				fresh = m.timer
-			}
-			var ask []netip.Addr // A-Y
-			for _, a := range srcs {
-				s := m.srcs[a]
-				if s == nil {
-					m.srcs[a] = &source{timer: fresh}
-					ask = append(ask, a)
-				} else if !s.blocked {
-					ask = append(ask, a)
-				}
-			}
-			m.timer = gmi
-			if typ == ChangeToExclude && len(ask) > 0 {
-				t.lower(m, ask, now)
-				q = append(q, Query{Group: group, Sources: ask})
-			}
-		case BlockOldSources:
-			// EXCLUDE(X+(A-Y), Y); (A-X-Y)=GT; Send Q(G,A-Y)
-			var ask []netip.Addr
-			for _, a := range srcs {
-				s := m.srcs[a]
-				if s == nil {
-					m.srcs[a] = &source{timer: m.timer}
-					ask = append(ask, a)
-				} else if !s.blocked {
-					ask = append(ask, a)
-				}
-			}
-			if len(ask) > 0 {
-				t.lower(m, ask, now)
-				q = append(q, Query{Group: group, Sources: ask})
-			}
-		case ChangeToInclude:
-			// EXCLUDE(X+A, Y-A); (A)=GMI; Send Q(G,X-A); Send Q(G)
-			in := setOf(srcs)
-			var rest []netip.Addr
-			for a, s := range m.srcs {
-				if !s.blocked && !in[a] {
-					rest = append(rest, a)
-				}
-			}
-			t.setTimers(m, srcs, gmi)
-			if len(rest) > 0 {
-				slices.SortFunc(rest, netip.Addr.Compare)
-				t.lower(m, rest, now)
-				q = append(q, Query{Group: group, Sources: rest})
-			}
-			if lm := now.Add(t.lmqt); m.timer.After(lm) {
-				m.timer = lm
-			}
-			t.soon(m.timer)
-			q = append(q, Query{Group: group})
-		}
-	}
-	if len(m.srcs) > t.cfg.MaxSources {
-		// Keep the bound: a membership that grew past it falls back to
-		// EXCLUDE {} (every source), the safe superset.
-		t.refused[refusedSources].Add(1)
-		clear(m.srcs)
-		m.mode = ModeExclude
-		m.timer = gmi
-	}
-	t.soon(gmi)
-	if m.mode == ModeInclude && len(m.srcs) == 0 {
-		t.removeLocked(group, port, "no sources left")
-	}
-	return q, true
-}
-
-// setTimers adds srcs as forwarded sources with timer until.
-func (t *Table) setTimers(m *membership, srcs []netip.Addr, until time.Time) {
-	for _, a := range srcs {
-		if s := m.srcs[a]; s != nil {
-			s.blocked = false
-			s.timer = until
-		} else {
-			m.srcs[a] = &source{timer: until}
-		}
-	}
-}
-
-// lower brings the timers of srcs down to the last member query time, as
-// sending Q(G,S) does (section 6.6.3.2).
-func (t *Table) lower(m *membership, srcs []netip.Addr, now time.Time) {
-	lm := now.Add(t.lmqt)
-	for _, a := range srcs {
-		if s := m.srcs[a]; s != nil && !s.blocked && s.timer.After(lm) {
-			s.timer = lm
-		}
-	}
-	t.soon(lm)
+	return queries
 }
 
 func (t *Table) soon(at time.Time) {
@@ -490,14 +286,6 @@ func (t *Table) soon(at time.Time) {
 	if t.next.IsZero() || at.Before(t.next) {
 		t.next = at
 	}
-}
-
-func setOf(a []netip.Addr) map[netip.Addr]bool {
-	m := make(map[netip.Addr]bool, len(a))
-	for _, x := range a {
-		m[x] = true
-	}
-	return m
 }
 
 func (t *Table) removeLocked(group netip.Addr, port Port, why string) {
@@ -548,7 +336,7 @@ func (t *Table) publishRoutersLocked() {
 		list = append(list, p)
 	}
 	slices.SortFunc(list, netip.Addr.Compare)
-	t.routerV.Store(&list)
+	t.routerPorts.Store(&list)
 }
 
 // Expire runs the timers up to now: source timers, group timers with the
@@ -569,7 +357,7 @@ func (t *Table) Expire(now time.Time) {
 			}
 		}
 		if changed {
-			t.rebuildLocked(group)
+			t.publishLocked(group)
 		}
 	}
 	routersChanged := false
@@ -637,7 +425,7 @@ func (t *Table) RemovePort(port Port) {
 	for group, ports := range t.groups {
 		if _, ok := ports[port]; ok {
 			t.removeLocked(group, port, "peer removed")
-			t.rebuildLocked(group)
+			t.publishLocked(group)
 		}
 	}
 	if _, ok := t.routers[port]; ok {
@@ -646,7 +434,56 @@ func (t *Table) RemovePort(port Port) {
 	}
 }
 
-// rebuildLocked publishes the forwarding view of one group.
+// publishLocked publishes the forwarding view of one group, unless the view
+// published already matches its state: a report that only refreshed timers
+// publishes nothing and allocates nothing.
+func (t *Table) publishLocked(group netip.Addr) {
+	// Reading fwd without fwdMu is safe: only holders of mu write it.
+	if !t.fwd[group].matches(t.groups[group]) {
+		t.rebuildLocked(group)
+	}
+}
+
+// matches reports whether e, the published view of a group (nil for none),
+// forwards as the state ports of the group does.
+func (e *fwdEntry) matches(ports map[Port]*membership) bool {
+	if e == nil || len(ports) == 0 {
+		return e == nil && len(ports) == 0
+	}
+	if _, local := ports[LocalPort]; local != e.local {
+		return false
+	}
+	peers := 0
+	for port, m := range ports {
+		if port == LocalPort {
+			continue
+		}
+		peers++
+		i, ok := slices.BinarySearchFunc(e.ports, port, func(p fwdPort, port Port) int { return p.port.Compare(port) })
+		if !ok {
+			return false
+		}
+		fp := &e.ports[i]
+		if fp.exclude != (m.mode == ModeExclude) {
+			return false
+		}
+		n := 0
+		for a, s := range m.srcs {
+			if s.blocked == fp.exclude {
+				if !contains(fp.srcs, a) {
+					return false
+				}
+				n++
+			}
+		}
+		if n != len(fp.srcs) {
+			return false
+		}
+	}
+	return peers == len(e.ports)
+}
+
+// rebuildLocked publishes a new forwarding view of one group.
 func (t *Table) rebuildLocked(group netip.Addr) {
 	ports := t.groups[group]
 	if len(ports) == 0 {
@@ -696,7 +533,7 @@ func (t *Table) Lookup(group, src netip.Addr, dst []Port) (out []Port, registere
 		registered = len(e.ports) > 0
 	}
 	n := len(dst)
-	for _, r := range *t.routerV.Load() {
+	for _, r := range *t.routerPorts.Load() {
 		if !slices.Contains(dst[:n], r) {
 			dst = append(dst, r)
 		}
