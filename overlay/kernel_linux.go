@@ -75,8 +75,8 @@ const (
 	KernelVXLANPrefix  = "mcv"
 )
 
-// ErrNoGretap is returned by GretapSupported, and by the kernel dataplane in
-// GRE mode, when the kernel cannot create gretap devices.
+// ErrNoGretap is returned by the kernel dataplane in GRE mode when the
+// kernel cannot create gretap devices.
 var ErrNoGretap = errors.New("this kernel has no gretap (ip_gre module): use --encap vxlan, or the userspace dataplane")
 
 // minQueryInterval is the shortest query interval the bridge accepts
@@ -172,22 +172,9 @@ type kernelPort struct {
 	index int
 }
 
-// GretapSupported reports nil if this kernel can create gretap devices, and
-// ErrNoGretap if it has no gretap support. It probes by creating and deleting
-// a gretap device with a unique name in the calling thread's network
-// namespace, so it needs CAP_NET_ADMIN; without it, it returns an error that
-// says so.
-func GretapSupported() error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-	if err != nil {
-		return fmt.Errorf("probing for gretap: %w", err)
-	}
-	defer h.Close()
-	return probeGretap(h)
-}
-
+// probeGretap reports nil if this kernel can create gretap devices, and
+// ErrNoGretap if it has none, by creating and deleting a gretap device with
+// a unique name in h's network namespace.
 func probeGretap(h *netlink.Handle) error {
 	var b [4]byte
 	_, _ = rand.Read(b[:])

@@ -3,9 +3,11 @@ package overlay
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	xipv4 "golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/meshcast/meshcast/internal/nstest"
 )
@@ -718,16 +721,16 @@ func TestIntegrationKernelGretap(t *testing.T) {
 	nt := nstest.NewNet(t, 2)
 	n1, n2 := nt.Node(1), nt.Node(2)
 	var supported error
-	if err := n1.Do(func() error { supported = GretapSupported(); return nil }); err != nil {
+	if err := n1.Do(func() error { supported = gretapSupported(); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if supported != nil && !errors.Is(supported, ErrNoGretap) {
-		t.Fatalf("GretapSupported() = %v, want nil or ErrNoGretap", supported)
+		t.Fatalf("gretapSupported() = %v, want nil or ErrNoGretap", supported)
 	}
 	if supported != nil && (supported.Error() != "this kernel has no gretap (ip_gre module): use --encap vxlan, or the userspace dataplane" || strings.Contains(supported.Error(), "\n")) {
-		t.Errorf("GretapSupported() = %q", supported)
+		t.Errorf("gretapSupported() = %q", supported)
 	}
-	t.Logf("GretapSupported() = %v", supported)
+	t.Logf("gretapSupported() = %v", supported)
 	if links := kernelLinks(t, n1); len(links) != 0 {
 		t.Errorf("the gretap probe left %q", links)
 	}
@@ -865,4 +868,18 @@ func TestIntegrationKernelClose(t *testing.T) {
 	if links := kernelLinks(t, n1); len(links) != 0 {
 		t.Errorf("links %q left", links)
 	}
+}
+
+// gretapSupported reports nil if this kernel can create gretap devices, and
+// ErrNoGretap if it has none, probing in the calling thread's network
+// namespace as the kernel dataplane does (so it needs CAP_NET_ADMIN).
+func gretapSupported() error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("probing for gretap: %w", err)
+	}
+	defer h.Close()
+	return probeGretap(h)
 }

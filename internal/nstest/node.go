@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -83,8 +82,9 @@ func tail(out string) string {
 // Start starts the program name with args in the background inside the
 // namespace, with its standard output and error going to a buffer (see
 // Proc.Output). The process is stopped in t.Cleanup, SIGTERM first, and its
-// output is logged there if the test failed. Start fails the test if the
-// program cannot be started.
+// output is logged there if the test failed. A process built with the race
+// detector that reported a data race fails the test there too. Start fails
+// the test if the program cannot be started.
 func (n *Node) Start(t testing.TB, name string, args ...string) *Proc {
 	t.Helper()
 	argv := append([]string{name}, args...)
@@ -108,6 +108,9 @@ func (n *Node) Start(t testing.TB, name string, args ...string) *Proc {
 	}
 	t.Cleanup(func() {
 		code, err := p.stop()
+		if strings.Contains(p.Output(), raceReport) {
+			t.Errorf("in %s: %s reported a data race (its output follows)", n.Name, quoteArgs(argv))
+		}
 		if t.Failed() {
 			status := fmt.Sprintf("exit status %d", code)
 			if err != nil {
@@ -175,6 +178,18 @@ func (c Counters) Sub(prev Counters) Counters {
 	}
 }
 
+// MustCounters reads the statistics of interface ifname in the namespace
+// and fails the test if it cannot: a check that nothing arrived must not
+// read an unreadable counter as zero.
+func (n *Node) MustCounters(t testing.TB, ifname string) Counters {
+	t.Helper()
+	c, err := n.Counters(ifname)
+	if err != nil {
+		t.Fatalf("nstest: counters of %s: %v", ifname, err)
+	}
+	return c
+}
+
 // Counters reads the statistics of interface ifname in the namespace.
 func (n *Node) Counters(ifname string) (Counters, error) {
 	l, err := n.Link(ifname)
@@ -204,23 +219,4 @@ func (n *Node) RxPackets(ifname string) (uint64, error) {
 func (n *Node) TxPackets(ifname string) (uint64, error) {
 	c, err := n.Counters(ifname)
 	return c.TxPackets, err
-}
-
-// WaitLinkUp waits until interface ifname exists in the namespace and is
-// administratively up, polling for at most timeout.
-func (n *Node) WaitLinkUp(ifname string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		l, err := n.Link(ifname)
-		if err == nil && l.Attrs().Flags&net.FlagUp != 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			if err == nil {
-				err = fmt.Errorf("in %s: link %s is down", n.Name, ifname)
-			}
-			return fmt.Errorf("after %v: %w", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -35,17 +35,32 @@ var (
 // creates and deletes a probe namespace, and skips if that fails with EPERM
 // or EACCES (other failures are left for NewNet to report). When the
 // environment variable CI is "true", RequireRoot fails the test instead of
-// skipping it.
+// skipping it (see SkipOrFail).
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	rootOnce.Do(func() { rootErr = probeRoot() })
 	if rootErr == nil {
 		return
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s (CI=true, so this is a failure, not a skip): %v", skipHint, rootErr)
+	SkipOrFail(t, "%s (%v)", skipHint, rootErr)
+}
+
+// CI reports whether the environment variable CI is "true": the tests run
+// where everything they need is expected to be present.
+func CI() bool { return os.Getenv("CI") == "true" }
+
+// SkipOrFail skips the test with a message saying what it lacks, or, when
+// CI reports true, fails it with that message instead: there, a skip
+// would hide that the test never ran. Use it for a missing privilege, tool
+// or kernel feature that CI is expected to have, never for a condition
+// that is expected on some machines CI runs on.
+func SkipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if CI() {
+		t.Fatalf("%s (CI=true, so this is a failure, not a skip)", msg)
 	}
-	t.Skipf("%s (%v)", skipHint, rootErr)
+	t.Skip(msg)
 }
 
 func probeRoot() error {

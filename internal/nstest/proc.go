@@ -14,6 +14,10 @@ import (
 // StopGrace is how long a process gets after SIGTERM before SIGKILL.
 const StopGrace = 5 * time.Second
 
+// raceReport opens every report of the race detector in a program's
+// output.
+const raceReport = "WARNING: DATA RACE"
+
 // A Proc is a background process started by Node.Start. Its methods are safe
 // for concurrent use.
 type Proc struct {
