@@ -2,7 +2,8 @@
 // and builders of IGMP v1, v2 and v3 messages (RFC 1112, RFC 2236, RFC
 // 3376), the snooping table, and the querier of a node's own TAP.
 //
-// The package does no I/O. It is handed frames and the time: every Table
+// The package does no I/O of its own: it is handed frames and the time,
+// and the Querier sends through the functions it is given. Every Table
 // and Querier method takes now, so tests drive the clock and run in
 // milliseconds.
 //
@@ -25,7 +26,8 @@
 //
 // # Querier
 //
-// A Querier sends startup and general queries into the TAP, the
-// last-member queries after the local host leaves, and yields to a querier
-// with a lower address.
+// A Querier sends startup and general queries into the TAP (the startup
+// ones, and those Solicit asks for, to the peers too, with SetAnnounce),
+// the last-member queries after the local host leaves, and yields to a
+// querier with a lower address. It holds no lock while it sends.
 package igmp

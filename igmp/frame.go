@@ -2,9 +2,10 @@ package igmp
 
 import (
 	"encoding/binary"
-	"github.com/meshcast/meshcast/internal/inet"
 	"net"
 	"net/netip"
+
+	"github.com/meshcast/meshcast/internal/inet"
 )
 
 // Frame-level constants.
@@ -14,34 +15,27 @@ const (
 	// ProtoIGMP is the IPv4 protocol number of IGMP.
 	ProtoIGMP = 2
 
-	ethHeaderLen  = 14
-	ipv4HeaderLen = 20
+	ethHeaderLen = 14
 
 	// FrameOverhead is the length of the headers BuildQueryFrame writes in
 	// front of the IGMP message: 14 bytes of Ethernet and 24 of IPv4 (a
 	// 20-byte header and the 4-byte Router Alert option).
-	FrameOverhead = ethHeaderLen + ipv4HeaderLen + 4
-)
+	FrameOverhead = ethHeaderLen + inet.IPv4MinLen + 4
 
-// IPv4 header fields (RFC 791 section 3.1), as offsets from the start of the
-// IPv4 header.
-const (
-	ipVerIHL   = 0
-	ipTOS      = 1
-	ipTotalLen = 2
-	ipID       = 4
-	ipFrag     = 6 // flags (3 bits) and fragment offset (13 bits)
-	ipTTL      = 8
-	ipProto    = 9
-	ipChecksum = 10
-	ipSrc      = 12
-	ipDst      = 16
-
-	ipFlagMF       = 0x2000
-	ipFragOffset   = 0x1fff
 	ipTOSInternet  = 0xc0 // precedence 6, Internetwork Control, as IGMP is sent
 	optRouterAlert = 0x94 // copied flag, class 0, option 20 (RFC 2113)
 )
+
+// ipv4 returns the IPv4 packet of an untagged Ethernet frame, or ok false
+// when the frame is too short to hold an Ethernet header and an IPv4 header
+// without options, or its EtherType is not IPv4.
+func ipv4(frame []byte) (ip inet.IPv4, ok bool) {
+	if len(frame) < ethHeaderLen+inet.IPv4MinLen ||
+		binary.BigEndian.Uint16(frame[12:14]) != EtherTypeIPv4 {
+		return nil, false
+	}
+	return inet.IPv4(frame[ethHeaderLen:]), true
+}
 
 // FromFrame finds an IGMP message in an untagged Ethernet frame, as the TAP
 // or a peer carries it. It returns the IPv4 source and destination and the
@@ -56,28 +50,12 @@ const (
 // option are not required. FromFrame does not check the IGMP message itself:
 // Parse does. It allocates nothing.
 func FromFrame(frame []byte) (src, dst netip.Addr, igmp []byte, isIGMP bool) {
-	if len(frame) < ethHeaderLen+ipv4HeaderLen ||
-		binary.BigEndian.Uint16(frame[12:14]) != EtherTypeIPv4 {
+	ip, ok := ipv4(frame)
+	if !ok || ip.Check() != inet.IPv4OK || ip.Protocol() != ProtoIGMP ||
+		ip.IsFragment() || !ip.HeaderChecksumOK() {
 		return src, dst, nil, false
 	}
-	ip := frame[ethHeaderLen:]
-	if ip[ipVerIHL]>>4 != 4 || ip[ipProto] != ProtoIGMP {
-		return src, dst, nil, false
-	}
-	hlen := int(ip[ipVerIHL]&0x0f) * 4
-	total := int(binary.BigEndian.Uint16(ip[ipTotalLen:]))
-	if hlen < ipv4HeaderLen || total < hlen || total > len(ip) {
-		return src, dst, nil, false
-	}
-	if binary.BigEndian.Uint16(ip[ipFrag:])&(ipFlagMF|ipFragOffset) != 0 {
-		return src, dst, nil, false
-	}
-	if !inet.Verify(ip[:hlen]) {
-		return src, dst, nil, false
-	}
-	src = addr(ip[ipSrc:])
-	dst = addr(ip[ipDst:])
-	return src, dst, ip[hlen:total:total], true
+	return ip.Src(), ip.Dst(), ip.Payload(), true
 }
 
 // IPv4Multicast returns the source, the destination and the protocol of an
@@ -88,16 +66,14 @@ func FromFrame(frame []byte) (src, dst netip.Addr, igmp []byte, isIGMP bool) {
 // nothing more (no checksum, no total length), so it costs a few loads and
 // allocates nothing.
 func IPv4Multicast(frame []byte) (src, dst netip.Addr, proto uint8, ok bool) {
-	if len(frame) < ethHeaderLen+ipv4HeaderLen ||
-		binary.BigEndian.Uint16(frame[12:14]) != EtherTypeIPv4 {
+	ip, ok := ipv4(frame)
+	if !ok || ip.Version() != 4 {
 		return src, dst, 0, false
 	}
-	ip := frame[ethHeaderLen:]
-	vihl := ip[ipVerIHL]
-	if vihl>>4 != 4 || vihl&0x0f < 5 || int(vihl&0x0f)*4 > len(ip) || !isMulticast(ip[ipDst:]) {
+	if hlen := ip.HeaderLen(); hlen < inet.IPv4MinLen || hlen > len(ip) || !isMulticast(ip[inet.IPv4Dst:]) {
 		return src, dst, 0, false
 	}
-	return addr(ip[ipSrc:]), addr(ip[ipDst:]), ip[ipProto], true
+	return ip.Src(), ip.Dst(), ip.Protocol(), true
 }
 
 // MulticastMAC returns the Ethernet address that IPv4 group maps to (RFC 1112
@@ -138,19 +114,18 @@ func BuildQueryFrame(buf []byte, srcMAC net.HardwareAddr, srcIP, dstIP netip.Add
 	copy(f[6:12], srcMAC)
 	binary.BigEndian.PutUint16(f[12:14], EtherTypeIPv4)
 
-	ip := f[ethHeaderLen:FrameOverhead]
-	ip[ipVerIHL] = 4<<4 | 6
-	ip[ipTOS] = ipTOSInternet
-	binary.BigEndian.PutUint16(ip[ipTotalLen:], uint16(n-ethHeaderLen))
-	binary.BigEndian.PutUint16(ip[ipID:], 0)
-	binary.BigEndian.PutUint16(ip[ipFrag:], 0)
-	ip[ipTTL] = 1
-	ip[ipProto] = ProtoIGMP
-	ip[ipChecksum], ip[ipChecksum+1] = 0, 0
+	ip := inet.IPv4(f[ethHeaderLen:FrameOverhead])
+	ip[inet.IPv4VerIHL] = 4<<4 | 6
+	ip[inet.IPv4TOS] = ipTOSInternet
+	ip.SetTotalLen(n - ethHeaderLen)
+	binary.BigEndian.PutUint16(ip[inet.IPv4ID:], 0)
+	binary.BigEndian.PutUint16(ip[inet.IPv4FlagsFrag:], 0)
+	ip[inet.IPv4TTL] = 1
+	ip[inet.IPv4Proto] = ProtoIGMP
 	s, d := srcIP.As4(), dstIP.As4()
-	copy(ip[ipSrc:], s[:])
-	copy(ip[ipDst:], d[:])
+	copy(ip[inet.IPv4Src:], s[:])
+	copy(ip[inet.IPv4Dst:], d[:])
 	ip[20], ip[21], ip[22], ip[23] = optRouterAlert, 4, 0, 0 // value 0: examine the packet
-	binary.BigEndian.PutUint16(ip[ipChecksum:], inet.Checksum(ip))
+	ip.SetChecksum()
 	return n
 }

@@ -70,7 +70,6 @@ const (
 	BadChecksum        // the checksum over the whole message does not verify
 	UnknownType        // a type other than the five above
 	BadGroup           // a group field that cannot name a group: not multicast (or, for a query, neither 0.0.0.0 nor multicast)
-	BadRecord          // never returned by Parse: for callers that count the group records they skip because Record.Known is false
 	NumReasons
 )
 
@@ -81,7 +80,6 @@ var reasonNames = [NumReasons]string{
 	BadChecksum: "igmp_checksum",
 	UnknownType: "igmp_type",
 	BadGroup:    "igmp_group",
-	BadRecord:   "igmp_record",
 }
 
 // String returns the reason's counter name, such as "igmp_checksum".
@@ -121,9 +119,9 @@ type Message []byte
 // A v3 report may hold Group Records of types this package does not know.
 // RFC 3376 section 4.2.12 has receivers silently ignore such records, not
 // the whole report, so Parse accepts them; callers skip any Record whose
-// Known method is false (and may count it as BadRecord). A record whose
-// Multicast Address is not multicast is malformed, not an extension: the
-// whole report is refused with BadGroup.
+// Known method is false (Table.Handle counts those as "igmp_record" in
+// Table.Refused). A record whose Multicast Address is not multicast is
+// malformed, not an extension: the whole report is refused with BadGroup.
 func Parse(b []byte) (Message, Reason) {
 	if len(b) < HeaderLen {
 		return nil, Truncated

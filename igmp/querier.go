@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,33 +18,58 @@ var AllHosts = netip.AddrFrom4([4]byte{224, 0, 0, 1})
 // or BLOCK of the local host. It stays quiet while a querier with a lower
 // address is heard and takes over after the other querier present interval.
 //
-// Its queries go into the TAP only and are never forwarded to peers. They
-// carry the source address 0.0.0.0, as a snooping switch's querier does:
-// Linux drops packets whose source is one of its own addresses, and accepts
-// IGMP from 0.0.0.0. The election compares the node's overlay address.
+// Every query goes into the TAP through the send function. With
+// SetAnnounce, the startup queries and the general queries Solicit asks
+// for also go to every peer; the periodic general queries and the specific
+// ones stay on the TAP. Queries carry the source address 0.0.0.0, as a
+// snooping switch's querier does: Linux drops packets whose source is one
+// of its own addresses, and accepts IGMP from 0.0.0.0. The election
+// compares the node's overlay address.
 //
-// Tick drives it; the send function writes a frame into the TAP. It is safe
-// for concurrent use.
+// Tick drives it and is the only method that does I/O: it decides what is
+// due and builds the frames under the querier's lock, then releases it
+// before it calls send and announce. HeardQuery, LastMember and Solicit,
+// which the data path calls, never wait for that I/O. It is safe for
+// concurrent use; concurrent Ticks take turns.
 type Querier struct {
 	cfg  Config
 	self netip.Addr
 	mac  net.HardwareAddr
 	send func(frame []byte) error
 
+	// tickMu serializes Ticks, so that the frames one Tick built stay as
+	// they are until it has sent them. Only Tick takes it, before mu, and
+	// it is held across I/O: nothing but another Tick waits for it.
+	tickMu sync.Mutex
+	out    []outFrame // the frames of the running Tick; guarded by tickMu
+	sent   atomic.Uint64
+
+	// mu guards the state below; it is never held across I/O.
 	mu          sync.Mutex
 	startupLeft int
 	nextGeneral time.Time
 	otherUntil  time.Time
 	other       netip.Addr
 	pending     []pendingQuery
-	buf         []byte
-	igmpBuf     []byte
-	sent        uint64
 	lastSolicit time.Time
 	announce    func(frame []byte) error
-	lastLen     int  // length of the last frame built in buf
 	solicited   bool // the next general query was asked for by Solicit
 }
+
+// outFrame is one query a Tick sends once it has released mu.
+type outFrame struct {
+	buf      []byte // room for a full frame; reused by later Ticks
+	n        int    // the frame is buf[:n]
+	announce bool   // it goes to the peers too
+}
+
+// maxQuerySources is the most sources one query carries, as many as fit a
+// 1500-byte IPv4 packet; maxFrame is the length of such a query's frame,
+// the longest the querier builds.
+const (
+	maxQuerySources = (1500 - (FrameOverhead - ethHeaderLen) - QueryV3HeaderLen) / 4 // 366
+	maxFrame        = FrameOverhead + QueryV3HeaderLen + 4*maxQuerySources
+)
 
 type pendingQuery struct {
 	Query
@@ -52,7 +78,9 @@ type pendingQuery struct {
 }
 
 // NewQuerier returns a querier for the TAP whose overlay address is self
-// and MAC address mac. send writes a frame into the TAP.
+// and MAC address mac. send writes a frame into the TAP; Tick calls it
+// without holding the querier's lock, and the frame is valid only until
+// send returns.
 func NewQuerier(cfg Config, self netip.Addr, mac net.HardwareAddr, send func(frame []byte) error) *Querier {
 	cfg = cfg.withDefaults()
 	return &Querier{
@@ -61,28 +89,26 @@ func NewQuerier(cfg Config, self netip.Addr, mac net.HardwareAddr, send func(fra
 		mac:         mac,
 		send:        send,
 		startupLeft: cfg.Robustness,
-		buf:         make([]byte, 1600),
-		igmpBuf:     make([]byte, 1500),
 	}
 }
 
 // SetAnnounce gives the querier a way to send its startup queries to every
 // peer as well as into the TAP. A node that starts (or restarts) knows
 // nothing of its peers' groups; its startup queries reach their hosts,
-// whose reports then reach it within one response interval. Periodic and
-// specific queries stay on the local TAP.
+// whose reports then reach it within one response interval. The general
+// queries Solicit asks for are announced too. Periodic and specific
+// queries stay on the local TAP. Tick calls announce after send, without
+// holding the querier's lock; the frame is valid only until announce
+// returns.
 func (q *Querier) SetAnnounce(announce func(frame []byte) error) {
 	q.mu.Lock()
 	q.announce = announce
 	q.mu.Unlock()
 }
 
-// Sent returns the number of queries sent.
-func (q *Querier) Sent() uint64 {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.sent
-}
+// Sent returns the number of queries sent into the TAP (those send
+// accepted).
+func (q *Querier) Sent() uint64 { return q.sent.Load() }
 
 // Active reports whether this node is the querier at now.
 func (q *Querier) Active(now time.Time) bool {
@@ -102,12 +128,15 @@ func (q *Querier) HeardQuery(src netip.Addr, now time.Time) {
 	defer q.mu.Unlock()
 	q.otherUntil = now.Add(q.cfg.OQPI())
 	q.other = src
+	clear(q.pending)
 	q.pending = q.pending[:0] // a non-querier sends no specific queries
 }
 
 // LastMember schedules the specific queries that follow a leave or BLOCK of
 // the local host: last member query count (the robustness) queries, a last
-// member interval apart, the first at once on the next Tick.
+// member interval apart, the first at once on the next Tick. It keeps
+// query.Sources (Table.Handle hands out a fresh copy): the caller must not
+// change them afterwards.
 func (q *Querier) LastMember(query Query, now time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -125,19 +154,42 @@ func (q *Querier) LastMember(query Query, now time.Time) {
 }
 
 // Tick sends whatever queries are due at now and returns when the next one
-// is due.
+// is due. It builds the frames under the querier's lock and sends them
+// after releasing it, so the other methods never wait for send or
+// announce; a concurrent Tick waits for this one to finish.
 func (q *Querier) Tick(now time.Time) time.Time {
+	q.tickMu.Lock()
+	defer q.tickMu.Unlock()
 	q.mu.Lock()
-	defer q.mu.Unlock()
+	out, next := q.dueLocked(now)
+	announce := q.announce
+	q.mu.Unlock()
+
+	for i := range out {
+		f := &out[i]
+		if q.send(f.buf[:f.n]) == nil {
+			q.sent.Add(1)
+		}
+		if f.announce && announce != nil {
+			_ = announce(f.buf[:f.n])
+		}
+	}
+	return next
+}
+
+// dueLocked advances the schedule to now and builds the frames due, in the
+// order they go out, into q.out, which it returns with the time the next
+// query is due. The caller holds tickMu and mu.
+func (q *Querier) dueLocked(now time.Time) ([]outFrame, time.Time) {
+	q.out = q.out[:0]
 	if q.otherUntil.After(now) {
-		return q.otherUntil
+		return q.out, q.otherUntil
 	}
 	if !q.otherUntil.IsZero() {
 		// The other querier went silent: take over with a general query.
 		q.otherUntil = time.Time{}
 		q.nextGeneral = now
 	}
-	next := time.Time{}
 	if !q.nextGeneral.After(now) {
 		maxResp := q.cfg.ResponseInterval
 		if q.solicited && q.startupLeft == 0 {
@@ -145,10 +197,7 @@ func (q *Querier) Tick(now time.Time) time.Time {
 			// met wait for nothing else.
 			maxResp = min(maxResp, q.cfg.LastMemberInterval)
 		}
-		q.sendLocked(netip.Addr{}, nil, maxResp)
-		if (q.startupLeft > 0 || q.solicited) && q.announce != nil {
-			_ = q.announce(q.buf[:q.lastLen])
-		}
+		q.buildLocked(netip.Addr{}, nil, maxResp, q.startupLeft > 0 || q.solicited)
 		q.solicited = false
 		if q.startupLeft > 1 {
 			q.startupLeft--
@@ -158,11 +207,11 @@ func (q *Querier) Tick(now time.Time) time.Time {
 			q.nextGeneral = now.Add(q.cfg.QueryInterval)
 		}
 	}
-	next = q.nextGeneral
+	next := q.nextGeneral
 	kept := q.pending[:0]
 	for _, p := range q.pending {
 		if !p.next.After(now) {
-			q.sendLocked(p.Group, p.Sources, q.cfg.LastMemberInterval)
+			q.buildLocked(p.Group, p.Sources, q.cfg.LastMemberInterval, false)
 			p.left--
 			p.next = now.Add(q.cfg.LastMemberInterval)
 		}
@@ -173,24 +222,35 @@ func (q *Querier) Tick(now time.Time) time.Time {
 			}
 		}
 	}
+	clear(q.pending[len(kept):]) // drop the finished queries' Sources
 	q.pending = kept
-	return next
+	return q.out, next
 }
 
-func (q *Querier) sendLocked(group netip.Addr, sources []netip.Addr, maxResp time.Duration) {
-	if len(sources) > 366 { // what fits one 1500-byte frame
-		sources = sources[:366]
+// buildLocked appends to q.out the frame of a query for group (a general
+// query for the zero Addr) and sources, cut to what fits one frame. It
+// reuses the buffers earlier Ticks left in q.out.
+func (q *Querier) buildLocked(group netip.Addr, sources []netip.Addr, maxResp time.Duration, announce bool) {
+	if len(sources) > maxQuerySources {
+		sources = sources[:maxQuerySources]
 	}
-	n := PutQueryV3(q.igmpBuf, group, maxResp, false, q.cfg.Robustness, q.cfg.QueryInterval, sources)
+	if len(q.out) < cap(q.out) {
+		q.out = q.out[:len(q.out)+1]
+	} else {
+		q.out = append(q.out, outFrame{})
+	}
+	f := &q.out[len(q.out)-1]
+	if f.buf == nil {
+		f.buf = make([]byte, maxFrame)
+	}
+	msg := f.buf[FrameOverhead:]
+	n := PutQueryV3(msg, group, maxResp, false, q.cfg.Robustness, q.cfg.QueryInterval, sources)
 	dst := AllHosts
 	if group.IsValid() && !group.IsUnspecified() {
 		dst = group
 	}
-	f := BuildQueryFrame(q.buf, q.mac, netip.IPv4Unspecified(), dst, q.igmpBuf[:n])
-	q.lastLen = f
-	if q.send(q.buf[:f]) == nil {
-		q.sent++
-	}
+	f.n = BuildQueryFrame(f.buf, q.mac, netip.IPv4Unspecified(), dst, msg[:n])
+	f.announce = announce
 }
 
 // Solicit asks for a general query on the next Tick, into the TAP and (with

@@ -3,6 +3,8 @@ package igmp
 import (
 	"net/netip"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -228,8 +230,8 @@ func TestQuerierLastMember(t *testing.T) {
 		r := newQuerierRig(t, Config{})
 		r.run(200 * time.Second)
 		r.sent = nil
-		tb.Handle(LocalPort, v2msg(t, TypeV2Report, grp1), r.now)
-		for _, q := range tb.Handle(LocalPort, v2msg(t, TypeV2Leave, grp1), r.now) {
+		tb.Handle(LocalPort, v2msg(t, TypeV2Report, grp1), r.now, nil)
+		for _, q := range tb.Handle(LocalPort, v2msg(t, TypeV2Leave, grp1), r.now, nil) {
 			r.q.LastMember(q, r.now)
 		}
 		r.run(r.now.Sub(t0) + 10*time.Second)
@@ -403,5 +405,142 @@ func TestQuerierAnnounce(t *testing.T) {
 	r.tickAt(base + 2100*time.Millisecond)
 	if len(r.sent) != sent+2 || len(announced) != cfg.Robustness+2 {
 		t.Fatalf("solicit after the response interval: sent %d, announced %d", len(r.sent)-sent, len(announced))
+	}
+}
+
+// TestQuerierNoLockAcrossIO checks that the querier holds no lock while it
+// does I/O: with send, or announce, blocked inside a Tick, the methods the
+// data path calls (HeardQuery, LastMember, Solicit) and the status ones
+// return.
+func TestQuerierNoLockAcrossIO(t *testing.T) {
+	const deadline = 5 * time.Second
+	for _, blocking := range []string{"send", "announce"} {
+		t.Run(blocking, func(t *testing.T) {
+			entered := make(chan []byte, 1)
+			release := make(chan struct{})
+			var once sync.Once
+			unblock := func() { once.Do(func() { close(release) }) }
+			defer unblock()
+			block := func(frame []byte) error {
+				select {
+				case entered <- slices.Clone(frame):
+				default:
+				}
+				<-release
+				return nil
+			}
+			noop := func([]byte) error { return nil }
+			send, announce := noop, noop
+			if blocking == "send" {
+				send = block
+			} else {
+				announce = block
+			}
+			q := NewQuerier(Config{}, querierSelf, testMAC, func(f []byte) error { return send(f) })
+			q.SetAnnounce(func(f []byte) error { return announce(f) })
+
+			// The first startup query is due at t0: it is sent and announced.
+			ticked := make(chan time.Time, 1)
+			go func() { ticked <- q.Tick(t0) }()
+			var frame []byte
+			select {
+			case frame = <-entered:
+			case <-time.After(deadline):
+				t.Fatalf("Tick did not call %s within %v", blocking, deadline)
+			}
+
+			returned := make(chan struct{})
+			go func() {
+				defer close(returned)
+				q.LastMember(Query{Group: grp1, Sources: []netip.Addr{s1}}, t0)
+				q.Solicit(t0)
+				q.HeardQuery(mustAddr("198.19.0.1"), t0) // lower: silences q
+				_ = q.Active(t0)
+				_ = q.Sent()
+				q.SetAnnounce(func(f []byte) error { return announce(f) })
+			}()
+			select {
+			case <-returned:
+			case <-time.After(deadline):
+				t.Fatalf("the querier's methods did not return within %v while %s was blocked", deadline, blocking)
+			}
+
+			unblock()
+			select {
+			case next := <-ticked:
+				if next.Before(t0) {
+					t.Errorf("Tick returned %v", next)
+				}
+			case <-time.After(deadline):
+				t.Fatalf("Tick did not return within %v of %s returning", deadline, blocking)
+			}
+			if _, _, b, ok := FromFrame(frame); !ok {
+				t.Errorf("%s got a frame FromFrame refuses: % x", blocking, frame)
+			} else if m, r := Parse(b); r != OK || m.Type() != TypeQuery {
+				t.Errorf("%s got %v %#x, want a query", blocking, r, m.Type())
+			}
+			if q.Sent() != 1 {
+				t.Errorf("Sent() = %d, want 1", q.Sent())
+			}
+			// The HeardQuery made while send was blocked holds: silenced.
+			if q.Active(t0) {
+				t.Error("Active after hearing a lower-addressed querier")
+			}
+		})
+	}
+}
+
+// TestQuerierConcurrent runs Ticks on two goroutines while the data path's
+// methods run on others, and checks every frame send and announce get.
+// Under -race it finds a frame buffer that one Tick overwrites while
+// another still sends it.
+func TestQuerierConcurrent(t *testing.T) {
+	cfg := Config{QueryInterval: time.Second, ResponseInterval: 100 * time.Millisecond, LastMemberInterval: 10 * time.Millisecond}
+	var sent, announced atomic.Uint64
+	check := func(what string, n *atomic.Uint64) func([]byte) error {
+		return func(frame []byte) error {
+			src, _, b, ok := FromFrame(frame)
+			if !ok || src != netip.IPv4Unspecified() {
+				t.Errorf("%s got a bad frame % x", what, frame)
+				return nil
+			}
+			if m, r := Parse(b); r != OK || m.Type() != TypeQuery {
+				t.Errorf("%s got %v %#x, want a query", what, r, m.Type())
+			}
+			n.Add(1)
+			return nil
+		}
+	}
+	q := NewQuerier(cfg, querierSelf, testMAC, check("send", &sent))
+	q.SetAnnounce(check("announce", &announced))
+	var clock atomic.Int64 // since t0
+	now := func() time.Time { return t0.Add(time.Duration(clock.Load())) }
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for range 2000 {
+				q.Tick(t0.Add(time.Duration(clock.Add(int64(5 * time.Millisecond)))))
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range 2000 {
+			g := netip.AddrFrom4([4]byte{239, 1, 2, byte(i)})
+			q.LastMember(Query{Group: g, Sources: allSources[:i%len(allSources)]}, now())
+			if i%10 == 0 {
+				q.Solicit(now())
+			}
+			if i%500 == 499 {
+				q.HeardQuery(mustAddr("198.19.0.1"), now())
+			}
+			_ = q.Active(now())
+		}
+	})
+	wg.Wait()
+	if sent.Load() == 0 || announced.Load() == 0 {
+		t.Fatalf("sent %d, announced %d: want both", sent.Load(), announced.Load())
+	}
+	if q.Sent() != sent.Load() {
+		t.Errorf("Sent() = %d, send accepted %d", q.Sent(), sent.Load())
 	}
 }

@@ -11,7 +11,8 @@ import (
 // record shares (the compatibility rules, creating the state, the bounds);
 // one function per group of rows of the tables of sections 6.4.1
 // (current-state records) and 6.4.2 (filter-mode-change and
-// source-list-change records) does the rest, and quotes its rows.
+// source-list-change records) does the rest, and quotes its rows: the 12
+// rows of the two tables, each quoted once (TestRecordsQuoteRFC checks).
 //
 // In the rows, A is the port's source list in INCLUDE mode; X and Y are its
 // requested and excluded lists in EXCLUDE mode; B (in INCLUDE rows) and A
@@ -30,13 +31,13 @@ type update struct {
 	srcs    []netip.Addr // the record's sources; may be scratch, never kept
 	now     time.Time
 	gmi     time.Time // now + GMI
-	queries []Query   // for the local port: what the querier must send
+	queries []Query   // for the local port: what the querier must send, appended to the caller's
 }
 
 // apply runs one record on (port, group) and reports whether the state
-// changed, with, for the local port, the queries the querier must send.
-// It keeps neither srcs nor any part of it.
-func (t *Table) apply(port Port, ver int, typ uint8, group netip.Addr, srcs []netip.Addr, now time.Time) ([]Query, bool) {
+// changed, with, for the local port, the queries the querier must send
+// appended to queries. It keeps neither srcs nor any part of it.
+func (t *Table) apply(port Port, ver int, typ uint8, group netip.Addr, srcs []netip.Addr, now time.Time, queries []Query) ([]Query, bool) {
 	m := t.groups[group][port]
 	if m != nil {
 		// Compatibility (section 7.3.2): with an older host present, v3
@@ -44,14 +45,14 @@ func (t *Table) apply(port Port, ver int, typ uint8, group netip.Addr, srcs []ne
 		// v2 leaves and v3 TO_IN are ignored too.
 		switch c := m.compat(now); {
 		case ver == 3 && c < 3 && typ == BlockOldSources:
-			return nil, false
+			return queries, false
 		case ver == 3 && c < 3 && typ == ChangeToExclude:
 			srcs = nil
 		case ver >= 2 && typ == ChangeToInclude && c == 1:
-			return nil, false
+			return queries, false
 		}
 	} else if m = t.join(port, ver, typ, group, srcs); m == nil {
-		return nil, false
+		return queries, false
 	}
 	switch ver {
 	case 1:
@@ -61,7 +62,7 @@ func (t *Table) apply(port Port, ver int, typ uint8, group netip.Addr, srcs []ne
 			m.v2Until = now.Add(t.gmi)
 		}
 	}
-	u := update{port: port, group: group, typ: typ, srcs: srcs, now: now, gmi: now.Add(t.gmi)}
+	u := update{port: port, group: group, typ: typ, srcs: srcs, now: now, gmi: now.Add(t.gmi), queries: queries}
 	include := m.mode == ModeInclude
 	switch typ {
 	case ModeIsInclude, AllowNewSources:
@@ -134,7 +135,8 @@ func (t *Table) join(port Port, ver int, typ uint8, group netip.Addr, srcs []net
 	return m
 }
 
-// allow implements the rows that add sources, which are the same in both
+// allow implements the rows that add sources, the IS_IN rows of section
+// 6.4.1 and the ALLOW rows of section 6.4.2, which do the same in both
 // filter modes:
 //
 //	Router State   Report Rec'd  New Router State     Actions
@@ -149,7 +151,8 @@ func (t *Table) allow(u *update, m *membership) {
 	setTimers(m, u.srcs, u.gmi)
 }
 
-// includeToExclude implements the rows that take INCLUDE to EXCLUDE:
+// includeToExclude implements the rows that take INCLUDE to EXCLUDE, IS_EX
+// of section 6.4.1 and TO_EX of section 6.4.2:
 //
 //	Router State   Report Rec'd  New Router State     Actions
 //	INCLUDE (A)    IS_EX (B)     EXCLUDE (A*B,B-A)    (B-A)=0
@@ -167,7 +170,7 @@ func (t *Table) includeToExclude(u *update, m *membership) {
 }
 
 // excludeToExclude implements the rows of EXCLUDE mode that replace the
-// source lists:
+// source lists, IS_EX of section 6.4.1 and TO_EX of section 6.4.2:
 //
 //	Router State   Report Rec'd  New Router State     Actions
 //	EXCLUDE (X,Y)  IS_EX (A)     EXCLUDE (A-Y,Y*A)    (A-X-Y)=GMI
@@ -202,7 +205,7 @@ func (t *Table) exclude(u *update, m *membership, fresh source) {
 	}
 }
 
-// includeBlock implements
+// includeBlock implements the INCLUDE row of BLOCK (section 6.4.2):
 //
 //	Router State   Report Rec'd  New Router State     Actions
 //	INCLUDE (A)    BLOCK (B)     INCLUDE (A)          Send Q(G,A*B)
@@ -210,7 +213,7 @@ func (t *Table) includeBlock(u *update, m *membership) {
 	t.ask(u, m, t.forwarded(m, u.srcs))
 }
 
-// excludeBlock implements
+// excludeBlock implements the EXCLUDE row of BLOCK (section 6.4.2):
 //
 //	Router State   Report Rec'd  New Router State     Actions
 //	EXCLUDE (X,Y)  BLOCK (A)     EXCLUDE (X+(A-Y),Y)  (A-X-Y)=Group Timer
@@ -220,7 +223,7 @@ func (t *Table) excludeBlock(u *update, m *membership) {
 	t.ask(u, m, t.forwarded(m, u.srcs))
 }
 
-// includeToInclude implements
+// includeToInclude implements the INCLUDE row of TO_IN (section 6.4.2):
 //
 //	Router State   Report Rec'd  New Router State     Actions
 //	INCLUDE (A)    TO_IN (B)     INCLUDE (A+B)        (B)=GMI
@@ -241,7 +244,7 @@ func (t *Table) includeToInclude(u *update, m *membership) {
 	t.ask(u, m, rest)
 }
 
-// excludeToInclude implements
+// excludeToInclude implements the EXCLUDE row of TO_IN (section 6.4.2):
 //
 //	Router State   Report Rec'd  New Router State     Actions
 //	EXCLUDE (X,Y)  TO_IN (A)     EXCLUDE (X+A,Y-A)    (A)=GMI

@@ -220,22 +220,27 @@ func (t *Table) Refused() map[string]uint64 {
 
 // Handle applies a report or leave that Parse accepted, received on port at
 // now. Queries are not handled here (see HeardQuery). For the local port it
-// returns the queries the local querier must send.
+// appends to dst the queries the local querier must send, and returns dst
+// (unchanged for other ports). dst is the caller's: the table keeps no
+// reference to it, so a caller may reuse one buffer across calls (as
+// dst[:0]). The Sources of each query appended are a fresh copy that the
+// caller may keep (Querier.LastMember does).
 //
-// A report that changes no forwarding state (the periodic answer to a
-// general query, which only refreshes timers) allocates nothing.
-func (t *Table) Handle(port Port, m Message, now time.Time) []Query {
+// Handle allocates nothing for a message that changes no forwarding state
+// (the periodic answer to a general query, which only refreshes timers),
+// nor for a local leave whose query fits in dst; only a
+// group-and-source-specific query allocates, for its Sources.
+func (t *Table) Handle(port Port, m Message, now time.Time, dst []Query) []Query {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.changed = t.changed[:0]
-	var queries []Query
 	switch m.Type() {
 	case TypeV1Report:
-		queries = t.handleRecord(port, 1, ModeIsExclude, m.Group(), nil, now, queries)
+		dst = t.handleRecord(port, 1, ModeIsExclude, m.Group(), nil, now, dst)
 	case TypeV2Report:
-		queries = t.handleRecord(port, 2, ModeIsExclude, m.Group(), nil, now, queries)
+		dst = t.handleRecord(port, 2, ModeIsExclude, m.Group(), nil, now, dst)
 	case TypeV2Leave:
-		queries = t.handleRecord(port, 2, ChangeToInclude, m.Group(), nil, now, queries)
+		dst = t.handleRecord(port, 2, ChangeToInclude, m.Group(), nil, now, dst)
 	case TypeV3Report:
 		for it := m.Records(); ; {
 			r, ok := it.Next()
@@ -252,7 +257,7 @@ func (t *Table) Handle(port Port, m Message, now time.Time) []Query {
 				for i := range n {
 					t.recordSrcs = append(t.recordSrcs, r.Source(i))
 				}
-				queries = t.handleRecord(port, 3, r.Type(), r.Group(), t.recordSrcs, now, queries)
+				dst = t.handleRecord(port, 3, r.Type(), r.Group(), t.recordSrcs, now, dst)
 			}
 		}
 	}
@@ -260,7 +265,7 @@ func (t *Table) Handle(port Port, m Message, now time.Time) []Query {
 	for _, g := range slices.Compact(t.changed) {
 		t.publishLocked(g)
 	}
-	return queries
+	return dst
 }
 
 // handleRecord applies one record of a message to (port, group), notes the
@@ -271,10 +276,9 @@ func (t *Table) handleRecord(port Port, ver int, typ uint8, group netip.Addr, sr
 	if !group.Is4() || !group.IsMulticast() || group.IsLinkLocalMulticast() {
 		return queries
 	}
-	qs, changed := t.apply(port, ver, typ, group, srcs, now)
+	queries, changed := t.apply(port, ver, typ, group, srcs, now, queries)
 	if changed {
 		t.changed = append(t.changed, group)
-		queries = append(queries, qs...)
 	}
 	return queries
 }

@@ -206,7 +206,7 @@ func TestV2ReportLeave(t *testing.T) {
 	for _, port := range []Port{peer1, LocalPort} {
 		t.Run(portName(port), func(t *testing.T) {
 			tb := newTestTable(Config{})
-			if q := tb.Handle(port, v2msg(t, TypeV2Report, grp1), at(0)); q != nil {
+			if q := tb.Handle(port, v2msg(t, TypeV2Report, grp1), at(0), nil); q != nil {
 				t.Errorf("report returned queries %v", q)
 			}
 			ps, ok := portState(tb, grp1, port, at(0))
@@ -222,7 +222,7 @@ func TestV2ReportLeave(t *testing.T) {
 				t.Errorf("Lookup = %v, %v; want [peer1], registered", dst, reg)
 			}
 
-			q := tb.Handle(port, v2msg(t, TypeV2Leave, grp1), at(10*time.Second))
+			q := tb.Handle(port, v2msg(t, TypeV2Leave, grp1), at(10*time.Second), nil)
 			var wantQ []Query
 			if port == LocalPort {
 				wantQ = []Query{{Group: grp1}}
@@ -274,7 +274,7 @@ func runTransitions(t *testing.T, setup func(tb *Table, port Port), cases []tran
 			t.Run(tc.name+"/"+portName(port), func(t *testing.T) {
 				tb := newTestTable(Config{})
 				setup(tb, port)
-				q := tb.Handle(port, v3msg(t, tc.rec), at(step))
+				q := tb.Handle(port, v3msg(t, tc.rec), at(step), nil)
 				want := tc.query
 				if port != LocalPort {
 					want = nil // peers never get queries from us
@@ -297,7 +297,7 @@ func addrs(a ...netip.Addr) []netip.Addr { return a }
 // to INCLUDE(A), A = {s1, s2}, with B = {s2, s3}.
 func TestIncludeTransitions(t *testing.T) {
 	setup := func(tb *Table, port Port) {
-		tb.Handle(port, v3msg(t, rec(ModeIsInclude, grp1, s1, s2)), at(0))
+		tb.Handle(port, v3msg(t, rec(ModeIsInclude, grp1, s1, s2)), at(0), nil)
 	}
 	b := []netip.Addr{s2, s3}
 	unchanged := func(w wantState) wantState { w.timers = nil; return w }
@@ -352,8 +352,8 @@ func TestIncludeTransitions(t *testing.T) {
 // in X, s4 in Y, s5 in neither.
 func TestExcludeTransitions(t *testing.T) {
 	setup := func(tb *Table, port Port) {
-		tb.Handle(port, v3msg(t, rec(ModeIsExclude, grp1, s3, s4)), at(0))               // GT = GMI
-		tb.Handle(port, v3msg(t, rec(AllowNewSources, grp1, s1, s2)), at(5*time.Second)) // X timers 5 s + GMI
+		tb.Handle(port, v3msg(t, rec(ModeIsExclude, grp1, s3, s4)), at(0), nil)               // GT = GMI
+		tb.Handle(port, v3msg(t, rec(AllowNewSources, grp1, s1, s2)), at(5*time.Second), nil) // X timers 5 s + GMI
 	}
 	a := []netip.Addr{s2, s4, s5}
 	unchanged := func(w wantState) wantState { w.timers = nil; return w }
@@ -414,9 +414,9 @@ func TestExcludeTransitions(t *testing.T) {
 func TestExcludeExpiry(t *testing.T) {
 	t.Run("group timer falls back to INCLUDE", func(t *testing.T) {
 		tb := newTestTable(Config{})
-		tb.Handle(peer1, v3msg(t, rec(ModeIsExclude, grp1, s3)), at(0))                 // Y = {s3}, GT = GMI
-		tb.Handle(peer1, v3msg(t, rec(AllowNewSources, grp1, s1)), at(100*time.Second)) // s1 until 100 s + GMI
-		tb.Handle(peer1, v3msg(t, rec(AllowNewSources, grp1, s2)), at(0))               // s2 until GMI
+		tb.Handle(peer1, v3msg(t, rec(ModeIsExclude, grp1, s3)), at(0), nil)                 // Y = {s3}, GT = GMI
+		tb.Handle(peer1, v3msg(t, rec(AllowNewSources, grp1, s1)), at(100*time.Second), nil) // s1 until 100 s + GMI
+		tb.Handle(peer1, v3msg(t, rec(AllowNewSources, grp1, s2)), at(0), nil)               // s2 until GMI
 		checkState(t, tb, grp1, peer1, at(100*time.Second), wantState{
 			mode: "exclude", sources: addrs(s1, s2), blocked: addrs(s3), fwd: addrs(s1, s2, s4, s5, s6),
 		})
@@ -438,15 +438,15 @@ func TestExcludeExpiry(t *testing.T) {
 	})
 	t.Run("group timer with no running source deletes", func(t *testing.T) {
 		tb := newTestTable(Config{})
-		tb.Handle(peer1, v3msg(t, rec(ModeIsExclude, grp1, s3)), at(0))
+		tb.Handle(peer1, v3msg(t, rec(ModeIsExclude, grp1, s3)), at(0), nil)
 		tb.Expire(at(gmi))
 		checkState(t, tb, grp1, peer1, at(gmi), wantState{})
 	})
 	t.Run("source timer blocks but keeps the source", func(t *testing.T) {
 		tb := newTestTable(Config{})
-		tb.Handle(peer1, v3msg(t, rec(ModeIsExclude, grp1)), at(0))
-		tb.Handle(peer1, v3msg(t, rec(AllowNewSources, grp1, s1, s2)), at(0))
-		tb.Handle(peer1, v3msg(t, rec(BlockOldSources, grp1, s2)), at(step))
+		tb.Handle(peer1, v3msg(t, rec(ModeIsExclude, grp1)), at(0), nil)
+		tb.Handle(peer1, v3msg(t, rec(AllowNewSources, grp1, s1, s2)), at(0), nil)
+		tb.Handle(peer1, v3msg(t, rec(BlockOldSources, grp1, s2)), at(step), nil)
 		tb.Expire(at(step + lmqt))
 		checkState(t, tb, grp1, peer1, at(step+lmqt), wantState{
 			mode: "exclude", sources: addrs(s1), blocked: addrs(s2), fwd: addrs(s1, s3, s4, s5, s6),
@@ -460,8 +460,8 @@ func TestBlockInclude(t *testing.T) {
 	for _, port := range []Port{peer1, LocalPort} {
 		t.Run(portName(port), func(t *testing.T) {
 			tb := newTestTable(Config{})
-			tb.Handle(port, v3msg(t, rec(ModeIsInclude, grp1, s1, s2)), at(0))
-			q := tb.Handle(port, v3msg(t, rec(BlockOldSources, grp1, s2, s5)), at(step))
+			tb.Handle(port, v3msg(t, rec(ModeIsInclude, grp1, s1, s2)), at(0), nil)
+			q := tb.Handle(port, v3msg(t, rec(BlockOldSources, grp1, s2, s5)), at(step), nil)
 			var want []Query
 			if port == LocalPort {
 				want = []Query{{Group: grp1, Sources: addrs(s2)}} // Q(G, A*B): s5 was never included
@@ -483,10 +483,10 @@ func TestBlockInclude(t *testing.T) {
 	}
 	t.Run("reported again within LMQT", func(t *testing.T) {
 		tb := newTestTable(Config{})
-		tb.Handle(peer1, v3msg(t, rec(ModeIsInclude, grp1, s1, s2)), at(0))
-		tb.Handle(peer1, v3msg(t, rec(BlockOldSources, grp1, s2)), at(step))
+		tb.Handle(peer1, v3msg(t, rec(ModeIsInclude, grp1, s1, s2)), at(0), nil)
+		tb.Handle(peer1, v3msg(t, rec(BlockOldSources, grp1, s2)), at(step), nil)
 		// Another host behind the peer answers the Q(G,S).
-		tb.Handle(peer1, v3msg(t, rec(ModeIsInclude, grp1, s2)), at(step+time.Second))
+		tb.Handle(peer1, v3msg(t, rec(ModeIsInclude, grp1, s2)), at(step+time.Second), nil)
 		tb.Expire(at(step + lmqt))
 		checkState(t, tb, grp1, peer1, at(step+lmqt), wantState{
 			mode: "include", sources: addrs(s1, s2), fwd: addrs(s1, s2),
@@ -510,7 +510,7 @@ func TestMembershipExpiry(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tb := newTestTable(Config{})
-			tb.Handle(peer1, tc.report(t), at(0))
+			tb.Handle(peer1, tc.report(t), at(0), nil)
 			tb.Expire(at(gmi - time.Millisecond))
 			if _, reg := tb.Lookup(grp1, s1, nil); !reg {
 				t.Fatalf("gone before GMI")
@@ -522,8 +522,8 @@ func TestMembershipExpiry(t *testing.T) {
 
 			// A report before GMI refreshes it.
 			tb = newTestTable(Config{})
-			tb.Handle(peer1, tc.report(t), at(0))
-			tb.Handle(peer1, tc.report(t), at(gmi-time.Second))
+			tb.Handle(peer1, tc.report(t), at(0), nil)
+			tb.Handle(peer1, tc.report(t), at(gmi-time.Second), nil)
 			tb.Expire(at(gmi))
 			if dst, reg := tb.Lookup(grp1, s1, nil); !reg || !slices.Equal(dst, []Port{peer1}) {
 				t.Fatalf("refreshed membership: Lookup = %v, %v; want [peer1]", dst, reg)
@@ -546,12 +546,12 @@ func TestCompatibility(t *testing.T) {
 		for _, older := range []bool{false, true} {
 			tb := newTestTable(Config{})
 			if older {
-				tb.Handle(LocalPort, v2msg(t, TypeV2Report, grp1), at(0))
+				tb.Handle(LocalPort, v2msg(t, TypeV2Report, grp1), at(0), nil)
 			} else {
-				tb.Handle(LocalPort, v3msg(t, rec(ModeIsExclude, grp1)), at(0))
+				tb.Handle(LocalPort, v3msg(t, rec(ModeIsExclude, grp1)), at(0), nil)
 			}
-			tb.Handle(LocalPort, v3msg(t, rec(AllowNewSources, grp1, s1)), at(time.Second))
-			q := tb.Handle(LocalPort, v3msg(t, rec(BlockOldSources, grp1, s1, s2)), at(step))
+			tb.Handle(LocalPort, v3msg(t, rec(AllowNewSources, grp1, s1)), at(time.Second), nil)
+			q := tb.Handle(LocalPort, v3msg(t, rec(BlockOldSources, grp1, s1, s2)), at(step), nil)
 			srcs, _, _ := timers(tb, grp1, LocalPort)
 			if older {
 				if q != nil || srcs[s1] != time.Second+gmi || len(srcs) != 1 {
@@ -565,10 +565,10 @@ func TestCompatibility(t *testing.T) {
 	t.Run("v2 host: TO_EX(x) is TO_EX({}) in EXCLUDE", func(t *testing.T) {
 		for _, port := range []Port{peer1, LocalPort} {
 			tb := newTestTable(Config{})
-			tb.Handle(port, v2msg(t, TypeV2Report, grp1), at(0))
-			tb.Handle(port, v3msg(t, rec(AllowNewSources, grp1, s1)), at(time.Second))
+			tb.Handle(port, v2msg(t, TypeV2Report, grp1), at(0), nil)
+			tb.Handle(port, v3msg(t, rec(AllowNewSources, grp1, s1)), at(time.Second), nil)
 			// v3 would give EXCLUDE({s2, s3}, {}), delete s1 and ask Q(G,{s2,s3}).
-			if q := tb.Handle(port, v3msg(t, rec(ChangeToExclude, grp1, s2, s3)), at(step)); q != nil {
+			if q := tb.Handle(port, v3msg(t, rec(ChangeToExclude, grp1, s2, s3)), at(step), nil); q != nil {
 				t.Errorf("%s: queries %v, want none", portName(port), q)
 			}
 			checkState(t, tb, grp1, port, at(step), wantState{
@@ -578,8 +578,8 @@ func TestCompatibility(t *testing.T) {
 	})
 	t.Run("v2 host: TO_EX(x) is TO_EX({}) in INCLUDE", func(t *testing.T) {
 		tb := newTestTable(Config{})
-		tb.Handle(peer1, v2msg(t, TypeV2Report, grp1), at(0))
-		tb.Handle(peer1, v3msg(t, rec(ChangeToInclude, grp1, s1)), at(time.Second)) // GT = LMQT
+		tb.Handle(peer1, v2msg(t, TypeV2Report, grp1), at(0), nil)
+		tb.Handle(peer1, v3msg(t, rec(ChangeToInclude, grp1, s1)), at(time.Second), nil) // GT = LMQT
 		tb.Expire(at(time.Second + lmqt))
 		checkState(t, tb, grp1, peer1, at(time.Second+lmqt), wantState{
 			mode: "include", sources: addrs(s1), fwd: addrs(s1),
@@ -587,14 +587,14 @@ func TestCompatibility(t *testing.T) {
 		if ps, _ := portState(tb, grp1, peer1, at(step)); ps.Version != 2 {
 			t.Fatalf("version %d, want 2", ps.Version)
 		}
-		tb.Handle(peer1, v3msg(t, rec(ChangeToExclude, grp1, s1, s3)), at(step))
+		tb.Handle(peer1, v3msg(t, rec(ChangeToExclude, grp1, s1, s3)), at(step), nil)
 		// v3 would give EXCLUDE({s1}, {s3}) and stop s3.
 		checkState(t, tb, grp1, peer1, at(step), wantState{mode: "exclude", fwd: allSources})
 	})
 	t.Run("v2 host: leave honoured", func(t *testing.T) {
 		tb := newTestTable(Config{})
-		tb.Handle(peer1, v2msg(t, TypeV2Report, grp1), at(0))
-		tb.Handle(peer1, v2msg(t, TypeV2Leave, grp1), at(step))
+		tb.Handle(peer1, v2msg(t, TypeV2Report, grp1), at(0), nil)
+		tb.Handle(peer1, v2msg(t, TypeV2Leave, grp1), at(step), nil)
 		if ps, _ := portState(tb, grp1, peer1, at(step)); ps.Expires != lmqt {
 			t.Errorf("group timer %v after leave, want LMQT", ps.Expires)
 		}
@@ -609,9 +609,9 @@ func TestCompatibility(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tb := newTestTable(Config{})
-			tb.Handle(LocalPort, v2msg(t, TypeV1Report, grp1), at(0))
-			tb.Handle(LocalPort, v2msg(t, TypeV2Report, grp1), at(time.Second)) // v1 still wins
-			if q := tb.Handle(LocalPort, tc.msg(t), at(step)); q != nil {
+			tb.Handle(LocalPort, v2msg(t, TypeV1Report, grp1), at(0), nil)
+			tb.Handle(LocalPort, v2msg(t, TypeV2Report, grp1), at(time.Second), nil) // v1 still wins
+			if q := tb.Handle(LocalPort, tc.msg(t), at(step), nil); q != nil {
 				t.Errorf("queries %v, want none", q)
 			}
 			ps, _ := portState(tb, grp1, LocalPort, at(step))
@@ -626,10 +626,10 @@ func TestCompatibility(t *testing.T) {
 	}
 	t.Run("reverts to v3 after the older host present interval", func(t *testing.T) {
 		tb := newTestTable(Config{})
-		tb.Handle(LocalPort, v2msg(t, TypeV1Report, grp1), at(0))
-		tb.Handle(LocalPort, v2msg(t, TypeV2Report, grp1), at(60*time.Second))
-		tb.Handle(LocalPort, v3msg(t, rec(ModeIsExclude, grp1)), at(100*time.Second))
-		tb.Handle(LocalPort, v3msg(t, rec(ModeIsExclude, grp1)), at(300*time.Second))
+		tb.Handle(LocalPort, v2msg(t, TypeV1Report, grp1), at(0), nil)
+		tb.Handle(LocalPort, v2msg(t, TypeV2Report, grp1), at(60*time.Second), nil)
+		tb.Handle(LocalPort, v3msg(t, rec(ModeIsExclude, grp1)), at(100*time.Second), nil)
+		tb.Handle(LocalPort, v3msg(t, rec(ModeIsExclude, grp1)), at(300*time.Second), nil)
 		for _, c := range []struct {
 			at   time.Duration
 			want int
@@ -644,8 +644,8 @@ func TestCompatibility(t *testing.T) {
 		}
 		// Back in v3: BLOCK counts again.
 		now := at(60*time.Second + gmi)
-		tb.Handle(LocalPort, v3msg(t, rec(AllowNewSources, grp1, s1)), now)
-		q := tb.Handle(LocalPort, v3msg(t, rec(BlockOldSources, grp1, s1)), now)
+		tb.Handle(LocalPort, v3msg(t, rec(AllowNewSources, grp1, s1)), now, nil)
+		q := tb.Handle(LocalPort, v3msg(t, rec(BlockOldSources, grp1, s1)), now, nil)
 		if !equalQueries(q, []Query{{Group: grp1, Sources: addrs(s1)}}) {
 			t.Errorf("v3 BLOCK gave %v, want Q(G,{s1})", q)
 		}
@@ -684,7 +684,7 @@ func TestCaps(t *testing.T) {
 
 	t.Run("groups", func(t *testing.T) {
 		tb := newTestTable(Config{MaxGroups: 3, MaxGroupsPerPort: 2})
-		report := func(port Port, g netip.Addr, d time.Duration) { tb.Handle(port, v2msg(t, TypeV2Report, g), at(d)) }
+		report := func(port Port, g netip.Addr, d time.Duration) { tb.Handle(port, v2msg(t, TypeV2Report, g), at(d), nil) }
 		report(peer1, grp1, 0)
 		report(peer1, grp2, 0)
 		report(peer1, grp3, 0) // over the port cap
@@ -704,7 +704,7 @@ func TestCaps(t *testing.T) {
 
 		// Existing memberships still refresh, also in a report that has
 		// a refused record.
-		tb.Handle(peer1, v3msg(t, rec(ModeIsExclude, grp1), rec(ModeIsExclude, grp3)), at(100*time.Second))
+		tb.Handle(peer1, v3msg(t, rec(ModeIsExclude, grp1), rec(ModeIsExclude, grp3)), at(100*time.Second), nil)
 		report(peer2, grp3, 100*time.Second)
 		checkRefused(t, tb, refused(2, 1, 0, 0)) // grp3 on peer1 meets the global cap first
 		for _, m := range []struct {
@@ -726,22 +726,22 @@ func TestCaps(t *testing.T) {
 	})
 	t.Run("sources", func(t *testing.T) {
 		tb := newTestTable(Config{MaxSources: 4})
-		tb.Handle(peer1, v3msg(t, rec(ModeIsInclude, grp1, s1, s2, s3, s4, s5)), at(0))
+		tb.Handle(peer1, v3msg(t, rec(ModeIsInclude, grp1, s1, s2, s3, s4, s5)), at(0), nil)
 		checkRefused(t, tb, refused(0, 0, 1, 0))
 		checkState(t, tb, grp1, peer1, at(0), wantState{})
 
-		tb.Handle(peer1, v3msg(t, rec(ModeIsInclude, grp1, s1, s2, s3, s4)), at(0))
+		tb.Handle(peer1, v3msg(t, rec(ModeIsInclude, grp1, s1, s2, s3, s4)), at(0), nil)
 		checkState(t, tb, grp1, peer1, at(0), wantState{
 			mode: "include", sources: addrs(s1, s2, s3, s4), fwd: addrs(s1, s2, s3, s4),
 		})
 		// Growing past the bound falls back to EXCLUDE {}: every source.
-		tb.Handle(peer1, v3msg(t, rec(AllowNewSources, grp1, s5)), at(0))
+		tb.Handle(peer1, v3msg(t, rec(AllowNewSources, grp1, s5)), at(0), nil)
 		checkRefused(t, tb, refused(0, 0, 2, 0))
 		checkState(t, tb, grp1, peer1, at(0), wantState{mode: "exclude", fwd: allSources})
 	})
 	t.Run("unknown record type", func(t *testing.T) {
 		tb := newTestTable(Config{})
-		tb.Handle(peer1, v3msg(t, rec(7, grp1, s1), rec(ModeIsExclude, grp2), rec(0, grp3)), at(0))
+		tb.Handle(peer1, v3msg(t, rec(7, grp1, s1), rec(ModeIsExclude, grp2), rec(0, grp3)), at(0), nil)
 		checkRefused(t, tb, refused(0, 0, 0, 2))
 		if got := members(tb, peer1); !slices.Equal(got, addrs(grp2)) {
 			t.Errorf("groups %v, want [grp2]: the known record still applies", got)
@@ -753,8 +753,8 @@ func TestCaps(t *testing.T) {
 // real querier get every group.
 func TestRouterPorts(t *testing.T) {
 	tb := newTestTable(Config{})
-	tb.Handle(peer1, v2msg(t, TypeV2Report, grp1), at(0))
-	tb.Handle(peer3, v2msg(t, TypeV2Report, grp1), at(0))
+	tb.Handle(peer1, v2msg(t, TypeV2Report, grp1), at(0), nil)
+	tb.Handle(peer3, v2msg(t, TypeV2Report, grp1), at(0), nil)
 	tb.HeardQuery(peer2, mustAddr("198.19.0.1"), at(0))
 	tb.HeardQuery(peer3, mustAddr("198.19.0.3"), at(0))
 	tb.HeardQuery(peer1, netip.IPv4Unspecified(), at(0)) // a snooping querier: not a router
@@ -798,9 +798,9 @@ func TestRouterPorts(t *testing.T) {
 func TestRemovePort(t *testing.T) {
 	tb := newTestTable(Config{MaxGroups: 4, MaxGroupsPerPort: 3})
 	for _, g := range []netip.Addr{grp1, grp2, grp3} {
-		tb.Handle(peer1, v3msg(t, rec(ModeIsInclude, g, s1)), at(0))
+		tb.Handle(peer1, v3msg(t, rec(ModeIsInclude, g, s1)), at(0), nil)
 	}
-	tb.Handle(peer2, v2msg(t, TypeV2Report, grp1), at(0))
+	tb.Handle(peer2, v2msg(t, TypeV2Report, grp1), at(0), nil)
 	tb.HeardQuery(peer1, mustAddr("198.19.0.1"), at(0))
 
 	tb.RemovePort(peer1)
@@ -819,7 +819,7 @@ func TestRemovePort(t *testing.T) {
 	}
 	// Its share of the caps is free again.
 	for _, g := range []netip.Addr{grp2, grp3, grp4} {
-		tb.Handle(peer1, v2msg(t, TypeV2Report, g), at(time.Second))
+		tb.Handle(peer1, v2msg(t, TypeV2Report, g), at(time.Second), nil)
 	}
 	if r := tb.Refused(); r["igmp_cap_port"] != 0 || r["igmp_cap_global"] != 0 {
 		t.Errorf("Refused() = %v after RemovePort, want nothing refused", r)
@@ -833,14 +833,14 @@ func TestLinkLocalGroups(t *testing.T) {
 	ll := []netip.Addr{mustAddr("224.0.0.251"), mustAddr("224.0.0.22"), mustAddr("224.0.0.1")}
 	for _, g := range ll {
 		for _, typ := range []uint8{TypeV1Report, TypeV2Report, TypeV2Leave} {
-			tb.Handle(peer1, v2msg(t, typ, g), at(0))
+			tb.Handle(peer1, v2msg(t, typ, g), at(0), nil)
 		}
 	}
-	q := tb.Handle(LocalPort, v3msg(t, rec(ChangeToExclude, ll[0]), rec(ModeIsInclude, ll[1], s1)), at(0))
+	q := tb.Handle(LocalPort, v3msg(t, rec(ChangeToExclude, ll[0]), rec(ModeIsInclude, ll[1], s1)), at(0), nil)
 	if q != nil {
 		t.Errorf("queries %v for link-local groups", q)
 	}
-	tb.Handle(peer1, v2msg(t, TypeV2Report, mustAddr("224.0.1.1")), at(0)) // not link-local
+	tb.Handle(peer1, v2msg(t, TypeV2Report, mustAddr("224.0.1.1")), at(0), nil) // not link-local
 	groups, _ := tb.Snapshot(at(0))
 	if len(groups) != 1 || groups[0].Group != mustAddr("224.0.1.1") {
 		t.Errorf("Snapshot = %+v, want only 224.0.1.1", groups)
@@ -852,11 +852,68 @@ func TestLinkLocalGroups(t *testing.T) {
 	}
 }
 
+// TestHandleAllocs checks that Handle allocates nothing in steady state:
+// the reports that answer every general query, for a group and port the
+// table already knows, from a peer and from the local host; and a local
+// leave whose group-specific query fits in the caller's buffer.
+func TestHandleAllocs(t *testing.T) {
+	v2 := v2msg(t, TypeV2Report, grp1)
+	v3 := v3msg(t,
+		rec(ModeIsInclude, grp2, s1, s2, s3),
+		rec(AllowNewSources, grp2, s1),
+		rec(ModeIsExclude, grp3, s4, s5))
+	leave := v2msg(t, TypeV2Leave, grp1)
+	for _, port := range []Port{peer1, LocalPort} {
+		t.Run(portName(port), func(t *testing.T) {
+			tb := newTestTable(Config{})
+			now := at(0)
+			dst := make([]Query, 0, 4)
+			// Warm up: the first reports create the state and publish it.
+			for range 2 {
+				tb.Handle(port, v2, now, nil)
+				tb.Handle(port, v3, now, nil)
+			}
+			for _, c := range []struct {
+				name string
+				msg  Message
+			}{{"v2 report", v2}, {"v3 report with sources", v3}} {
+				var q []Query
+				a := testing.AllocsPerRun(1000, func() { q = tb.Handle(port, c.msg, now, dst[:0]) })
+				t.Logf("%s: %v allocations per message", c.name, a)
+				if a != 0 {
+					t.Errorf("%s: Handle allocates %v times per message, want 0", c.name, a)
+				}
+				if len(q) != 0 {
+					t.Errorf("%s: queries %v", c.name, q)
+				}
+			}
+			if _, ok := portState(tb, grp3, port, now); !ok {
+				t.Fatal("the v3 report left no state")
+			}
+			if port != LocalPort {
+				return
+			}
+			var q []Query
+			a := testing.AllocsPerRun(1000, func() {
+				tb.Handle(port, v2, now, nil)
+				q = tb.Handle(port, leave, now, dst[:0])
+			})
+			t.Logf("v2 report and leave: %v allocations per pair", a)
+			if a != 0 {
+				t.Errorf("a local v2 report and leave allocate %v times, want 0", a)
+			}
+			if len(q) != 1 || q[0].Group != grp1 || q[0].Sources != nil || &q[0] != &dst[:1][0] {
+				t.Errorf("leave gave %v, want Q(%v) in dst", q, grp1)
+			}
+		})
+	}
+}
+
 // TestLookupAllocs is conformance case 12, first half.
 func TestLookupAllocs(t *testing.T) {
 	tb := newTestTable(Config{})
-	tb.Handle(peer1, v3msg(t, rec(ModeIsInclude, grp1, s1, s2)), at(0))
-	tb.Handle(peer2, v3msg(t, rec(ModeIsExclude, grp1, s3)), at(0))
+	tb.Handle(peer1, v3msg(t, rec(ModeIsInclude, grp1, s1, s2)), at(0), nil)
+	tb.Handle(peer2, v3msg(t, rec(ModeIsExclude, grp1, s3)), at(0), nil)
 	tb.HeardQuery(peer3, mustAddr("198.19.0.1"), at(0))
 	dst := make([]Port, 0, 8)
 	var n int
@@ -911,8 +968,8 @@ func TestConcurrentLookup(t *testing.T) {
 	for i := range 3000 {
 		now = now.Add(100 * time.Millisecond)
 		port := peers[i%len(peers)]
-		tb.Handle(port, msgs[i%len(msgs)], now)
-		tb.Handle(LocalPort, msgs[(i+1)%len(msgs)], now)
+		tb.Handle(port, msgs[i%len(msgs)], now, nil)
+		tb.Handle(LocalPort, msgs[(i+1)%len(msgs)], now, nil)
 		if i%7 == 0 {
 			tb.HeardQuery(port, mustAddr("198.19.0.1"), now)
 		}
@@ -935,8 +992,8 @@ func TestConcurrentLookup(t *testing.T) {
 // due, so that calling it on every tick costs nothing until then.
 func TestExpireSchedule(t *testing.T) {
 	tb := newTestTable(Config{})
-	tb.Handle(peer1, v2msg(t, TypeV1Report, grp1), at(0))
-	tb.Handle(peer2, v3msg(t, rec(ModeIsInclude, grp2, s1)), at(step))
+	tb.Handle(peer1, v2msg(t, TypeV1Report, grp1), at(0), nil)
+	tb.Handle(peer2, v3msg(t, rec(ModeIsInclude, grp2, s1)), at(step), nil)
 	tb.HeardQuery(peer3, mustAddr("198.19.0.1"), at(0))
 	nextAfter := func(d time.Duration) time.Duration {
 		tb.Expire(at(d))
@@ -987,7 +1044,7 @@ func TestBadChecksumNeverReachesTable(t *testing.T) {
 					t.Fatalf("Parse = %v (corrupt %v)", reason, corrupt)
 				}
 				if reason == OK {
-					tb.Handle(peer1, m, at(0))
+					tb.Handle(peer1, m, at(0), nil)
 				}
 				if _, reg := tb.Lookup(grp1, s1, nil); reg != !corrupt {
 					t.Errorf("registered = %v with corrupt = %v", reg, corrupt)
@@ -1014,9 +1071,9 @@ func BenchmarkLookup(b *testing.B) {
 		port := netip.AddrFrom4([4]byte{198, 18, 1, byte(p + 1)})
 		for _, g := range groups {
 			if p%4 == 0 {
-				tb.apply(port, 3, ModeIsInclude, g, []netip.Addr{s1, s2, s3, s4}, t0)
+				tb.apply(port, 3, ModeIsInclude, g, []netip.Addr{s1, s2, s3, s4}, t0, nil)
 			} else {
-				tb.apply(port, 3, ModeIsExclude, g, []netip.Addr{s4}, t0)
+				tb.apply(port, 3, ModeIsExclude, g, []netip.Addr{s4}, t0, nil)
 			}
 		}
 	}

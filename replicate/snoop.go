@@ -34,8 +34,14 @@ const (
 //     reports. Queries are delivered, and make the peer a router port.
 //   - A message that fails its checksum is neither learned nor forwarded.
 type Snooping struct {
-	Table        *igmp.Table
-	Querier      *igmp.Querier // nil: no querier
+	Table   *igmp.Table
+	Querier *igmp.Querier // nil: no querier
+
+	// Unregistered is the initial policy for unregistered groups: New
+	// reads it once and puts it in force (overriding a SetUnregistered
+	// made before). It is configuration, not state: SetUnregistered
+	// changes the policy in force and leaves this field alone, and
+	// UnregisteredPolicy reports the policy in force.
 	Unregistered Unregistered
 
 	policy atomic.Uint32 // the Unregistered in force; see SetUnregistered
@@ -43,7 +49,10 @@ type Snooping struct {
 	drops     [igmp.NumReasons]atomic.Uint64
 	badIP     atomic.Uint64 // IGMP whose IPv4 header is malformed
 	unregDrop atomic.Uint64 // unregistered traffic with no router peer, dropped
-	ports     []igmp.Port   // egress scratch; egress is one goroutine
+
+	// Egress scratch; egress is one goroutine.
+	ports   []igmp.Port
+	queries []igmp.Query // the querier's answers to the local host's leaves
 }
 
 // decide returns the peers that get a copy of a multicast frame from the
@@ -54,7 +63,7 @@ func (s *Snooping) decide(frame []byte, set *peerSet, scratch []*Peer, now int64
 		return set.list // broadcast, ARP, IPv6 and other non-IPv4 multicast
 	}
 	if proto == igmp.ProtoIGMP {
-		if !s.local(frame, now) {
+		if !s.snoopHost(frame, now) {
 			return nil
 		}
 		return set.list
@@ -67,7 +76,7 @@ func (s *Snooping) decide(frame []byte, set *peerSet, scratch []*Peer, now int64
 	}
 	ports, registered := s.Table.Lookup(dst, src, s.ports[:0])
 	s.ports = ports[:0]
-	if !registered && Unregistered(s.policy.Load()) == UnregisteredFlood {
+	if !registered && s.UnregisteredPolicy() == UnregisteredFlood {
 		return set.list
 	}
 	for _, port := range ports {
@@ -97,9 +106,12 @@ func (s *Snooping) parse(frame []byte) (netip.Addr, igmp.Message, bool) {
 	return src, m, true
 }
 
-// local snoops an IGMP frame of the local host. It reports false when the
-// frame is malformed and must not be forwarded.
-func (s *Snooping) local(frame []byte, now int64) bool {
+// snoopHost snoops an IGMP frame from the local host, on its way to the
+// peers: a query is heard by the querier; a report or leave is learned on
+// the table's local port, and a leave or BLOCK has the querier schedule the
+// last-member queries. It reports whether the frame may be forwarded:
+// false when it is malformed. It runs on the egress goroutine only.
+func (s *Snooping) snoopHost(frame []byte, now int64) (forward bool) {
 	src, m, ok := s.parse(frame)
 	if !ok {
 		return false
@@ -111,11 +123,13 @@ func (s *Snooping) local(frame []byte, now int64) bool {
 			s.Querier.HeardQuery(src, t)
 		}
 	default:
-		for _, q := range s.Table.Handle(igmp.LocalPort, m, t) {
+		s.queries = s.Table.Handle(igmp.LocalPort, m, t, s.queries[:0])
+		for _, q := range s.queries {
 			if s.Querier != nil {
 				s.Querier.LastMember(q, t)
 			}
 		}
+		clear(s.queries) // the querier keeps the Sources; the scratch does not
 	}
 	return true
 }
@@ -139,14 +153,22 @@ func (s *Snooping) ingress(p *Peer, frame []byte, now int64) bool {
 		}
 		return true
 	}
-	s.Table.Handle(p.Underlay, m, t)
+	s.Table.Handle(p.Underlay, m, t, nil) // a peer's port gets no queries
 	return false
 }
 
 // SetUnregistered changes the policy for unregistered groups at run time.
+// It is safe for concurrent use with the data path. The Unregistered field
+// keeps the initial policy.
 func (s *Snooping) SetUnregistered(u Unregistered) {
-	s.Unregistered = u
 	s.policy.Store(uint32(u))
+}
+
+// UnregisteredPolicy returns the policy for unregistered groups in force:
+// the Unregistered field once New has read it, then what SetUnregistered
+// set last.
+func (s *Snooping) UnregisteredPolicy() Unregistered {
+	return Unregistered(s.policy.Load())
 }
 
 // silence is how long a peer may be quiet before its next packet counts as

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -185,6 +186,106 @@ func TestSnoopingQueries(t *testing.T) {
 	r2.s.tick(now.Add(2 * time.Second))
 	if len(r2.queries) != before+1 {
 		t.Fatalf("a new peer did not solicit a query: %d -> %d", before, len(r2.queries))
+	}
+}
+
+// TestSnoopingUnregisteredPolicy checks that the Unregistered field is the
+// initial policy only: New puts it in force, SetUnregistered changes the
+// policy in force and leaves the field alone, and UnregisteredPolicy
+// reports it.
+func TestSnoopingUnregisteredPolicy(t *testing.T) {
+	r := newSnoopRig(t, 2, UnregisteredDrop)
+	now := time.Now().UnixNano()
+	if got := r.s.UnregisteredPolicy(); got != UnregisteredDrop {
+		t.Fatalf("UnregisteredPolicy() = %v after New, want the field's %v", got, UnregisteredDrop)
+	}
+	buf, n := mcastData(overlayLocal, netip.MustParseAddr("239.9.9.9"))
+	if got := r.egress(buf, n, now); len(got) != 0 {
+		t.Fatalf("drop: unregistered traffic went to %v", got)
+	}
+	r.s.SetUnregistered(UnregisteredFlood)
+	if got := r.s.UnregisteredPolicy(); got != UnregisteredFlood {
+		t.Fatalf("UnregisteredPolicy() = %v after SetUnregistered, want %v", got, UnregisteredFlood)
+	}
+	if r.s.Unregistered != UnregisteredDrop {
+		t.Fatalf("SetUnregistered wrote the initial policy: %v", r.s.Unregistered)
+	}
+	buf, n = mcastData(overlayLocal, netip.MustParseAddr("239.9.9.9"))
+	if got := r.egress(buf, n, now); len(got) != 2 {
+		t.Fatalf("flood: unregistered traffic went to %v, want both peers", got)
+	}
+}
+
+// TestSnoopingQuerierSendBlocked checks that the data path never waits for
+// the querier's I/O: while the querier's send into the TAP blocks inside
+// a tick, a leave of the local host (which schedules last-member queries)
+// and a query from a peer (which the querier hears) go through.
+func TestSnoopingQuerierSendBlocked(t *testing.T) {
+	const deadline = 5 * time.Second
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock()
+	cfg := igmp.Config{Logger: slog.New(slog.DiscardHandler)}
+	s := &Snooping{
+		Table: igmp.NewTable(cfg),
+		Querier: igmp.NewQuerier(cfg, netip.MustParseAddr("198.19.0.200"), localMAC, func([]byte) error {
+			select {
+			case entered <- struct{}{}:
+			default:
+			}
+			<-release
+			return nil
+		}),
+	}
+	codec := overlay.NewGRE(0, false)
+	e, err := New(Config{Codec: codec, LocalMAC: localMAC, Snoop: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.SetPeers(peerInfos(2)); err != nil {
+		t.Fatal(err)
+	}
+	r := &snoopRig{e: e, s: s, codec: codec}
+	now := time.Now()
+	group := netip.MustParseAddr("239.1.2.3")
+	lb, ln := igmpFrame(localMAC, overlayLocal, group, v2Report(group))
+	r.egress(lb, ln, now.UnixNano())
+
+	ticked := make(chan struct{})
+	go func() { defer close(ticked); s.tick(now) }() // the startup query: send blocks
+	select {
+	case <-entered:
+	case <-time.After(deadline):
+		t.Fatalf("the querier did not send within %v", deadline)
+	}
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		leave := make([]byte, 8)
+		igmp.PutReportV2(leave, igmp.TypeV2Leave, group)
+		lb, ln := igmpFrame(localMAC, overlayLocal, igmp.AllHosts, leave)
+		r.egress(lb, ln, now.UnixNano())
+		q := make([]byte, 12)
+		igmp.PutQueryV3(q, netip.Addr{}, time.Second, false, 2, 125*time.Second, nil)
+		qb, qn := igmpFrame(remoteMAC, netip.MustParseAddr("198.19.0.2"), igmp.AllHosts, q)
+		r.fromPeer(2, qb, qn, now.UnixNano())
+	}()
+	select {
+	case <-done:
+	case <-time.After(deadline):
+		t.Fatalf("the data path did not return within %v while the querier's send was blocked", deadline)
+	}
+	unblock()
+	select {
+	case <-ticked:
+	case <-time.After(deadline):
+		t.Fatalf("tick did not return within %v of send returning", deadline)
+	}
+	if s.Querier.Active(now) {
+		t.Error("the peer's lower-addressed query, heard while send was blocked, did not silence the querier")
 	}
 }
 
