@@ -519,9 +519,12 @@ func (t *Table) rebuildLocked(group netip.Addr) {
 
 // Lookup appends to dst the peer ports that get a copy of traffic from src
 // to group: member ports whose source filter passes src, then router ports.
-// registered reports whether any peer port has state for the group; for an
-// unregistered group dst holds only the router ports. It does not allocate
-// when dst has room.
+// registered reports whether any port, the local port included, has state
+// for the group: RFC 4541 section 2.1.2 calls a group registered once any
+// host on any port has reported it, so a group only this node's own host
+// joined is registered and its traffic goes to the router ports alone, not
+// flooded. For an unregistered group dst holds only the router ports. It
+// does not allocate when dst has room.
 func (t *Table) Lookup(group, src netip.Addr, dst []Port) (out []Port, registered bool) {
 	t.fwdMu.RLock()
 	e := t.fwd[group]
@@ -534,7 +537,7 @@ func (t *Table) Lookup(group, src netip.Addr, dst []Port) (out []Port, registere
 				dst = append(dst, p.port)
 			}
 		}
-		registered = len(e.ports) > 0
+		registered = len(e.ports) > 0 || e.local
 	}
 	n := len(dst)
 	for _, r := range *t.routerPorts.Load() {

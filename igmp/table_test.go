@@ -215,8 +215,9 @@ func TestV2ReportLeave(t *testing.T) {
 			}
 			dst, reg := tb.Lookup(grp1, s1, make([]Port, 0, 4))
 			if port == LocalPort {
-				if reg || len(dst) != 0 {
-					t.Errorf("Lookup = %v, %v; want nothing for a local membership", dst, reg)
+				// Registered (RFC 4541 section 2.1.2), but no peer gets a copy.
+				if !reg || len(dst) != 0 {
+					t.Errorf("Lookup = %v, %v; want no peer, registered, for a local membership", dst, reg)
 				}
 			} else if !reg || !slices.Equal(dst, []Port{peer1}) {
 				t.Errorf("Lookup = %v, %v; want [peer1], registered", dst, reg)
@@ -791,6 +792,35 @@ func TestRouterPorts(t *testing.T) {
 	tb.Expire(at(100*time.Second + oqpi))
 	if dst, _ := tb.Lookup(grp2, s1, nil); len(dst) != 0 {
 		t.Errorf("after every OQPI Lookup = %v, want none", dst)
+	}
+}
+
+// TestLocalMemberRegisters: a group only the local host joined is
+// registered (RFC 4541 section 2.1.2: any host on any port), so its traffic
+// goes to the router ports only; it is not flooded as unregistered. When
+// the local host leaves, the group is unregistered again.
+func TestLocalMemberRegisters(t *testing.T) {
+	tb := newTestTable(Config{})
+	if dst, reg := tb.Lookup(grp1, s1, nil); reg || len(dst) != 0 {
+		t.Fatalf("before any report Lookup = %v, %v; want nothing, unregistered", dst, reg)
+	}
+	tb.Handle(LocalPort, v2msg(t, TypeV2Report, grp1), at(0), nil)
+	if dst, reg := tb.Lookup(grp1, s1, nil); !reg || len(dst) != 0 {
+		t.Errorf("local member only: Lookup = %v, %v; want no peer, registered", dst, reg)
+	}
+	tb.HeardQuery(peer2, mustAddr("198.19.0.1"), at(0))
+	if dst, reg := tb.Lookup(grp1, s1, nil); !reg || !slices.Equal(dst, []Port{peer2}) {
+		t.Errorf("local member and a router peer: Lookup = %v, %v; want [peer2], registered", dst, reg)
+	}
+	// A v3 INCLUDE of other sources still registers the group for every source.
+	tb.Handle(LocalPort, v3msg(t, rec(ModeIsInclude, grp2, s2)), at(0), nil)
+	if _, reg := tb.Lookup(grp2, s1, nil); !reg {
+		t.Errorf("local INCLUDE {s2}: traffic from s1 is unregistered; want registered")
+	}
+	tb.Handle(LocalPort, v2msg(t, TypeV2Leave, grp1), at(time.Second), nil)
+	tb.Expire(at(time.Second + lmqt))
+	if _, reg := tb.Lookup(grp1, s1, nil); reg {
+		t.Errorf("after the local host left and LMQT passed, the group is still registered")
 	}
 }
 

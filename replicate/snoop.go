@@ -49,6 +49,7 @@ type Snooping struct {
 	drops     [igmp.NumReasons]atomic.Uint64
 	badIP     atomic.Uint64 // IGMP whose IPv4 header is malformed
 	unregDrop atomic.Uint64 // unregistered traffic with no router peer, dropped
+	flooded   floodCounts   // unregistered traffic flooded, per group
 
 	// Egress scratch; egress is one goroutine.
 	ports   []igmp.Port
@@ -77,6 +78,15 @@ func (s *Snooping) decide(frame []byte, set *peerSet, scratch []*Peer, now int64
 	ports, registered := s.Table.Lookup(dst, src, s.ports[:0])
 	s.ports = ports[:0]
 	if !registered && s.UnregisteredPolicy() == UnregisteredFlood {
+		if n := len(set.list); n > 0 {
+			routers := 0
+			for _, port := range ports {
+				if set.byAddr[port.As4()] != nil {
+					routers++
+				}
+			}
+			s.flooded.add(dst, n, n-routers)
+		}
 		return set.list
 	}
 	for _, port := range ports {
@@ -156,6 +166,13 @@ func (s *Snooping) ingress(p *Peer, frame []byte, now int64) bool {
 	s.Table.Handle(p.Underlay, m, t, nil) // a peer's port gets no queries
 	return false
 }
+
+// Flooded returns, per group, what flooding unregistered traffic from the
+// local host cost since the start: the frames, their copies, and the copies
+// `--unregistered drop` would have saved. Groups past the first FloodGroups
+// are summed under FloodOther, last. It is safe for concurrent use with the
+// data path.
+func (s *Snooping) Flooded() []FloodCount { return s.flooded.snapshot() }
 
 // SetUnregistered changes the policy for unregistered groups at run time.
 // It is safe for concurrent use with the data path. The Unregistered field

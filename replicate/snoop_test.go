@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -344,4 +345,94 @@ func BenchmarkSnoopedDecision(b *testing.B) {
 	}
 	b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "lookups/s")
 	b.ReportMetric(float64(copies)/float64(i), "peers/lookup")
+}
+
+// TestSnoopingLocalMemberNotFlooded: a group that only the local host has
+// joined is registered (RFC 4541 section 2.1.2), so the local host's own
+// traffic to it goes to no peer but router peers, whatever the policy for
+// unregistered groups.
+func TestSnoopingLocalMemberNotFlooded(t *testing.T) {
+	r := newSnoopRig(t, 3, UnregisteredFlood)
+	now := time.Now().UnixNano()
+	group := netip.MustParseAddr("239.1.2.4")
+	lb, ln := igmpFrame(localMAC, overlayLocal, group, v2Report(group))
+	r.egress(lb, ln, now)
+	buf, n := mcastData(overlayLocal, group)
+	if got := r.egress(buf, n, now); len(got) != 0 {
+		t.Fatalf("a group only the local host joined went to %v, want no peer", got)
+	}
+	// A router peer still gets it.
+	qb, qn := igmpFrame(remoteMAC, netip.MustParseAddr("198.19.0.2"), igmp.AllHosts, routerQuery())
+	r.fromPeer(2, qb, qn, now)
+	buf, n = mcastData(overlayLocal, group)
+	if got := r.egress(buf, n, now); len(got) != 1 || got[underlay(2)] != 1 {
+		t.Fatalf("with router peer 2 the group went to %v, want only 198.18.0.2", got)
+	}
+	if f := r.s.Flooded(); len(f) != 0 {
+		t.Errorf("Flooded = %+v, want nothing flooded", f)
+	}
+}
+
+// TestSnoopingFloodCounts: flooded unregistered traffic is counted per
+// group, with the copies --unregistered drop would save (those to peers
+// that are not routers); registered traffic is not counted; groups past
+// FloodGroups are summed under FloodOther.
+func TestSnoopingFloodCounts(t *testing.T) {
+	r := newSnoopRig(t, 3, UnregisteredFlood)
+	now := time.Now().UnixNano()
+	g1, g2 := netip.MustParseAddr("239.1.1.1"), netip.MustParseAddr("239.1.1.2")
+	qb, qn := igmpFrame(remoteMAC, netip.MustParseAddr("198.19.0.2"), igmp.AllHosts, routerQuery())
+	r.fromPeer(2, qb, qn, now) // peer 2 is a router
+	for range 5 {
+		buf, n := mcastData(overlayLocal, g1)
+		r.egress(buf, n, now)
+	}
+	buf, n := mcastData(overlayLocal, g2)
+	r.egress(buf, n, now)
+	// Registered from now on: no longer counted.
+	rb, rn := igmpFrame(remoteMAC, netip.MustParseAddr("198.19.0.3"), g2, v2Report(g2))
+	r.fromPeer(3, rb, rn, now)
+	buf, n = mcastData(overlayLocal, g2)
+	r.egress(buf, n, now)
+	want := []FloodCount{
+		{Group: g1, Frames: 5, Copies: 15, DropSave: 10},
+		{Group: g2, Frames: 1, Copies: 3, DropSave: 2},
+	}
+	if got := r.s.Flooded(); !slices.Equal(got, want) {
+		t.Errorf("Flooded = %+v, want %+v", got, want)
+	}
+
+	var f floodCounts
+	for i := range FloodGroups + 10 {
+		f.add(netip.AddrFrom4([4]byte{239, 2, byte(i >> 8), byte(i)}), 2, 1)
+	}
+	got := f.snapshot()
+	if len(got) != FloodGroups+1 || got[len(got)-1] != (FloodCount{Group: FloodOther, Frames: 10, Copies: 20, DropSave: 10}) {
+		t.Errorf("%d entries, last %+v; want %d groups then FloodOther with 10 frames", len(got), got[len(got)-1], FloodGroups)
+	}
+}
+
+// TestSnoopingFloodZeroAllocs: counting a flooded frame allocates nothing.
+func TestSnoopingFloodZeroAllocs(t *testing.T) {
+	r := newSnoopRig(t, 16, UnregisteredFlood)
+	g := r.e.newEgress(64)
+	g.now = time.Now().UnixNano()
+	w := &capture{}
+	buf, n := mcastData(overlayLocal, netip.MustParseAddr("239.9.9.9"))
+	if a := testing.AllocsPerRun(1000, func() {
+		g.forward(buf, n, w)
+		g.flush(w)
+	}); a != 0 {
+		t.Fatalf("flooded egress allocates %.1f per frame", a)
+	}
+	if f := r.s.Flooded(); len(f) != 1 || f[0].Copies != 16*1001 {
+		t.Errorf("Flooded = %+v, want 16 copies each of 1001 frames", f)
+	}
+}
+
+// routerQuery is a general IGMPv3 query, as a multicast router sends.
+func routerQuery() []byte {
+	q := make([]byte, 12)
+	igmp.PutQueryV3(q, netip.Addr{}, time.Second, false, 2, 125*time.Second, nil)
+	return q
 }
