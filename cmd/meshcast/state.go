@@ -138,6 +138,7 @@ func (d *daemon) state() control.State {
 		Peers:     []control.Peer{},
 		Groups:    []control.Group{},
 		Routers:   []string{},
+		Flooded:   []control.Flooded{},
 		Drops:     map[string]uint64{},
 		Ping:      d.ping,
 	}
@@ -186,6 +187,14 @@ func (d *daemon) state() control.State {
 	}
 	for _, r := range routers {
 		st.Routers = append(st.Routers, r.String())
+	}
+	st.Flooded = []control.Flooded{}
+	for _, f := range d.snoop.Flooded() {
+		g := "other"
+		if f.Group != replicate.FloodOther {
+			g = f.Group.String()
+		}
+		st.Flooded = append(st.Flooded, control.Flooded{Group: g, Frames: f.Frames, Copies: f.Copies, DropSave: f.DropSave})
 	}
 	d.fillDiscovery(&st, now)
 	if q := d.snoop.Querier; q != nil {

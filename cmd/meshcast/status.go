@@ -175,6 +175,15 @@ func printStatus(w io.Writer, st control.State, now time.Time) {
 	if len(st.Routers) > 0 {
 		fmt.Fprintf(w, "\nrouter peers: %s\n", strings.Join(st.Routers, " "))
 	}
+	if len(st.Flooded) > 0 {
+		fmt.Fprintf(w, "\nflooded (unregistered groups sent to every peer):\n")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "group\tframes\tcopies\tdrop would save\t")
+		for _, f := range st.Flooded {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", f.Group, f.Frames, f.Copies, f.DropSave)
+		}
+		tw.Flush()
+	}
 
 	var reasons []string
 	for k, v := range st.Drops {

@@ -26,6 +26,7 @@ type State struct {
 	Peers       []Peer            `json:"peers"`
 	Groups      []Group           `json:"groups"`
 	Routers     []string          `json:"routers"`
+	Flooded     []Flooded         `json:"flooded"` // unregistered groups flooded to every peer
 	Drops       map[string]uint64 `json:"drops"`
 	Discovery   Discovery         `json:"discovery"`
 	Querier     Querier           `json:"querier"`
@@ -92,6 +93,18 @@ type Group struct {
 	Peers   []string `json:"peers"` // underlay addresses of member peers
 	Local   bool     `json:"local"` // the local host is a member
 	Members []Member `json:"members"`
+}
+
+// Flooded is what flooding one unregistered group from the local host cost
+// since the daemon started: frames sent to every peer because no host had
+// joined the group, their copies, and the copies that `--unregistered drop`
+// would have saved (those to peers that are not router peers). Group is
+// "other" for the sum of the groups past the first 256.
+type Flooded struct {
+	Group    string `json:"group"`
+	Frames   uint64 `json:"frames"`
+	Copies   uint64 `json:"copies"`
+	DropSave uint64 `json:"drop_would_save"`
 }
 
 // Member is the state of a group on one port: a peer or "local".

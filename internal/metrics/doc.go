@@ -36,6 +36,9 @@
 //	meshcast_groups                                         gauge
 //	meshcast_group_members{group}                           gauge, member peers
 //	meshcast_group_local{group}                             gauge, 1 if the local host is a member
+//	meshcast_flooded_frames_total{group}                    counter, unregistered frames sent to every peer
+//	meshcast_flooded_copies_total{group}                    counter, their copies
+//	meshcast_flooded_drop_would_save_total{group}           counter, those copies not to router peers
 //	meshcast_replication_fanout                             histogram, copies per frame
 //	meshcast_discovery_{successes,failures,throttled}_total counter
 //	meshcast_discovery_last_success_timestamp_seconds       gauge, after the first success

@@ -48,6 +48,8 @@ type collector struct {
 
 	groups, groupMembers, groupLocal *prometheus.Desc
 
+	floodFrames, floodCopies, floodDropSave *prometheus.Desc
+
 	fanout *prometheus.Desc
 
 	discSuccesses, discFailures, discThrottled *prometheus.Desc
@@ -88,6 +90,10 @@ func newCollector(state func() control.State) *collector {
 		groupMembers: desc("meshcast_group_members", "Number of peers that are members of the group, the local host not counted.", "group"),
 		groupLocal:   desc("meshcast_group_local", "1 if the local host is a member of the group, else 0.", "group"),
 
+		floodFrames:   desc("meshcast_flooded_frames_total", "Frames from the local host to an unregistered group, sent to every peer, by group (\"other\" past the first 256 groups).", "group"),
+		floodCopies:   desc("meshcast_flooded_copies_total", "Copies those flooded frames took, by group.", "group"),
+		floodDropSave: desc("meshcast_flooded_drop_would_save_total", "Flooded copies to peers that are not router peers: what --unregistered drop would not have sent, by group.", "group"),
+
 		fanout: desc("meshcast_replication_fanout", "Copies sent to peers per frame read from the TAP."),
 
 		discSuccesses:      desc("meshcast_discovery_successes_total", "Peer discovery rounds that succeeded."),
@@ -112,6 +118,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.peers, c.peerTxPackets, c.peerRxPackets, c.peerTxBytes, c.peerRxBytes, c.peerTxErrors, c.peerLastSeen,
 		c.drops,
 		c.groups, c.groupMembers, c.groupLocal,
+		c.floodFrames, c.floodCopies, c.floodDropSave,
 		c.fanout,
 		c.discSuccesses, c.discFailures, c.discThrottled, c.discLastSuccess, c.discLastSuccessAge, c.discProblems,
 		c.querierActive, c.queriesSent,
@@ -161,6 +168,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		e.gauge(c.groupLocal, boolValue(g.Local), g.Group)
 	}
 	e.gauge(c.groups, float64(len(seen)))
+
+	clear(seen)
+	for _, f := range s.Flooded {
+		if seen[f.Group] {
+			continue
+		}
+		seen[f.Group] = true
+		e.counter(c.floodFrames, f.Frames, f.Group)
+		e.counter(c.floodCopies, f.Copies, f.Group)
+		e.counter(c.floodDropSave, f.DropSave, f.Group)
+	}
 
 	if h, ok := c.fanoutOf(s); ok {
 		e.histogram(c.fanout, h)

@@ -82,6 +82,10 @@ func snapshot1() control.State {
 			{Group: "239.1.1.1", Peers: []string{"198.18.0.2", "198.18.0.3"}, Local: true},
 			{Group: "239.2.2.2", Peers: []string{"198.18.0.3"}},
 		},
+		Flooded: []control.Flooded{
+			{Group: "239.3.3.3", Frames: 4, Copies: 8, DropSave: 4},
+			{Group: "other", Frames: 1, Copies: 2, DropSave: 2},
+		},
 		Drops: map[string]uint64{"not_a_peer": 3, "send_error": 1},
 		Discovery: control.Discovery{
 			Source:             "ec2",
@@ -131,6 +135,12 @@ const helpRest = `
 # TYPE meshcast_group_members gauge
 # HELP meshcast_group_local 1 if the local host is a member of the group, else 0.
 # TYPE meshcast_group_local gauge
+# HELP meshcast_flooded_frames_total Frames from the local host to an unregistered group, sent to every peer, by group ("other" past the first 256 groups).
+# TYPE meshcast_flooded_frames_total counter
+# HELP meshcast_flooded_copies_total Copies those flooded frames took, by group.
+# TYPE meshcast_flooded_copies_total counter
+# HELP meshcast_flooded_drop_would_save_total Flooded copies to peers that are not router peers: what --unregistered drop would not have sent, by group.
+# TYPE meshcast_flooded_drop_would_save_total counter
 # HELP meshcast_replication_fanout Copies sent to peers per frame read from the TAP.
 # TYPE meshcast_replication_fanout histogram
 # HELP meshcast_discovery_successes_total Peer discovery rounds that succeeded.
@@ -181,6 +191,12 @@ meshcast_group_members{community="demo",group="239.1.1.1"} 2
 meshcast_group_members{community="demo",group="239.2.2.2"} 1
 meshcast_group_local{community="demo",group="239.1.1.1"} 1
 meshcast_group_local{community="demo",group="239.2.2.2"} 0
+meshcast_flooded_frames_total{community="demo",group="239.3.3.3"} 4
+meshcast_flooded_frames_total{community="demo",group="other"} 1
+meshcast_flooded_copies_total{community="demo",group="239.3.3.3"} 8
+meshcast_flooded_copies_total{community="demo",group="other"} 2
+meshcast_flooded_drop_would_save_total{community="demo",group="239.3.3.3"} 4
+meshcast_flooded_drop_would_save_total{community="demo",group="other"} 2
 meshcast_replication_fanout_bucket{community="demo",le="0"} 1
 meshcast_replication_fanout_bucket{community="demo",le="1"} 3
 meshcast_replication_fanout_bucket{community="demo",le="2"} 3
@@ -230,6 +246,12 @@ meshcast_drops_total{community="demo",reason="send_error"} 1
 meshcast_groups{community="demo"} 1
 meshcast_group_members{community="demo",group="239.1.1.1"} 1
 meshcast_group_local{community="demo",group="239.1.1.1"} 0
+meshcast_flooded_frames_total{community="demo",group="239.3.3.3"} 4
+meshcast_flooded_frames_total{community="demo",group="other"} 1
+meshcast_flooded_copies_total{community="demo",group="239.3.3.3"} 8
+meshcast_flooded_copies_total{community="demo",group="other"} 2
+meshcast_flooded_drop_would_save_total{community="demo",group="239.3.3.3"} 4
+meshcast_flooded_drop_would_save_total{community="demo",group="other"} 2
 meshcast_replication_fanout_bucket{community="demo",le="0"} 1
 meshcast_replication_fanout_bucket{community="demo",le="1"} 4
 meshcast_replication_fanout_bucket{community="demo",le="2"} 5
