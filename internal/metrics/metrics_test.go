@@ -161,6 +161,15 @@ const helpRest = `
 # TYPE meshcast_igmp_queries_sent_total counter
 `
 
+// flooded1 is the series of snapshot1's Flooded.
+const flooded1 = `meshcast_flooded_frames_total{community="demo",group="239.3.3.3"} 4
+meshcast_flooded_frames_total{community="demo",group="other"} 1
+meshcast_flooded_copies_total{community="demo",group="239.3.3.3"} 8
+meshcast_flooded_copies_total{community="demo",group="other"} 2
+meshcast_flooded_drop_would_save_total{community="demo",group="239.3.3.3"} 4
+meshcast_flooded_drop_would_save_total{community="demo",group="other"} 2
+`
+
 // TestCollector feeds two snapshots and checks that every metric equals the
 // snapshot of its scrape: counters follow the State, and a peer, group or
 // drop reason that leaves the State leaves the output.
@@ -191,13 +200,7 @@ meshcast_group_members{community="demo",group="239.1.1.1"} 2
 meshcast_group_members{community="demo",group="239.2.2.2"} 1
 meshcast_group_local{community="demo",group="239.1.1.1"} 1
 meshcast_group_local{community="demo",group="239.2.2.2"} 0
-meshcast_flooded_frames_total{community="demo",group="239.3.3.3"} 4
-meshcast_flooded_frames_total{community="demo",group="other"} 1
-meshcast_flooded_copies_total{community="demo",group="239.3.3.3"} 8
-meshcast_flooded_copies_total{community="demo",group="other"} 2
-meshcast_flooded_drop_would_save_total{community="demo",group="239.3.3.3"} 4
-meshcast_flooded_drop_would_save_total{community="demo",group="other"} 2
-meshcast_replication_fanout_bucket{community="demo",le="0"} 1
+` + flooded1 + `meshcast_replication_fanout_bucket{community="demo",le="0"} 1
 meshcast_replication_fanout_bucket{community="demo",le="1"} 3
 meshcast_replication_fanout_bucket{community="demo",le="2"} 3
 meshcast_replication_fanout_bucket{community="demo",le="4"} 7
@@ -246,13 +249,7 @@ meshcast_drops_total{community="demo",reason="send_error"} 1
 meshcast_groups{community="demo"} 1
 meshcast_group_members{community="demo",group="239.1.1.1"} 1
 meshcast_group_local{community="demo",group="239.1.1.1"} 0
-meshcast_flooded_frames_total{community="demo",group="239.3.3.3"} 4
-meshcast_flooded_frames_total{community="demo",group="other"} 1
-meshcast_flooded_copies_total{community="demo",group="239.3.3.3"} 8
-meshcast_flooded_copies_total{community="demo",group="other"} 2
-meshcast_flooded_drop_would_save_total{community="demo",group="239.3.3.3"} 4
-meshcast_flooded_drop_would_save_total{community="demo",group="other"} 2
-meshcast_replication_fanout_bucket{community="demo",le="0"} 1
+` + flooded1 + `meshcast_replication_fanout_bucket{community="demo",le="0"} 1
 meshcast_replication_fanout_bucket{community="demo",le="1"} 4
 meshcast_replication_fanout_bucket{community="demo",le="2"} 5
 meshcast_replication_fanout_bucket{community="demo",le="4"} 9
