@@ -270,8 +270,10 @@ func (d *daemon) reload(log *slog.Logger) {
 		cur.logLevel = next.logLevel
 	}
 	if next.unregistered != cur.unregistered && d.snoop != nil {
-		log.Info("setting changed", "setting", "unregistered", "from", policyName(cur.unregistered), "to", policyName(next.unregistered))
+		// In force before the line is logged, so that a script acting on
+		// the line sees the new policy.
 		d.snoop.SetUnregistered(next.unregistered)
+		log.Info("setting changed", "setting", "unregistered", "from", policyName(cur.unregistered), "to", policyName(next.unregistered))
 		cur.unregistered = next.unregistered
 	}
 	if next.interval != cur.interval {
