@@ -26,6 +26,18 @@ var AllHosts = netip.AddrFrom4([4]byte{224, 0, 0, 1})
 // of its own addresses, and accepts IGMP from 0.0.0.0. The election
 // compares the node's overlay address.
 //
+// A multicast router on the overlay takes part in the election too, and a
+// router ignores a query from 0.0.0.0 (FRR's pimd drops IGMP from a source
+// outside the interface's subnets). So while RouterPeers says a peer is a
+// router port, each general query this querier sends also goes to the
+// peers as an election query: the same general query addressed to
+// AllRouters (224.0.0.2), which routers hear and hosts do not. A receiving
+// meshcast writes a peer's query from 0.0.0.0 into its TAP with that peer's
+// overlay address as the source, so a router there hears this node's
+// address and defers to it when it is lower. A query that the local host
+// sends from this node's own address (a router running on this host)
+// silences this querier as a lower address would (HeardHostQuery).
+//
 // Tick drives it and is the only method that does I/O: it decides what is
 // due and builds the frames under the querier's lock, then releases it
 // before it calls send and announce. HeardQuery, LastMember and Solicit,
@@ -54,13 +66,16 @@ type Querier struct {
 	lastSolicit time.Time
 	announce    func(frame []byte) error
 	solicited   bool // the next general query was asked for by Solicit
+	routerPeers bool // a peer is a router port: general queries go to the peers as election queries
+	electNow    bool // a router peer appeared: send an election query on the next Tick
 }
 
 // outFrame is one query a Tick sends once it has released mu.
 type outFrame struct {
 	buf      []byte // room for a full frame; reused by later Ticks
 	n        int    // the frame is buf[:n]
-	announce bool   // it goes to the peers too
+	tap      bool   // it goes into the TAP
+	announce bool   // it goes to the peers
 }
 
 // maxQuerySources is the most sources one query carries, as many as fit a
@@ -117,13 +132,41 @@ func (q *Querier) Active(now time.Time) bool {
 	return !q.otherUntil.After(now)
 }
 
-// HeardQuery records a query with IPv4 source src seen on the TAP, from the
-// local host or delivered from a peer. A querier with a lower address than
-// ours silences this one for the other querier present interval.
+// HeardQuery records a query with IPv4 source src delivered from a peer. A
+// querier with a lower address than ours silences this one for the other
+// querier present interval.
 func (q *Querier) HeardQuery(src netip.Addr, now time.Time) {
 	if !src.Is4() || src.IsUnspecified() || src.Compare(q.self) >= 0 {
 		return
 	}
+	q.silence(src, now)
+}
+
+// HeardHostQuery records a query with IPv4 source src that the local host
+// sent on the TAP. A source lower than ours silences this querier, and so
+// does our own address: that is a multicast router on this host (FRR's
+// pimd on the TAP, say), the better querier of the TAP, whose queries carry
+// the address this querier would stand for in the election.
+func (q *Querier) HeardHostQuery(src netip.Addr, now time.Time) {
+	if !src.Is4() || src.IsUnspecified() || src.Compare(q.self) > 0 {
+		return
+	}
+	q.silence(src, now)
+}
+
+// RouterPeers tells the querier whether any peer is a router port, so that
+// its general queries also go to the peers as election queries, and the
+// first one at once. Snooping calls it before every Tick.
+func (q *Querier) RouterPeers(present bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if present && !q.routerPeers {
+		q.electNow = true
+	}
+	q.routerPeers = present
+}
+
+func (q *Querier) silence(src netip.Addr, now time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.otherUntil = now.Add(q.cfg.OQPI())
@@ -167,7 +210,7 @@ func (q *Querier) Tick(now time.Time) time.Time {
 
 	for i := range out {
 		f := &out[i]
-		if q.send(f.buf[:f.n]) == nil {
+		if f.tap && q.send(f.buf[:f.n]) == nil {
 			q.sent.Add(1)
 		}
 		if f.announce && announce != nil {
@@ -197,7 +240,12 @@ func (q *Querier) dueLocked(now time.Time) ([]outFrame, time.Time) {
 			// met wait for nothing else.
 			maxResp = min(maxResp, q.cfg.LastMemberInterval)
 		}
-		q.buildLocked(netip.Addr{}, nil, maxResp, q.startupLeft > 0 || q.solicited)
+		announce := q.startupLeft > 0 || q.solicited
+		q.buildLocked(netip.Addr{}, nil, maxResp, AllHosts, true, announce)
+		if q.routerPeers {
+			// Announced to 224.0.0.1, the routers hear it already.
+			q.electNow = !announce
+		}
 		q.solicited = false
 		if q.startupLeft > 1 {
 			q.startupLeft--
@@ -207,11 +255,17 @@ func (q *Querier) dueLocked(now time.Time) ([]outFrame, time.Time) {
 			q.nextGeneral = now.Add(q.cfg.QueryInterval)
 		}
 	}
+	if q.electNow && q.announce != nil {
+		// The general query as an election query, for the routers
+		// among the peers only.
+		q.buildLocked(netip.Addr{}, nil, q.cfg.ResponseInterval, AllRouters, false, true)
+	}
+	q.electNow = false
 	next := q.nextGeneral
 	kept := q.pending[:0]
 	for _, p := range q.pending {
 		if !p.next.After(now) {
-			q.buildLocked(p.Group, p.Sources, q.cfg.LastMemberInterval, false)
+			q.buildLocked(p.Group, p.Sources, q.cfg.LastMemberInterval, p.Group, true, false)
 			p.left--
 			p.next = now.Add(q.cfg.LastMemberInterval)
 		}
@@ -228,9 +282,10 @@ func (q *Querier) dueLocked(now time.Time) ([]outFrame, time.Time) {
 }
 
 // buildLocked appends to q.out the frame of a query for group (a general
-// query for the zero Addr) and sources, cut to what fits one frame. It
-// reuses the buffers earlier Ticks left in q.out.
-func (q *Querier) buildLocked(group netip.Addr, sources []netip.Addr, maxResp time.Duration, announce bool) {
+// query for the zero Addr) and sources, cut to what fits one frame, to the
+// IPv4 destination dst, for the TAP or the peers or both. It reuses the
+// buffers earlier Ticks left in q.out.
+func (q *Querier) buildLocked(group netip.Addr, sources []netip.Addr, maxResp time.Duration, dst netip.Addr, tap, announce bool) {
 	if len(sources) > maxQuerySources {
 		sources = sources[:maxQuerySources]
 	}
@@ -245,12 +300,8 @@ func (q *Querier) buildLocked(group netip.Addr, sources []netip.Addr, maxResp ti
 	}
 	msg := f.buf[FrameOverhead:]
 	n := PutQueryV3(msg, group, maxResp, false, q.cfg.Robustness, q.cfg.QueryInterval, sources)
-	dst := AllHosts
-	if group.IsValid() && !group.IsUnspecified() {
-		dst = group
-	}
 	f.n = BuildQueryFrame(f.buf, q.mac, netip.IPv4Unspecified(), dst, msg[:n])
-	f.announce = announce
+	f.tap, f.announce = tap, announce
 }
 
 // Solicit asks for a general query on the next Tick, into the TAP and (with

@@ -123,12 +123,13 @@ type Query struct {
 
 // Table is the snooping table of RFC 4541: per port and group, the
 // router-side INCLUDE/EXCLUDE state of RFC 3376 section 6.4, with its
-// timers, compatibility modes and the router ports learned from queries.
+// timers, compatibility modes and the router ports learned from queries,
+// PIM Hellos and MRD advertisements (HeardRouter).
 //
-// Updates (Handle, HeardQuery, Expire, RemovePort) serialize on a mutex and
-// take the time as an argument, so tests drive the clock. Lookup runs
-// without allocation on an immutable per-group view and is safe for
-// concurrent use with updates.
+// Updates (Handle, HeardQuery, HeardRouter, Expire, RemovePort) serialize
+// on a mutex and take the time as an argument, so tests drive the clock.
+// Lookup runs without allocation on an immutable per-group view and is
+// safe for concurrent use with updates.
 type Table struct {
 	cfg  Config
 	gmi  time.Duration
@@ -139,8 +140,8 @@ type Table struct {
 	groups  map[netip.Addr]map[Port]*membership
 	perPort map[Port]int
 	total   int
-	routers map[Port]time.Time // router port -> end of its other querier present interval
-	next    time.Time          // no timer expires before this
+	routers map[Port]*routerState // router ports, with how and until when each was learned
+	next    time.Time             // no timer expires before this
 
 	// Scratch space of Handle, reused under mu so that a report that
 	// changes no forwarding state allocates nothing.
@@ -198,7 +199,7 @@ func NewTable(cfg Config) *Table {
 		log:     cfg.Logger,
 		groups:  make(map[netip.Addr]map[Port]*membership),
 		perPort: make(map[Port]int),
-		routers: make(map[Port]time.Time),
+		routers: make(map[Port]*routerState),
 		fwd:     make(map[netip.Addr]*fwdEntry),
 	}
 	t.routerPorts.Store(new([]Port))
@@ -315,23 +316,104 @@ func portName(p Port) string {
 	return p.String()
 }
 
+// routerState is one router port: per way it was learned, until when
+// (the zero Time where it was not learned that way), and the address of
+// the router heard last.
+type routerState struct {
+	until [NumRouterSources]time.Time
+	addr  netip.Addr
+}
+
+func (r *routerState) expires() time.Time {
+	var last time.Time
+	for _, u := range r.until {
+		if u.After(last) {
+			last = u
+		}
+	}
+	return last
+}
+
 // HeardQuery records a query received from a peer port with IPv4 source
 // src: a source other than 0.0.0.0 makes the port a router port for the
 // other querier present interval.
 func (t *Table) HeardQuery(port Port, src netip.Addr, now time.Time) {
-	if port == LocalPort || !src.IsValid() || src.IsUnspecified() {
+	t.HeardRouter(port, src, RouterQuery, t.cfg.OQPI(), now)
+}
+
+// HeardRouter records a multicast router with address src heard on a peer
+// port, learned the way how says: the port is a router port for hold from
+// now (the other querier present interval for a query, a PIM Hello's
+// holdtime, an MRD advertisement's neighbor dead interval), or for as long
+// as another way keeps it one. A hold of zero or less forgets what that
+// way taught at once (a PIM Hello with holdtime 0, an MRD termination). A
+// src that is not a valid IPv4 address other than 0.0.0.0 is ignored, and
+// so is the local port. For a port already known it allocates nothing.
+func (t *Table) HeardRouter(port Port, src netip.Addr, how RouterSource, hold time.Duration, now time.Time) {
+	if port == LocalPort || !src.Is4() || src.IsUnspecified() || how >= NumRouterSources {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	until := now.Add(t.cfg.OQPI())
-	_, had := t.routers[port]
-	t.routers[port] = until
-	t.soon(until)
-	if !had {
-		t.log.Info("igmp: router port learned", "port", port, "querier", src)
-		t.publishRoutersLocked()
+	r := t.routers[port]
+	if hold <= 0 {
+		if r == nil || r.until[how].IsZero() {
+			return
+		}
+		r.until[how] = time.Time{}
+		if r.expires().IsZero() {
+			delete(t.routers, port)
+			t.log.Info("igmp: router port gone", "port", port, "router", src, "learned", how.String())
+			t.publishRoutersLocked()
+		}
+		return
 	}
+	until := now.Add(hold) // saturates for HoldForever
+	if r == nil {
+		r = &routerState{}
+		t.routers[port] = r
+		t.log.Info("igmp: router port learned", "port", port, "router", src, "learned", how.String())
+		defer t.publishRoutersLocked()
+	} else if r.until[how].IsZero() {
+		t.log.Info("igmp: router port confirmed", "port", port, "router", src, "learned", how.String())
+	}
+	r.until[how] = until
+	r.addr = src
+	t.soon(until)
+}
+
+// HasRouters reports whether any peer port is a router port. It takes no
+// lock and allocates nothing.
+func (t *Table) HasRouters() bool { return len(*t.routerPorts.Load()) > 0 }
+
+// RouterState is one router port of Routers.
+type RouterState struct {
+	Port    Port
+	Router  netip.Addr     // the address of the router heard last
+	Learned []RouterSource // the ways it is learned now, in order
+	Expires time.Duration  // until the last of them lapses
+}
+
+// Routers returns the router ports at now, in port order, with how each
+// was learned.
+func (t *Table) Routers(now time.Time) []RouterState {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]RouterState, 0, len(t.routers))
+	for p, r := range t.routers {
+		rs := RouterState{Port: p, Router: r.addr}
+		for how, u := range r.until {
+			if u.After(now) {
+				rs.Learned = append(rs.Learned, RouterSource(how))
+			}
+		}
+		if d := r.expires().Sub(now); d > 0 {
+			rs.Expires = d
+		}
+		out = append(out, rs)
+	}
+	slices.SortFunc(out, func(a, b RouterState) int { return a.Port.Compare(b.Port) })
+	return out
 }
 
 func (t *Table) publishRoutersLocked() {
@@ -365,13 +447,20 @@ func (t *Table) Expire(now time.Time) {
 		}
 	}
 	routersChanged := false
-	for p, until := range t.routers {
-		if !until.After(now) {
+	for p, r := range t.routers {
+		for how, u := range r.until {
+			if !u.IsZero() && !u.After(now) {
+				r.until[how] = time.Time{}
+			}
+		}
+		if until := r.expires(); until.IsZero() {
 			delete(t.routers, p)
 			routersChanged = true
-			t.log.Info("igmp: router port expired", "port", p)
+			t.log.Info("igmp: router port expired", "port", p, "router", r.addr)
 		} else {
-			t.soon(until)
+			for _, u := range r.until {
+				t.soon(u)
+			}
 		}
 	}
 	if routersChanged {

@@ -1,6 +1,7 @@
 package replicate
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshcast/meshcast/igmp"
+	"github.com/meshcast/meshcast/internal/inet"
 	"github.com/meshcast/meshcast/overlay"
 )
 
@@ -435,4 +437,347 @@ func routerQuery() []byte {
 	q := make([]byte, 12)
 	igmp.PutQueryV3(q, netip.Addr{}, time.Second, false, 2, 125*time.Second, nil)
 	return q
+}
+
+// The router learning of the peer path (RFC 4541 section 2.1.1): router
+// ports from PIM Hellos and MRD advertisements as well as from queries,
+// and what a router on the local host changes.
+
+// ipProtoFrame builds a frame of IPv4 protocol proto from src to dst
+// carrying payload, laid out as igmpFrame's.
+func ipProtoFrame(srcMAC net.HardwareAddr, proto uint8, src, dst netip.Addr, payload []byte) ([]byte, int) {
+	buf, n := igmpFrame(srcMAC, src, dst, payload)
+	ip := inet.IPv4(buf[overlay.Headroom+14:])
+	ip[inet.IPv4Proto] = proto
+	ip.SetChecksum()
+	return buf, n
+}
+
+func pimHello(holdtime time.Duration) []byte {
+	b := make([]byte, 10)
+	return b[:igmp.PutPIMHello(b, holdtime)]
+}
+
+// pimFromPeer is peer i's PIM message b to 224.0.0.13 from its overlay
+// address.
+func pimFromPeer(i int, b []byte) ([]byte, int) {
+	return ipProtoFrame(remoteMAC, igmp.ProtoPIM, netip.AddrFrom4([4]byte{198, 19, 0, byte(i)}), igmp.AllPIMRouters, b)
+}
+
+func routerPorts(s *Snooping, now int64) map[netip.Addr][]igmp.RouterSource {
+	m := map[netip.Addr][]igmp.RouterSource{}
+	for _, r := range s.Table.Routers(time.Unix(0, now)) {
+		m[r.Port] = r.Learned
+	}
+	return m
+}
+
+// TestSnoopingPIMRouter: a peer's PIM Hello goes into the TAP and makes
+// the peer a router port for the Hello's holdtime; every group, registered
+// or not, then reaches it, with --unregistered drop too; a Hello of
+// holdtime 0 (goodbye) ends it at once.
+func TestSnoopingPIMRouter(t *testing.T) {
+	for _, policy := range []Unregistered{UnregisteredFlood, UnregisteredDrop} {
+		t.Run(fmt.Sprint(policy), func(t *testing.T) {
+			r := newSnoopRig(t, 3, policy)
+			now := time.Now().UnixNano()
+			hb, hn := pimFromPeer(2, pimHello(3*time.Second))
+			if !r.fromPeer(2, hb, hn, now) {
+				t.Fatal("a peer's PIM Hello was not delivered into the TAP")
+			}
+			if got := routerPorts(r.s, now); !slices.Equal(got[underlay(2)], []igmp.RouterSource{igmp.RouterPIM}) || len(got) != 1 {
+				t.Fatalf("router ports %v, want 198.18.0.2 learned by pim", got)
+			}
+			if r.s.Querier.Active(time.Unix(0, now)) == false {
+				t.Fatal("a PIM Hello silenced the querier")
+			}
+			member := netip.MustParseAddr("239.1.2.3")
+			rb, rn := igmpFrame(remoteMAC, netip.MustParseAddr("198.19.0.3"), member, v2Report(member))
+			r.fromPeer(3, rb, rn, now)
+			unreg := 3
+			if policy == UnregisteredDrop {
+				unreg = 1
+			}
+			for _, g := range []netip.Addr{netip.MustParseAddr("239.9.9.9"), netip.MustParseAddr("232.1.1.1"), netip.MustParseAddr("239.255.0.1")} {
+				buf, n := mcastData(overlayLocal, g)
+				if got := r.egress(buf, n, now); got[underlay(2)] != 1 || len(got) != unreg {
+					t.Errorf("unregistered %v went to %v, want the router peer (and all with flood)", g, got)
+				}
+			}
+			buf, n := mcastData(overlayLocal, member)
+			if got := r.egress(buf, n, now); len(got) != 2 || got[underlay(2)] != 1 || got[underlay(3)] != 1 {
+				t.Errorf("registered group went to %v, want the member and the router peer", got)
+			}
+
+			// The holdtime passes without a Hello.
+			r.s.tick(time.Unix(0, now).Add(3 * time.Second))
+			if len(routerPorts(r.s, now+int64(3*time.Second))) != 0 {
+				t.Fatal("the router port outlived its holdtime")
+			}
+			// Back, then a goodbye.
+			r.fromPeer(2, hb, hn, now+int64(4*time.Second))
+			gb, gn := pimFromPeer(2, pimHello(0))
+			if !r.fromPeer(2, gb, gn, now+int64(5*time.Second)) {
+				t.Fatal("a goodbye Hello was not delivered")
+			}
+			if got := routerPorts(r.s, now+int64(5*time.Second)); len(got) != 0 {
+				t.Fatalf("router ports %v after a goodbye", got)
+			}
+		})
+	}
+}
+
+// TestSnoopingPIMMalformed: a PIM message whose IPv4 header, version or
+// checksum is wrong is neither delivered nor learned, and is counted as
+// pim_malformed; a well-formed PIM message other than a Hello is
+// delivered and teaches nothing.
+func TestSnoopingPIMMalformed(t *testing.T) {
+	r := newSnoopRig(t, 2, UnregisteredDrop)
+	now := time.Now().UnixNano()
+	badSum := pimHello(105 * time.Second)
+	badSum[3] ^= 1
+	v1 := pimHello(105 * time.Second)
+	v1[0] = 1<<4 | igmp.PIMHello
+	short := []byte{0x20, 0, 0}
+	for _, b := range [][]byte{badSum, v1, short} {
+		buf, n := pimFromPeer(2, b)
+		if r.fromPeer(2, buf, n, now) {
+			t.Errorf("malformed PIM % x delivered", b)
+		}
+	}
+	buf, n := pimFromPeer(2, pimHello(105*time.Second))
+	buf[overlay.Headroom+14+inet.IPv4TTL] ^= 1 // the IPv4 header checksum fails
+	if r.fromPeer(2, buf, n, now) {
+		t.Error("PIM with a bad IPv4 header delivered")
+	}
+	if d := r.e.Drops()["pim_malformed"]; d != 4 {
+		t.Errorf("pim_malformed = %d, want 4", d)
+	}
+	join := []byte{2<<4 | 3, 0, 0, 0, 1, 2, 3, 4}
+	binary.BigEndian.PutUint16(join[2:], inet.Checksum(join))
+	buf, n = pimFromPeer(2, join)
+	if !r.fromPeer(2, buf, n, now) {
+		t.Error("a PIM Join/Prune was not delivered")
+	}
+	// A Hello to another address than 224.0.0.13 teaches nothing.
+	buf, n = ipProtoFrame(remoteMAC, igmp.ProtoPIM, netip.MustParseAddr("198.19.0.2"), netip.MustParseAddr("224.0.0.5"), pimHello(105*time.Second))
+	r.fromPeer(2, buf, n, now)
+	if got := routerPorts(r.s, now); len(got) != 0 {
+		t.Errorf("router ports %v from no Hello to 224.0.0.13", got)
+	}
+}
+
+func mrdMsg(typ uint8) []byte {
+	if typ == igmp.TypeMRDAdvertisement {
+		b := make([]byte, 8)
+		return b[:igmp.PutMRDAdvertisement(b, 2*time.Second, 125*time.Second, 2)]
+	}
+	b := []byte{typ, 0, 0, 0}
+	binary.BigEndian.PutUint16(b[2:], inet.Checksum(b))
+	return b
+}
+
+// TestSnoopingMRD: a peer's MRD advertisement to 224.0.0.106 makes it a
+// router port for 3 × its interval, and its termination ends that; both
+// are delivered. A malformed one is dropped and counted. The local host's
+// advertisements go to every peer.
+func TestSnoopingMRD(t *testing.T) {
+	r := newSnoopRig(t, 2, UnregisteredDrop)
+	now := time.Now().UnixNano()
+	src := netip.MustParseAddr("198.19.0.2")
+	ab, an := igmpFrame(remoteMAC, src, igmp.AllSnoopers, mrdMsg(igmp.TypeMRDAdvertisement))
+	if !r.fromPeer(2, ab, an, now) {
+		t.Fatal("an MRD advertisement was not delivered")
+	}
+	if got := routerPorts(r.s, now); !slices.Equal(got[underlay(2)], []igmp.RouterSource{igmp.RouterMRD}) {
+		t.Fatalf("router ports %v, want 198.18.0.2 learned by mrd", got)
+	}
+	buf, n := mcastData(overlayLocal, netip.MustParseAddr("239.9.9.9"))
+	if got := r.egress(buf, n, now); len(got) != 1 || got[underlay(2)] != 1 {
+		t.Errorf("unregistered traffic went to %v, want the MRD router", got)
+	}
+	r.s.tick(time.Unix(0, now).Add(6 * time.Second))
+	if got := routerPorts(r.s, now+int64(6*time.Second)); len(got) != 0 {
+		t.Fatalf("router ports %v after 3 × the advertisement interval", got)
+	}
+	r.fromPeer(2, ab, an, now+int64(7*time.Second))
+	tb, tn := igmpFrame(remoteMAC, src, igmp.AllSnoopers, mrdMsg(igmp.TypeMRDTermination))
+	if !r.fromPeer(2, tb, tn, now+int64(8*time.Second)) {
+		t.Fatal("an MRD termination was not delivered")
+	}
+	if got := routerPorts(r.s, now+int64(8*time.Second)); len(got) != 0 {
+		t.Fatalf("router ports %v after a termination", got)
+	}
+	bad := mrdMsg(igmp.TypeMRDAdvertisement)
+	bad[5] ^= 1
+	bb, bn := igmpFrame(remoteMAC, src, igmp.AllSnoopers, bad)
+	if r.fromPeer(2, bb, bn, now) {
+		t.Error("a malformed MRD advertisement was delivered")
+	}
+	if d := r.e.Drops()["igmp_checksum"]; d != 1 {
+		t.Errorf("igmp_checksum = %d, want 1", d)
+	}
+	// From the local host: to every peer, and not counted as a drop.
+	lb, ln := igmpFrame(localMAC, overlayLocal, igmp.AllSnoopers, mrdMsg(igmp.TypeMRDAdvertisement))
+	if got := r.egress(lb, ln, now); len(got) != 2 {
+		t.Errorf("the local host's MRD advertisement went to %v, want every peer", got)
+	}
+	if d := r.e.Drops()["igmp_type"]; d != 0 {
+		t.Errorf("igmp_type = %d, want 0", d)
+	}
+}
+
+// TestSnoopingQueryAttributed: a peer's query from 0.0.0.0 (a meshcast
+// querier's) makes no router port and goes into the TAP with the peer's
+// overlay address as its source and a valid header; a router's query
+// keeps its source.
+func TestSnoopingQueryAttributed(t *testing.T) {
+	r := newSnoopRig(t, 2, UnregisteredDrop)
+	now := time.Now().UnixNano()
+	for _, dst := range []netip.Addr{igmp.AllHosts, igmp.AllRouters} {
+		qb, qn := igmpFrame(remoteMAC, netip.IPv4Unspecified(), dst, routerQuery())
+		in := r.e.receive(underlay(2), encapFrom(r.codec, underlay(2), qb[overlay.Headroom:overlay.Headroom+qn]), now)
+		src, gotDst, b, ok := igmp.FromFrame(in)
+		if !ok || src != netip.MustParseAddr("198.19.0.2") || gotDst != dst || !slices.Equal(b, routerQuery()) {
+			t.Fatalf("delivered query to %v: %v -> %v % x (ok %v); want it from 198.19.0.2", dst, src, gotDst, b, ok)
+		}
+	}
+	if got := routerPorts(r.s, now); len(got) != 0 {
+		t.Fatalf("router ports %v from a query from 0.0.0.0", got)
+	}
+	if !r.s.Querier.Active(time.Unix(0, now)) {
+		t.Fatal("a query from 0.0.0.0 silenced the querier")
+	}
+	src := netip.MustParseAddr("198.19.0.77")
+	qb, qn := igmpFrame(remoteMAC, src, igmp.AllHosts, routerQuery())
+	in := r.e.receive(underlay(2), encapFrom(r.codec, underlay(2), qb[overlay.Headroom:overlay.Headroom+qn]), now)
+	if got, _, _, _ := igmp.FromFrame(in); got != src {
+		t.Fatalf("a router's query was delivered from %v, want %v", got, src)
+	}
+	if got := routerPorts(r.s, now); !slices.Equal(got[underlay(2)], []igmp.RouterSource{igmp.RouterQuery}) {
+		t.Fatalf("router ports %v, want 198.18.0.2 learned by query", got)
+	}
+}
+
+// TestSnoopingHostRouter: once the local host shows a multicast router (a
+// query from the node's address, or a PIM Hello), the peers' reports go
+// into the TAP for it, and a query from the node's own address silences
+// the querier; before and after, reports stay out of the TAP.
+func TestSnoopingHostRouter(t *testing.T) {
+	for _, how := range []string{"query", "pim"} {
+		t.Run(how, func(t *testing.T) {
+			r := newSnoopRig(t, 2, UnregisteredDrop)
+			now := time.Now().UnixNano()
+			group := netip.MustParseAddr("239.1.2.3")
+			report := func(at int64) bool {
+				rb, rn := igmpFrame(remoteMAC, netip.MustParseAddr("198.19.0.2"), group, v2Report(group))
+				return r.fromPeer(2, rb, rn, at)
+			}
+			if report(now) {
+				t.Fatal("a peer's report went into the TAP with no router on the host")
+			}
+			self := netip.MustParseAddr("198.19.0.200") // the rig's querier address
+			var hold time.Duration
+			switch how {
+			case "query":
+				lb, ln := igmpFrame(localMAC, self, igmp.AllHosts, routerQuery())
+				if got := r.egress(lb, ln, now); len(got) != 2 {
+					t.Fatalf("the host's query went to %v, want every peer", got)
+				}
+				if r.s.Querier.Active(time.Unix(0, now)) {
+					t.Error("a query from the node's own address, sent by the host, left the querier active")
+				}
+				hold = r.s.Table.Config().OQPI()
+			case "pim":
+				lb, ln := ipProtoFrame(localMAC, igmp.ProtoPIM, self, igmp.AllPIMRouters, pimHello(3*time.Second))
+				if got := r.egress(lb, ln, now); len(got) != 2 {
+					t.Fatalf("the host's PIM Hello went to %v, want every peer", got)
+				}
+				hold = 3 * time.Second
+			}
+			if !r.s.HostRouter(time.Unix(0, now)) || !report(now+1) {
+				t.Fatal("a peer's report did not go into the TAP for the router on the host")
+			}
+			if got := routerPorts(r.s, now); len(got) != 0 {
+				t.Errorf("router ports %v: the local host is no peer", got)
+			}
+			if r.s.HostRouter(time.Unix(0, now).Add(hold)) || report(now+int64(hold)) {
+				t.Fatal("reports still go into the TAP after the host's router went quiet")
+			}
+		})
+	}
+}
+
+// TestSnoopingElectionQuery: while a peer is a router port, the querier's
+// general queries also go to the peers as election queries (224.0.0.2),
+// the first at once.
+func TestSnoopingElectionQuery(t *testing.T) {
+	r := newSnoopRig(t, 2, UnregisteredDrop)
+	var announced []netip.Addr
+	r.s.Querier.SetAnnounce(func(f []byte) error {
+		_, dst, _, _ := igmp.FromFrame(f)
+		announced = append(announced, dst)
+		return nil
+	})
+	now := time.Now()
+	r.s.tick(now)                            // startup query, announced to 224.0.0.1
+	r.s.tick(now.Add(125 * time.Second / 4)) // the second
+	r.s.tick(now.Add(time.Minute))
+	if !slices.Equal(announced, []netip.Addr{igmp.AllHosts, igmp.AllHosts}) {
+		t.Fatalf("announced %v before any router peer", announced)
+	}
+	// Peer 2's first packet, a PIM Hello, makes it a router port and
+	// solicits a general query: announced to 224.0.0.1, where the router
+	// hears it too, so it needs no election copy.
+	hb, hn := pimFromPeer(2, pimHello(time.Hour))
+	r.fromPeer(2, hb, hn, now.Add(time.Minute).UnixNano())
+	r.s.tick(now.Add(time.Minute + time.Millisecond))
+	if !slices.Equal(announced, []netip.Addr{igmp.AllHosts, igmp.AllHosts, igmp.AllHosts}) {
+		t.Fatalf("announced %v, want the solicited query", announced)
+	}
+	// The next general query is a periodic one: its election copy goes
+	// to the peers.
+	r.s.tick(now.Add(time.Minute + 125*time.Second + time.Millisecond))
+	if !slices.Equal(announced, []netip.Addr{igmp.AllHosts, igmp.AllHosts, igmp.AllHosts, igmp.AllRouters}) {
+		t.Fatalf("announced %v, want an election query with the periodic query", announced)
+	}
+	// The router port goes, and comes back from a peer seen lately
+	// (no solicited query): an election query at once.
+	r.s.Table.RemovePort(underlay(2))
+	r.s.tick(now.Add(time.Minute + 126*time.Second))
+	announced = nil
+	r.fromPeer(2, hb, hn, now.Add(time.Minute+127*time.Second).UnixNano())
+	r.s.tick(now.Add(time.Minute + 127*time.Second))
+	if want := []netip.Addr{igmp.AllRouters}; !slices.Equal(announced, want) {
+		t.Fatalf("announced %v, want %v", announced, want)
+	}
+}
+
+// TestSnoopingRouterIngressZeroAllocs: a known router's PIM Hellos and
+// queries, and a meshcast querier's query from 0.0.0.0 (rewritten in
+// place), cost no allocation on the peer path.
+func TestSnoopingRouterIngressZeroAllocs(t *testing.T) {
+	r := newSnoopRig(t, 2, UnregisteredDrop)
+	now := time.Now().UnixNano()
+	hb, hn := pimFromPeer(2, pimHello(105*time.Second))
+	qb, qn := igmpFrame(remoteMAC, netip.MustParseAddr("198.19.0.2"), igmp.AllHosts, routerQuery())
+	zb, zn := igmpFrame(remoteMAC, netip.IPv4Unspecified(), igmp.AllRouters, routerQuery())
+	ab, an := igmpFrame(remoteMAC, netip.MustParseAddr("198.19.0.2"), igmp.AllSnoopers, mrdMsg(igmp.TypeMRDAdvertisement))
+	for _, c := range []struct {
+		name string
+		buf  []byte
+		n    int
+	}{{"pim hello", hb, hn}, {"router query", qb, qn}, {"query from 0.0.0.0", zb, zn}, {"mrd advertisement", ab, an}} {
+		pkt := encapFrom(r.codec, underlay(2), c.buf[overlay.Headroom:overlay.Headroom+c.n])
+		if r.e.receive(underlay(2), pkt, now) == nil { // learned the first time
+			t.Fatalf("%s dropped", c.name)
+		}
+		if a := testing.AllocsPerRun(1000, func() {
+			if r.e.receive(underlay(2), pkt, now) == nil {
+				t.Fatalf("%s dropped", c.name)
+			}
+		}); a != 0 {
+			t.Errorf("%s: the peer path allocates %.1f per packet", c.name, a)
+		}
+	}
 }

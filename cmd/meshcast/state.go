@@ -126,21 +126,22 @@ func (d *daemon) kernelPeers() ([]control.Peer, []control.TunnelPort) {
 func (d *daemon) state() control.State {
 	now := time.Now()
 	st := control.State{
-		Version:   buildVersion(),
-		PID:       os.Getpid(),
-		Started:   d.started,
-		Community: d.self.Community,
-		Encap:     d.codec.Name(),
-		TAP:       d.tap,
-		Local:     d.self.Underlay.String(),
-		Overlay:   d.self.Overlay.String(),
-		MTU:       d.mtu,
-		Peers:     []control.Peer{},
-		Groups:    []control.Group{},
-		Routers:   []string{},
-		Flooded:   []control.Flooded{},
-		Drops:     map[string]uint64{},
-		Ping:      d.ping,
+		Version:    buildVersion(),
+		PID:        os.Getpid(),
+		Started:    d.started,
+		Community:  d.self.Community,
+		Encap:      d.codec.Name(),
+		TAP:        d.tap,
+		Local:      d.self.Underlay.String(),
+		Overlay:    d.self.Overlay.String(),
+		MTU:        d.mtu,
+		Peers:      []control.Peer{},
+		Groups:     []control.Group{},
+		Routers:    []string{},
+		Flooded:    []control.Flooded{},
+		RouterInfo: []control.Router{},
+		Drops:      map[string]uint64{},
+		Ping:       d.ping,
 	}
 	st.Offloads = d.offloadState()
 	if d.kern != nil {
@@ -188,6 +189,18 @@ func (d *daemon) state() control.State {
 	for _, r := range routers {
 		st.Routers = append(st.Routers, r.String())
 	}
+	st.RouterInfo = []control.Router{}
+	for _, r := range d.snoop.Table.Routers(now) {
+		if r.Port == igmp.LocalPort {
+			continue // st.HostRouter says so
+		}
+		cr := control.Router{Peer: r.Port.String(), Router: r.Router.String(), Learned: []string{}, ExpiresSeconds: r.Expires.Seconds()}
+		for _, how := range r.Learned {
+			cr.Learned = append(cr.Learned, how.String())
+		}
+		st.RouterInfo = append(st.RouterInfo, cr)
+	}
+	st.HostRouter = d.snoop.HostRouter(now)
 	st.Flooded = []control.Flooded{}
 	for _, f := range d.snoop.Flooded() {
 		g := "other"

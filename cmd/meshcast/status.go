@@ -172,8 +172,19 @@ func printStatus(w io.Writer, st control.State, now time.Time) {
 		}
 		tw.Flush()
 	}
-	if len(st.Routers) > 0 {
+	if len(st.RouterInfo) > 0 {
+		fmt.Fprintf(w, "\nrouter peers: %d\n", len(st.RouterInfo))
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "peer\trouter\tlearned from\texpires")
+		for _, r := range st.RouterInfo {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.1fs\n", r.Peer, r.Router, strings.Join(r.Learned, ","), r.ExpiresSeconds)
+		}
+		tw.Flush()
+	} else if len(st.Routers) > 0 {
 		fmt.Fprintf(w, "\nrouter peers: %s\n", strings.Join(st.Routers, " "))
+	}
+	if st.HostRouter {
+		fmt.Fprintf(w, "a multicast router runs on this host: peers' reports go into the TAP for it\n")
 	}
 	if len(st.Flooded) > 0 {
 		fmt.Fprintf(w, "\nflooded (unregistered groups sent to every peer):\n")

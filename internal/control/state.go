@@ -26,7 +26,9 @@ type State struct {
 	Peers       []Peer            `json:"peers"`
 	Groups      []Group           `json:"groups"`
 	Routers     []string          `json:"routers"`
-	Flooded     []Flooded         `json:"flooded"` // unregistered groups flooded to every peer
+	RouterInfo  []Router          `json:"router_info"` // the router peers, with how each was learned
+	HostRouter  bool              `json:"host_router"` // a multicast router runs on the local host
+	Flooded     []Flooded         `json:"flooded"`     // unregistered groups flooded to every peer
 	Drops       map[string]uint64 `json:"drops"`
 	Discovery   Discovery         `json:"discovery"`
 	Querier     Querier           `json:"querier"`
@@ -93,6 +95,16 @@ type Group struct {
 	Peers   []string `json:"peers"` // underlay addresses of member peers
 	Local   bool     `json:"local"` // the local host is a member
 	Members []Member `json:"members"`
+}
+
+// Router is a router peer: the address of the router heard last behind
+// it, how it is learned now (query, pim, mrd; RFC 4541 section 2.1.1), and
+// the seconds until the last of those lapses.
+type Router struct {
+	Peer           string   `json:"peer"`
+	Router         string   `json:"router"`
+	Learned        []string `json:"learned"`
+	ExpiresSeconds float64  `json:"expires_seconds"`
 }
 
 // Flooded is what flooding one unregistered group from the local host cost
