@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -115,16 +116,60 @@ func TestStaticChanged(t *testing.T) {
 	}
 }
 
+// TestStaticConcurrent: the reconciler lists the file (Members) while the
+// daemon's file watcher polls it (Changed), each on its own goroutine; the
+// race detector (make test runs it) fails this test if they share the
+// stamp unguarded, as they once did.
+func TestStaticConcurrent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "peers")
+	os.WriteFile(path, []byte("198.18.0.1 demo,198.19.0.1/24\n"), 0o644)
+	s := &Static{Path: path}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for range 200 {
+			if _, err := s.Members(context.Background()); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for range 200 {
+			s.Changed()
+		}
+	}()
+	wg.Wait()
+	if s.Changed() {
+		t.Error("unchanged file reported changed")
+	}
+}
+
 func TestReconcilerRunAfterWaitsForPoke(t *testing.T) {
 	done := make(chan struct{}, 8)
 	r := &Reconciler{Source: &scripted{}, Interval: time.Hour, Logger: quiet(), Apply: func([]Member) error { done <- struct{}{}; return nil }}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.RunAfter(ctx)
+	// RunAfter sets NextAttempt when it starts to wait: a listing at once
+	// would come before that, so once it is set, nothing listed means it
+	// did not list at once.
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Status().NextAttempt.IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatal("RunAfter never started to wait")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	select {
 	case <-done:
 		t.Fatal("RunAfter listed at once")
-	case <-time.After(100 * time.Millisecond):
+	default:
+	}
+	if st := r.Status(); st.Successes+st.Failures != 0 || time.Until(st.NextAttempt) < 50*time.Minute {
+		t.Fatalf("RunAfter before a Poke: %+v, want no listing and the next one an interval away", st)
 	}
 	r.Poke()
 	select {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -19,10 +20,12 @@ type Source interface {
 
 // Static is the inventory file as a Source. It is read anew on every
 // listing; Changed reports whether the file changed since the last read,
-// so a caller can poll it cheaply.
+// so a caller can poll it cheaply. Members and Changed are safe to call
+// from different goroutines (the reconciler lists while a watcher polls).
 type Static struct {
 	Path string
 
+	mu    sync.Mutex
 	stamp fileStamp
 }
 
@@ -39,7 +42,9 @@ func (s *Static) Name() string { return "static" }
 func (s *Static) Members(context.Context) ([]Member, error) {
 	st, err := stampOf(s.Path)
 	if err == nil {
+		s.mu.Lock()
 		s.stamp = st
+		s.mu.Unlock()
 	}
 	return LoadInventory(s.Path)
 }
@@ -48,7 +53,12 @@ func (s *Static) Members(context.Context) ([]Member, error) {
 // differs from when Members last read it.
 func (s *Static) Changed() bool {
 	st, err := stampOf(s.Path)
-	return err == nil && st != s.stamp
+	if err != nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return st != s.stamp
 }
 
 func stampOf(path string) (fileStamp, error) {
