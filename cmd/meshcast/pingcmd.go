@@ -23,7 +23,10 @@ func newPingCmd(stdout io.Writer) *cobra.Command {
 multicast on the ping group, and print loss and round-trip times per peer, like
 omping. Every meshcast daemon answers these probes through an ordinary socket
 on its own TAP, so the probes cross the whole path, the remote kernel
-included, and no tool is needed on the other side.
+included, and no tool is needed on the other side. Peers that lost multicast
+probes while the daemon did not yet know them as members of the ping group
+(IGMP still converging, as just after the daemons start) are named on a last
+line.
 
 Exit status: 0 when every peer answered both kinds of probe, 1 otherwise.`,
 		Example: `  meshcast ping
@@ -53,13 +56,25 @@ Exit status: 0 when every peer answered both kinds of probe, 1 otherwise.`,
 			if p < 1 || p > 65535 || count < 1 || interval <= 0 {
 				return &exitError{code: exitUsage, err: fmt.Errorf("--port must be 1-65535, --count at least 1 and --interval positive")}
 			}
+			// The peers the daemon does not yet know as members of the
+			// ping group may miss multicast probes; the report names
+			// those that did. The kernel dataplane lists no groups.
+			joined := map[string]bool{}
+			for _, g := range st.Groups {
+				if g.Group == grp.String() {
+					for _, p := range g.Peers {
+						joined[p] = true
+					}
+				}
+			}
 			var targets []ping.Target
 			for _, peer := range st.Peers {
 				o, err := netip.ParsePrefix(peer.Overlay)
 				if err != nil {
 					continue
 				}
-				targets = append(targets, ping.Target{Name: peer.Underlay, Overlay: o.Addr()})
+				targets = append(targets, ping.Target{Name: peer.Underlay, Overlay: o.Addr(),
+					NotJoined: st.Dataplane != "kernel" && !joined[peer.Underlay]})
 			}
 			if len(targets) == 0 {
 				fmt.Fprintln(stdout, "no peers to ping")

@@ -17,6 +17,15 @@
 // target by its source address; duplicates count once. Many probers, on one
 // node or on many, can run at once.
 //
+// The overlay carries a multicast probe only to the peers that the
+// prober's daemon knows as members of the ping group (to every peer while
+// it knows none, under the default --unregistered flood). Right after
+// daemons start, until IGMP has converged, some peers may not be known
+// yet, and miss probes. Run does not wait for that; a caller that knows
+// it, as `meshcast ping` does from the daemon's status, marks such
+// targets [Target.NotJoined], and [Write] names those that lost
+// multicast probes.
+//
 // [Write] prints the results like omping, and [OK] says whether every
 // target answered both kinds.
 //

@@ -451,7 +451,7 @@ func TestIntegrationStalledLink(t *testing.T) {
 	nstest.LeakCheck(t)
 	checkGoroutines(t)
 	if _, err := exec.LookPath("tc"); err != nil {
-		t.Skip("needs tc (iproute2)")
+		nstest.SkipOrFail(t, "needs tc (iproute2; make deps installs it): %v", err)
 	}
 	nt, resp := overlayNet(t, 2)
 	// Resolve the neighbours both ways while the link is fast.
@@ -459,7 +459,7 @@ func TestIntegrationStalledLink(t *testing.T) {
 		t.Fatal("no answer before the link was stalled")
 	}
 	if out, err := nt.Node(2).Exec(t, "tc", "qdisc", "add", "dev", iface, "root", "tbf", "rate", "8kbit", "burst", "1600", "limit", "10000000"); err != nil {
-		t.Skipf("cannot stall the link: %v\n%s", err, out)
+		nstest.SkipOrFail(t, "cannot stall the link with a tbf qdisc (sch_tbf): %v\n%s", err, out)
 	}
 	const probes = 4000
 	answered0, _ := resp[2].Stats()

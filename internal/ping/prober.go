@@ -18,6 +18,14 @@ import (
 type Target struct {
 	Name    string     // a label for Write, such as the peer's underlay address
 	Overlay netip.Addr // the peer's overlay address: probes go here, replies come from here
+	// NotJoined says that, when the run began, the prober's daemon did not
+	// yet count the peer as a member of the ping group (its IGMP had not
+	// converged, as in the seconds after daemons start): the overlay
+	// carries multicast probes only to members it knows, so they may miss
+	// the peer until it joins. Run ignores it; Write names such peers when
+	// they lost multicast probes, so that this loss is not taken for a
+	// fault of the path.
+	NotJoined bool
 }
 
 // Options configure Run. Zero values mean the defaults.

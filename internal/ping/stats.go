@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -73,6 +74,11 @@ func (t Target) label() string {
 //
 // Round-trip times are in milliseconds, and left out when nothing was
 // answered. A kind is ok for a peer when it answered at least one probe.
+// When peers marked NotJoined lost multicast probes, a last line names
+// them:
+//
+//	multicast loss to 1 peers not yet known as members of the ping group when probing began (IGMP had not converged): 198.18.0.2 (198.19.0.2)
+//
 // Write returns no error: it is meant for a terminal, and stops at the
 // first error of w.
 func Write(w io.Writer, results []Result) {
@@ -82,6 +88,7 @@ func Write(w io.Writer, results []Result) {
 	}
 	ew := &errWriter{w: w}
 	var uniOK, multiOK int
+	var unjoined []string // NotJoined peers that lost multicast probes
 	for _, r := range results {
 		for _, k := range []struct {
 			name string
@@ -99,8 +106,15 @@ func Write(w io.Writer, results []Result) {
 		if r.Multicast.Received > 0 {
 			multiOK++
 		}
+		if r.Target.NotJoined && r.Multicast.Received < r.Multicast.Sent {
+			unjoined = append(unjoined, r.Target.label())
+		}
 	}
 	ew.printf("%d peers: unicast ok for %d, multicast ok for %d\n", len(results), uniOK, multiOK)
+	if len(unjoined) > 0 {
+		ew.printf("multicast loss to %d peers not yet known as members of the ping group when probing began (IGMP had not converged): %s\n",
+			len(unjoined), strings.Join(unjoined, ", "))
+	}
 }
 
 // formatLoss formats the loss percentage: whole numbers without decimals,

@@ -3,7 +3,9 @@ package ping
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -124,6 +126,39 @@ func TestWriteBriefExample(t *testing.T) {
 		"1 peers: unicast ok for 1, multicast ok for 1\n"
 	if got := buf.String(); got != want {
 		t.Fatalf("Write:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestWriteNotJoined checks the line that names the peers that lost
+// multicast probes while not yet members of the ping group, and only them.
+func TestWriteNotJoined(t *testing.T) {
+	full := Stats{Sent: 5, Received: 5, Min: 1, Avg: 1, Max: 1}
+	lossy := Stats{Sent: 5, Received: 4, Min: 1, Avg: 1, Max: 1}
+	target := func(k byte, notJoined bool) Target {
+		return Target{Name: fmt.Sprintf("198.18.0.%d", k), Overlay: netip.AddrFrom4([4]byte{198, 19, 0, k}), NotJoined: notJoined}
+	}
+	results := []Result{
+		{Target: target(2, true), Unicast: full, Multicast: lossy},  // named
+		{Target: target(3, true), Unicast: full, Multicast: full},   // joined in time: not named
+		{Target: target(4, false), Unicast: full, Multicast: lossy}, // a member that lost probes: not named
+		{Target: target(5, true), Unicast: full, Multicast: Stats{Sent: 5}},
+	}
+	var buf bytes.Buffer
+	Write(&buf, results)
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	want := []string{
+		"4 peers: unicast ok for 4, multicast ok for 3",
+		"multicast loss to 2 peers not yet known as members of the ping group when probing began (IGMP had not converged): " +
+			"198.18.0.2 (198.19.0.2), 198.18.0.5 (198.19.0.5)",
+	}
+	if len(lines) != 2*len(results)+2 || !slices.Equal(lines[len(lines)-2:], want) {
+		t.Fatalf("Write:\n%s\nwant it to end with:\n%s", buf.String(), strings.Join(want, "\n"))
+	}
+	// Without such a peer, no such line.
+	buf.Reset()
+	Write(&buf, results[1:3])
+	if strings.Contains(buf.String(), "ping group") {
+		t.Errorf("Write names no peer, yet says:\n%s", buf.String())
 	}
 }
 
