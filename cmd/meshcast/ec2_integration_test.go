@@ -56,14 +56,16 @@ func ec2Instance(k int) fakeaws.Instance {
 	}
 }
 
-// rxRate polls a node's underlay receive counter and returns when it first
-// grows by at least min packets within 100 ms, or false after timeout.
-func rxStarts(n *nstest.Node, min uint64, timeout time.Duration) (time.Time, bool) {
-	prev, _ := n.Counters(nstest.NodeLink)
+// rxStarts polls a node's underlay receive counter and returns when it
+// first grows by at least min packets within 100 ms, or false after
+// timeout. A counter it cannot read fails the test.
+func rxStarts(t *testing.T, n *nstest.Node, min uint64, timeout time.Duration) (time.Time, bool) {
+	t.Helper()
+	prev := n.MustCounters(t, nstest.NodeLink)
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
-		cur, _ := n.Counters(nstest.NodeLink)
+		cur := n.MustCounters(t, nstest.NodeLink)
 		if cur.Sub(prev).RxPackets >= min {
 			return time.Now(), true
 		}
@@ -73,13 +75,15 @@ func rxStarts(n *nstest.Node, min uint64, timeout time.Duration) (time.Time, boo
 }
 
 // rxStops polls until a node's underlay receive counter grows by less than
-// min packets per 100 ms, and returns when.
-func rxStops(n *nstest.Node, min uint64, timeout time.Duration) (time.Time, bool) {
-	prev, _ := n.Counters(nstest.NodeLink)
+// min packets per 100 ms, and returns when. A counter it cannot read fails
+// the test: read as zeros, it would look stopped.
+func rxStops(t *testing.T, n *nstest.Node, min uint64, timeout time.Duration) (time.Time, bool) {
+	t.Helper()
+	prev := n.MustCounters(t, nstest.NodeLink)
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
-		cur, _ := n.Counters(nstest.NodeLink)
+		cur := n.MustCounters(t, nstest.NodeLink)
 		if cur.Sub(prev).RxPackets < min {
 			return time.Now(), true
 		}
@@ -132,7 +136,7 @@ func TestIntegrationEC2Discovery(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	sender := a.Start(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
 		"--count", strconv.Itoa(count), "--rate", "500", "--size", "100")
-	if _, ok := rxStarts(c, 20, 5*time.Second); !ok {
+	if _, ok := rxStarts(t, c, 20, 5*time.Second); !ok {
 		t.Fatal("the mesh formed by EC2 discovery carries no multicast to C")
 	}
 
@@ -146,7 +150,7 @@ func TestIntegrationEC2Discovery(t *testing.T) {
 	if err := recvD.WaitOutput("ready", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	joined, ok := rxStarts(d, 20, 15*time.Second)
+	joined, ok := rxStarts(t, d, 20, 15*time.Second)
 	if !ok {
 		t.Fatal("the added instance never received the stream")
 	}
@@ -157,7 +161,7 @@ func TestIntegrationEC2Discovery(t *testing.T) {
 	time.Sleep(time.Second)
 	terminated := time.Now()
 	fake.SetState(ec2Instance(3).ID, "terminated")
-	stopped, ok := rxStops(c, 10, 15*time.Second)
+	stopped, ok := rxStops(t, c, 10, 15*time.Second)
 	if !ok {
 		t.Fatal("the terminated instance kept receiving")
 	}

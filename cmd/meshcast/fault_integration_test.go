@@ -139,6 +139,10 @@ func TestIntegrationKillRestart(t *testing.T) {
 // ambient), as /proc/PID/status shows, and still forwards, opening its
 // VXLAN flow sockets after the drop.
 func TestIntegrationCapabilities(t *testing.T) {
+	if raceDaemon() {
+		// Not SkipOrFail: the pass without the race detector runs it.
+		t.Skip("the daemon is built with -race, hence with cgo, and cannot drop capabilities then; the run without MESHCAST_TEST_RACE checks them")
+	}
 	nt, bin, probe, inv := demoNet(t, 2)
 	nodes := nt.Nodes()
 	var ds []*nstest.Proc
@@ -239,6 +243,7 @@ func TestIntegrationUnreachablePeer(t *testing.T) {
 type streamRig struct {
 	t     *testing.T
 	nodes []*nstest.Node
+	bin   string
 	probe string
 	ctl   string
 	recvs []*nstest.Proc
@@ -246,7 +251,7 @@ type streamRig struct {
 
 func newStreamRig(t *testing.T, encap string, first []string) *streamRig {
 	nt, bin, probe, inv := demoNet(t, 3)
-	r := &streamRig{t: t, nodes: nt.Nodes(), probe: probe, ctl: ctlPath(t)}
+	r := &streamRig{t: t, nodes: nt.Nodes(), bin: bin, probe: probe, ctl: ctlPath(t)}
 	for i, n := range r.nodes {
 		ctl := ctlPath(t)
 		var extra []string
@@ -262,7 +267,8 @@ func newStreamRig(t *testing.T, encap string, first []string) *streamRig {
 	return r
 }
 
-// listen starts the receivers, for count datagrams or timeout.
+// listen starts the receivers, for count datagrams or timeout, and waits
+// until the first node knows both as members of the group.
 func (r *streamRig) listen(count int, timeout string) {
 	for _, n := range r.nodes[1:] {
 		p := n.Start(r.t, r.probe, "recv", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
@@ -272,7 +278,10 @@ func (r *streamRig) listen(count int, timeout string) {
 		}
 		r.recvs = append(r.recvs, p)
 	}
-	time.Sleep(300 * time.Millisecond) // the joins reach the source
+	// The joins reached the source: a receiver that gets nothing (the
+	// unreachable peer, a capped fan-out) then got nothing because of what
+	// the test checks, not because the stream began before its join.
+	waitMembers(r.t, r.nodes[0], r.bin, r.ctl, "239.1.2.3", len(r.nodes)-1)
 }
 
 // send sends count datagrams at rate from the first node, and returns what
@@ -288,13 +297,7 @@ func (r *streamRig) send(count, rate int) ([]int, control.State) {
 		p.Wait(10 * time.Second)
 		got = append(got, received(t, p.Output()))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := control.Fetch(ctx, r.ctl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got, st
+	return got, fetchState(t, r.ctl)
 }
 
 // TestIntegrationAmplificationLimits runs a source with --rate-limit 200

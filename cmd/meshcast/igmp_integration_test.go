@@ -66,7 +66,7 @@ func TestIntegrationIGMPPruning(t *testing.T) {
 
 func testPruning(t *testing.T, encap string, version int) {
 	nodes, daemons, socks := igmpMesh(t, encap, version, "--unregistered", "drop")
-	_, probe := binaries(t)
+	bin, probe := binaries(t)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 
 	// B joins 239.1.2.3 and stays for a first stream, then leaves while a
@@ -77,17 +77,21 @@ func testPruning(t *testing.T, encap string, version int) {
 	if err := recv.WaitOutput("ready", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // the join's report reaches A
-	cBefore, _ := c.Counters(nstest.NodeLink)
-	bBefore, _ := b.Counters(nstest.NodeLink)
+	// A knows B's membership before the stream starts: with
+	// --unregistered drop, nothing crosses before that, and after it the
+	// stream reaching B is what proves that copies to C, had A made any,
+	// left at the same time.
+	waitMembers(t, a, bin, socks[0], "239.1.2.3", 1)
+	cBefore := c.MustCounters(t, nstest.NodeLink)
+	bBefore := b.MustCounters(t, nstest.NodeLink)
 	if out, err := a.Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
 		"--count", strconv.Itoa(count), "--rate", "2000", "--size", "200"); err != nil {
 		t.Fatalf("send: %v\n%s", err, out)
 	}
 	recv.Wait(30 * time.Second)
 	got := received(t, recv.Output())
-	cAfter, _ := c.Counters(nstest.NodeLink)
-	bAfter, _ := b.Counters(nstest.NodeLink)
+	cAfter := c.MustCounters(t, nstest.NodeLink)
+	bAfter := b.MustCounters(t, nstest.NodeLink)
 	toC := cAfter.Sub(cBefore).RxPackets
 	toB := bAfter.Sub(bBefore).RxPackets
 	t.Logf("%s v%d: member B received %d/%d; underlay packets into B %d, into non-member C %d",
@@ -175,8 +179,8 @@ func logTime(out, substr string) (time.Time, bool) {
 func TestIntegrationIGMPSourceSpecific(t *testing.T) {
 	for _, encap := range []string{"gre", "vxlan"} {
 		t.Run(encap, func(t *testing.T) {
-			nodes, _, _ := igmpMesh(t, encap, 3)
-			_, probe := binaries(t)
+			nodes, _, socks := igmpMesh(t, encap, 3)
+			bin, probe := binaries(t)
 			a, b, c := nodes[0], nodes[1], nodes[2]
 			const count = 500
 			recv := b.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "232.1.1.1", "--source", "198.19.0.1",
@@ -184,19 +188,32 @@ func TestIntegrationIGMPSourceSpecific(t *testing.T) {
 			if err := recv.WaitOutput("ready", 10*time.Second); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(300 * time.Millisecond)
-			before, _ := b.Counters(nstest.NodeLink)
+			// Both senders know B's (A, 232.1.1.1) membership before
+			// either sends: until C does, it floods the group (the
+			// default policy), and C's bytes crossing to B would say
+			// nothing about source filtering.
+			for _, i := range []int{0, 2} {
+				waitMembership(t, nodes[i], bin, socks[i], "232.1.1.1", "198.18.0.2", "include", "198.19.0.1")
+			}
+			before := b.MustCounters(t, nstest.NodeLink)
+			frames := tapFrames(t, socks[2])
 			if out, err := c.Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "232.1.1.1", "--port", "5002",
 				"--count", strconv.Itoa(count), "--rate", "2000"); err != nil {
 				t.Fatalf("send from C: %v\n%s", err, out)
 			}
-			mid, _ := b.Counters(nstest.NodeLink)
+			// Nothing of C's may reach B: read B's counter once C's
+			// daemon has handled every datagram from its TAP (any copy
+			// it made has left then), and a short window later for
+			// copies in flight.
+			waitTAPFrames(t, socks[2], frames+count)
+			time.Sleep(100 * time.Millisecond)
+			mid := b.MustCounters(t, nstest.NodeLink)
 			if out, err := a.Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "232.1.1.1", "--port", "5002",
 				"--count", strconv.Itoa(count), "--rate", "2000"); err != nil {
 				t.Fatalf("send from A: %v\n%s", err, out)
 			}
 			recv.Wait(30 * time.Second)
-			after, _ := b.Counters(nstest.NodeLink)
+			after := b.MustCounters(t, nstest.NodeLink)
 			// Bytes, not packets: with segmentation offload one underlay
 			// packet may carry several datagrams. The probe's datagrams
 			// are over 100 bytes; IGMP and ARP of their own are far less
@@ -223,23 +240,38 @@ func TestIntegrationIGMPSourceSpecific(t *testing.T) {
 // for a group nobody joined goes to every peer, and once a peer joins, only
 // to that peer.
 func TestIntegrationIGMPUnregisteredFlood(t *testing.T) {
-	nodes, _, _ := igmpMesh(t, "gre", 3)
-	_, probe := binaries(t)
+	nodes, _, socks := igmpMesh(t, "gre", 3)
+	bin, probe := binaries(t)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	const count = 300
-	send := func(group string) (toB, toC uint64) {
-		b0, _ := b.Counters(nstest.NodeLink)
-		c0, _ := c.Counters(nstest.NodeLink)
+	// send streams count datagrams from A to group and returns the
+	// underlay packets into B and C meanwhile. It returns once A's daemon
+	// has handled every datagram from its TAP (so every copy it made has
+	// left) and B, which gets the stream in both cases below, has received
+	// count packets: C's counter is read after that, and a short window
+	// more for copies still in flight, so that C's "nothing arrived" is
+	// not read too early. With flooded, C must receive count packets too.
+	send := func(group string, flooded bool) (toB, toC uint64) {
+		t.Helper()
+		b0 := b.MustCounters(t, nstest.NodeLink)
+		c0 := c.MustCounters(t, nstest.NodeLink)
+		frames := tapFrames(t, socks[0])
 		if out, err := a.Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", group, "--port", "5003",
 			"--count", strconv.Itoa(count), "--rate", "2000"); err != nil {
 			t.Fatalf("send: %v\n%s", err, out)
 		}
-		time.Sleep(200 * time.Millisecond)
-		b1, _ := b.Counters(nstest.NodeLink)
-		c1, _ := c.Counters(nstest.NodeLink)
-		return b1.Sub(b0).RxPackets, c1.Sub(c0).RxPackets
+		waitTAPFrames(t, socks[0], frames+count)
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			toB = b.MustCounters(t, nstest.NodeLink).Sub(b0).RxPackets
+			toC = c.MustCounters(t, nstest.NodeLink).Sub(c0).RxPackets
+			if (toB >= count && (!flooded || toC >= count)) || time.Now().After(deadline) {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // stragglers, after the positive event above
+		return b.MustCounters(t, nstest.NodeLink).Sub(b0).RxPackets, c.MustCounters(t, nstest.NodeLink).Sub(c0).RxPackets
 	}
-	toB, toC := send("239.9.9.9")
+	toB, toC := send("239.9.9.9", true)
 	t.Logf("unregistered 239.9.9.9: underlay packets into B %d, into C %d", toB, toC)
 	if toB < count || toC < count {
 		t.Errorf("unregistered group not flooded: B %d, C %d of %d", toB, toC, count)
@@ -249,8 +281,10 @@ func TestIntegrationIGMPUnregisteredFlood(t *testing.T) {
 	if err := recv.WaitOutput("ready", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	toB, toC = send("239.9.9.9")
+	// A knows B's join before the second stream: from then on the group
+	// is registered and goes to B alone.
+	waitMembers(t, a, bin, socks[0], "239.9.9.9", 1)
+	toB, toC = send("239.9.9.9", false)
 	t.Logf("after B joined 239.9.9.9: underlay packets into B %d, into C %d", toB, toC)
 	if toB < count || toC > 20 {
 		t.Errorf("registered group: B %d (want %d), C %d (want ~0)", toB, count, toC)

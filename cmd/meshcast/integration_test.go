@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -34,8 +35,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// raceDaemon reports whether the daemons of the integration tests run
+// under the race detector: MESHCAST_TEST_RACE=1 (as in
+// `MESHCAST_TEST_RACE=1 make test`, whose race pass then runs these tests
+// too). Node.Start's cleanup fails a test whose daemon reported a data
+// race.
+func raceDaemon() bool { return os.Getenv("MESHCAST_TEST_RACE") == "1" }
+
 // binaries builds meshcast and the multicast probe once per test binary,
-// into a directory that outlives every test.
+// into a directory that outlives every test. With raceDaemon, meshcast is
+// built with -race, which needs cgo (see TestIntegrationCapabilities).
 func binaries(t *testing.T) (string, string) {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -44,19 +53,29 @@ func binaries(t *testing.T) (string, string) {
 		}
 		meshcastBin = filepath.Join(binDir, "meshcast")
 		probeBin = filepath.Join(binDir, "mcastprobe")
-		for pkg, out := range map[string]string{
-			"github.com/meshcast/meshcast/cmd/meshcast":            meshcastBin,
-			"github.com/meshcast/meshcast/internal/cmd/mcastprobe": probeBin,
-		} {
-			if buildErr = nstest.Build(pkg, out); buildErr != nil {
-				return
-			}
+		if raceDaemon() {
+			buildErr = buildRace("github.com/meshcast/meshcast/cmd/meshcast", meshcastBin)
+		} else {
+			buildErr = nstest.Build("github.com/meshcast/meshcast/cmd/meshcast", meshcastBin)
+		}
+		if buildErr == nil {
+			buildErr = nstest.Build("github.com/meshcast/meshcast/internal/cmd/mcastprobe", probeBin)
 		}
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return meshcastBin, probeBin
+}
+
+// buildRace builds the main package pkg with the race detector into out.
+func buildRace(pkg, out string) error {
+	cmd := exec.Command(nstest.GoTool(), "build", "-race", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1") // -race needs cgo
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build -race %s: %v\n%s", pkg, err, b)
+	}
+	return nil
 }
 
 // ctlPath returns a control socket path of its own: the test namespaces
@@ -181,8 +200,7 @@ func testMesh(t *testing.T, variant string) {
 	// several) but sent almost nothing (IGMP reports and ARP of their
 	// own), so they forwarded no frame of node 1 to each other.
 	for i, n := range nodes[1:] {
-		c, _ := n.Counters(nstest.NodeLink)
-		d := c.Sub(before[i+1])
+		d := n.MustCounters(t, nstest.NodeLink).Sub(before[i+1])
 		t.Logf("%s: node %d underlay rx %d packets %d bytes, tx %d packets %d bytes during the stream",
 			encap, i+2, d.RxPackets, d.RxBytes, d.TxPackets, d.TxBytes)
 		if d.RxBytes < uint64(count*200) || d.TxPackets > 50 || d.TxBytes > 50*1500 {
@@ -209,16 +227,21 @@ func testMesh(t *testing.T, variant string) {
 
 	// A host outside the inventory sends GRE and VXLAN at node 1: nothing
 	// reaches the TAP, and the daemon counts the drops.
-	tapBefore, err := nodes[0].Counters("mcbr-demo")
-	if err != nil {
-		t.Fatal(err)
-	}
+	tapBefore := nodes[0].MustCounters(t, "mcbr-demo")
+	notPeer0 := notPeerDrops(t, socks[0])
 	const forged = 300
 	if err := outsider.Do(func() error { return sendForged(outsider.Underlay, nodes[0].Underlay, forged, defaultVNI("demo")) }); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	tapAfter, _ := nodes[0].Counters("mcbr-demo")
+	// The TAP is read once the daemon has dropped the forged packets of
+	// its encapsulation: every one of them has been handled then, and
+	// none can still be on its way to the TAP.
+	for deadline := time.Now().Add(5 * time.Second); notPeerDrops(t, socks[0])-notPeer0 < forged; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("node 1 counted %d not_peer drops of %d forged packets after 5s", notPeerDrops(t, socks[0])-notPeer0, forged)
+		}
+	}
+	tapAfter := nodes[0].MustCounters(t, "mcbr-demo")
 	if d := tapAfter.Sub(tapBefore); d.RxPackets > 10 {
 		t.Errorf("TAP of node 1 received %d frames while the outsider sent %d", d.RxPackets, forged)
 	}
@@ -239,6 +262,13 @@ func testMesh(t *testing.T, variant string) {
 	if dr["not_peer"] < forged {
 		t.Errorf("node 1 counted %d not_peer drops, want >= %d", dr["not_peer"], forged)
 	}
+}
+
+// notPeerDrops returns the not_peer drops of the daemon behind sock:
+// packets from a host that is no peer.
+func notPeerDrops(t *testing.T, sock string) uint64 {
+	t.Helper()
+	return fetchState(t, sock).Drops["not_peer"]
 }
 
 // sendForged sends n GRE and n VXLAN packets with a broadcast inner frame

@@ -48,14 +48,18 @@ func TestIntegrationKernelDataplane(t *testing.T) {
 	if err := recv.WaitOutput("ready", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * time.Second) // the bridges' queriers settle (short timers)
-	c0, _ := c.Counters(nstest.NodeLink)
+	// A's bridge floods the group until its querier is active and it has
+	// learned B's membership (a second or two with the short timers).
+	// Wait for that, the event the check below needs, by sending bursts
+	// to another port of the group until one reaches B and not C.
+	waitKernelPruned(t, a, b, c, probe)
+	c0 := c.MustCounters(t, nstest.NodeLink)
 	if out, err := a.Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
 		"--count", strconv.Itoa(count), "--rate", "2000", "--size", "200"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	recv.Wait(30 * time.Second)
-	c1, _ := c.Counters(nstest.NodeLink)
+	c1 := c.MustCounters(t, nstest.NodeLink)
 	got := received(t, recv.Output())
 	toC := c1.Sub(c0).RxPackets
 	t.Logf("kernel path: member received %d/%d, non-member's underlay got %d packets", got, count, toC)
@@ -72,6 +76,40 @@ func TestIntegrationKernelDataplane(t *testing.T) {
 		}
 		if out, _ := nodes[i].Exec(t, "ip", "-o", "link", "show"); strings.Contains(out, "mcbr-demo") || strings.Contains(out, "mcv") {
 			t.Errorf("node %d: kernel objects left after SIGTERM:\n%s", i+1, out)
+		}
+	}
+}
+
+// waitKernelPruned sends bursts of 50 datagrams from a to 239.1.2.3 port
+// 5009, which no socket receives (so they cost no receiver a datagram),
+// until one burst reaches b's underlay and at most 10 packets reach c's,
+// for at most 15 s. Each burst's check of c comes once the burst reached
+// b, plus a short window for copies in flight.
+func waitKernelPruned(t *testing.T, a, b, c *nstest.Node, probe string) {
+	t.Helper()
+	const burst = 50
+	start := time.Now()
+	var toB, toC uint64
+	for attempt := 1; ; attempt++ {
+		b0, c0 := b.MustCounters(t, nstest.NodeLink), c.MustCounters(t, nstest.NodeLink)
+		if out, err := a.Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5009",
+			"--count", strconv.Itoa(burst), "--rate", "2000"); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if toB = b.MustCounters(t, nstest.NodeLink).Sub(b0).RxPackets; toB >= burst {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+		toC = c.MustCounters(t, nstest.NodeLink).Sub(c0).RxPackets
+		if toB >= burst && toC <= 10 {
+			t.Logf("a's bridge prunes the non-member after %v (%d bursts)", time.Since(start).Round(10*time.Millisecond), attempt)
+			return
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("after %v a burst of %d reached the member with %d and the non-member with %d packets: "+
+				"the bridge never pruned", time.Since(start).Round(time.Second), burst, toB, toC)
 		}
 	}
 }

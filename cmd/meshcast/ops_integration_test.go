@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/meshcast/meshcast/internal/control"
 	"github.com/meshcast/meshcast/internal/nstest"
+	"github.com/meshcast/meshcast/internal/ping"
 )
 
 // opsMesh starts three daemons, each with its own control socket (the
@@ -67,21 +71,100 @@ func statusJSON(t *testing.T, n *nstest.Node, bin, sock string) control.State {
 // from its first datagram.
 func waitMembers(t *testing.T, n *nstest.Node, bin, sock, group string, want int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := 0
-		for _, g := range statusJSON(t, n, bin, sock).Groups {
-			if g.Group == group {
-				got = len(g.Peers)
+	waitGroup(t, n, bin, sock, group, fmt.Sprintf("%d member peers", want), func(g control.Group) bool {
+		return len(g.Peers) == want
+	})
+}
+
+// waitMembership waits until the daemon behind sock on n holds peer as a
+// member of group in mode ("include" or "exclude") with exactly sources.
+func waitMembership(t *testing.T, n *nstest.Node, bin, sock, group, peer, mode string, sources ...string) {
+	t.Helper()
+	want := slices.Sorted(slices.Values(sources))
+	waitGroup(t, n, bin, sock, group, fmt.Sprintf("peer %s in %s mode with sources %v", peer, mode, want), func(g control.Group) bool {
+		for _, m := range g.Members {
+			if m.Port == peer && m.Mode == mode && slices.Equal(slices.Sorted(slices.Values(m.Sources)), want) {
+				return true
 			}
 		}
-		if got == want {
+		return false
+	})
+}
+
+// memberWait bounds waitGroup: IGMP converges within one response
+// interval (10 s by default) of the last daemon's start, when the startup
+// queries' reports come back.
+const memberWait = 15 * time.Second
+
+// waitGroup polls `meshcast status --json` of the daemon behind sock on n
+// until ok holds for its entry of group (the zero Group while it lists
+// none), and fails the test, saying it wanted what, after memberWait.
+func waitGroup(t *testing.T, n *nstest.Node, bin, sock, group, what string, ok func(control.Group) bool) {
+	t.Helper()
+	deadline := time.Now().Add(memberWait)
+	for {
+		var entry control.Group
+		for _, g := range statusJSON(t, n, bin, sock).Groups {
+			if g.Group == group {
+				entry = g
+			}
+		}
+		if ok(entry) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: the daemon knows %d member peers of %s after 10s, want %d", n, got, group, want)
+			t.Fatalf("%s: after %v the daemon's entry of %s is %+v, want %s", n, memberWait, group, entry, what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitPingGroup waits until every node's daemon knows every other node as
+// a member of the ping group, so that multicast probes sent then reach
+// every peer from the first one: until then a daemon that knows some
+// members but not all sends its multicast probe only to those it knows.
+func waitPingGroup(t *testing.T, nodes []*nstest.Node, bin string, socks []string) {
+	t.Helper()
+	for i, n := range nodes {
+		waitMembers(t, n, bin, socks[i], ping.DefaultGroup, len(nodes)-1)
+	}
+}
+
+// tapFrames returns how many frames from its TAP the daemon behind sock
+// has handled (forwarded to any number of peers, none included).
+func tapFrames(t *testing.T, sock string) uint64 {
+	t.Helper()
+	return fetchState(t, sock).Fanout.Count
+}
+
+// fetchState asks the daemon behind sock for its state over the control
+// socket, from the test process, and fails the test if it cannot.
+func fetchState(t *testing.T, sock string) control.State {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := control.Fetch(ctx, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// waitTAPFrames waits until the daemon behind sock has handled at least
+// want frames from its TAP in all: every copy it made of them has then
+// been handed to the underlay.
+func waitTAPFrames(t *testing.T, sock string, want uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := tapFrames(t, sock)
+		if got >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon handled %d frames from its TAP after 10s, want %d", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -121,11 +204,18 @@ func TestIntegrationOperations(t *testing.T) {
 	nodes, daemons, socks, bin := opsMesh(t)
 	_, probe := binaries(t)
 
-	// Node 2 joins a group; node 1 sends 500 datagrams to it.
+	// Node 2 joins a group; node 1 sends 500 datagrams to it. A second
+	// socket keeps node 2 in the group after the counting receiver has
+	// exited, until the test ends: the checks of the group below must not
+	// race its last member time (2 x 1 s).
+	holder := nodes[1].Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5999",
+		"--count", "1", "--timeout", "10m")
 	recv := nodes[1].Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
 		"--count", "500", "--timeout", "20s")
-	if err := recv.WaitOutput("ready", 10*time.Second); err != nil {
-		t.Fatal(err)
+	for _, p := range []*nstest.Proc{holder, recv} {
+		if err := p.WaitOutput("ready", 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
 	}
 	waitMembers(t, nodes[0], bin, socks[0], "239.1.2.3", 1)
 	before := statusJSON(t, nodes[0], bin, socks[0])
@@ -180,7 +270,10 @@ func TestIntegrationOperations(t *testing.T) {
 		t.Errorf("meshcast_group_members = %v", v)
 	}
 
-	// ping on all three nodes at once: 0% loss both ways, exit 0.
+	// ping on all three nodes at once: 0% loss both ways, exit 0. Every
+	// daemon first knows every peer as a member of the ping group: a
+	// multicast probe sent before reaches only the members known then.
+	waitPingGroup(t, nodes, bin, socks)
 	var wg sync.WaitGroup
 	outs := make([]string, 3)
 	errs := make([]error, 3)
@@ -241,4 +334,64 @@ func exitCode(err error) int {
 	}
 	n, _ := strconv.Atoi(m[1])
 	return n
+}
+
+// TestIntegrationPingNotJoined checks what meshcast ping says when the
+// prober's daemon does not know a peer as a member of the ping group: node
+// 1 never hears node 3's IGMP (an nft rule at its IP input drops the GRE
+// packets from node 3 whose inner frame is IGMP), so it knows node 2 alone
+// as a member and sends its multicast probes to node 2 alone. Ping on node
+// 1 loses every multicast probe to node 3, exits 1, and names node 3, and
+// only node 3, as not yet known in the ping group.
+func TestIntegrationPingNotJoined(t *testing.T) {
+	nt, bin, _, inv := demoNet(t, 3)
+	nodes := nt.Nodes()
+	// Outer IPv4 (20 bytes) + GRE without key (4) + Ethernet (14): the
+	// inner IPv4 protocol byte is at offset 47 of the packet, bit 376.
+	for _, rule := range [][]string{
+		{"add", "table", "ip", "mctest"},
+		{"add", "chain", "ip", "mctest", "input", "{ type filter hook input priority 0; }"},
+		{"add", "rule", "ip", "mctest", "input", "ip", "saddr", nodes[2].Underlay.String(), "ip", "protocol", "gre",
+			"@nh,376,8", "2", "counter", "drop"},
+	} {
+		if _, err := exec.LookPath("nft"); err != nil {
+			nstest.SkipOrFail(t, "needs nft (nftables): %v", err)
+		}
+		if out, err := nodes[0].Exec(t, append([]string{"nft"}, rule...)...); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+	}
+	var socks []string
+	for _, n := range nodes {
+		sock := ctlPath(t)
+		socks = append(socks, sock)
+		d := n.Start(t, bin, "run", "--peers", inv, "--local", n.Underlay.String(), "--control", sock)
+		if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
+			t.Fatalf("%s: %v\n%s", n, err, d.Output())
+		}
+	}
+	waitMembership(t, nodes[0], bin, socks[0], ping.DefaultGroup, nodes[1].Underlay.String(), "exclude")
+	for _, g := range statusJSON(t, nodes[0], bin, socks[0]).Groups {
+		if g.Group == ping.DefaultGroup && slices.Contains(g.Peers, nodes[2].Underlay.String()) {
+			t.Fatalf("node 1 knows node 3 in the ping group although its IGMP is dropped: %+v", g)
+		}
+	}
+	out, err := nodes[0].Exec(t, bin, "ping", "--control", socks[0], "--count", "3", "--interval", "200ms")
+	t.Logf("meshcast ping on node 1, which does not know node 3 in the ping group:\n%s", out)
+	if code := exitCode(err); code != exitRuntime {
+		t.Errorf("exit %d, want %d: node 3 answered no multicast probe", code, exitRuntime)
+	}
+	for _, want := range []string{
+		"198.18.0.2 (198.19.0.2) multicast, xmt/rcv/%loss = 3/3/0%",
+		"198.18.0.3 (198.19.0.3)   unicast, xmt/rcv/%loss = 3/3/0%",
+		"198.18.0.3 (198.19.0.3) multicast, xmt/rcv/%loss = 3/0/100%",
+		"\nmulticast loss to 1 peers not yet known as members of the ping group when probing began (IGMP had not converged): 198.18.0.3 (198.19.0.3)\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the output lacks %q", want)
+		}
+	}
+	if drops, err := nodes[0].Exec(t, "nft", "list", "chain", "ip", "mctest", "input"); err != nil || strings.Contains(drops, "packets 0 ") {
+		t.Errorf("the rule dropped none of node 3's IGMP: %v\n%s", err, drops)
+	}
 }

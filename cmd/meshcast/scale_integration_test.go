@@ -106,9 +106,22 @@ func TestIntegrationScaleRSS(t *testing.T) {
 	if len(st.Peers) != peers {
 		t.Errorf("%d peers in the status, want %d", len(st.Peers), peers)
 	}
-	if hwm > limit {
+	if hwm > limit && memoryBounded(t) {
 		t.Errorf("peak RSS %d MiB, want under %d MiB", hwm>>20, limit>>20)
 	}
+}
+
+// memoryBounded reports whether a daemon's memory is held to the tests'
+// bounds, and logs why not when it is not: under the race detector
+// (MESHCAST_TEST_RACE) its shadow memory takes several times the
+// program's own. The run without the race detector checks the bounds.
+func memoryBounded(t *testing.T) bool {
+	t.Helper()
+	if raceDaemon() {
+		t.Log("the daemon runs under the race detector: its memory bound is not checked")
+		return false
+	}
+	return true
 }
 
 // procMemory returns VmRSS and VmHWM of pid, in bytes.
@@ -303,7 +316,7 @@ func TestIntegrationJoinFlood(t *testing.T) {
 	if st.Drops["igmp_cap_port"] < 100_000 {
 		t.Errorf("igmp_cap_port = %d: the refused groups are not counted", st.Drops["igmp_cap_port"])
 	}
-	if hwm > limit {
+	if hwm > limit && memoryBounded(t) {
 		t.Errorf("peak RSS %d MiB, want under %d MiB", hwm>>20, limit>>20)
 	}
 }
