@@ -31,7 +31,8 @@ build: ## Build bin/meshcast, bin/meshcast-bench and bin/mcastprobe
 
 # The root integration tests need ip, ping, ethtool, nft (the IGMP
 # conformance and differential tests count deliveries with nftables) and
-# FRR; the race detector needs a C compiler. Install whatever is missing,
+# FRR; the race detector needs a C compiler; systemd-analyze verifies the
+# unit file. Install whatever is missing,
 # and run apt-get update only then.
 # FRR (for TestIntegrationFRRRouter) is installed without starting or
 # enabling its service: the test runs its own zebra and pimd in a namespace.
@@ -42,6 +43,7 @@ deps: ## Install the tools the tests use (iproute2 for ip and tc, iputils-ping, 
 	command -v ethtool >/dev/null || missing="$$missing ethtool"; \
 	command -v nft >/dev/null || missing="$$missing nftables"; \
 	command -v gcc >/dev/null || missing="$$missing gcc libc6-dev"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	{ [ -x /usr/lib/frr/pimd ] && [ -x /usr/lib/frr/zebra ] && command -v vtysh >/dev/null; } || missing="$$missing frr"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" -ne 0 ]; then \
@@ -119,7 +121,7 @@ cross: ## Build and vet for arm64, and run the unprivileged tests as arm64 under
 	fi
 	@if command -v qemu-aarch64-static >/dev/null; then \
 		set -x; CGO_ENABLED=0 GOARCH=arm64 $(GO) test -count=1 -timeout 10m -exec qemu-aarch64-static \
-			-skip '^TestIntegration' $(CROSS_PKGS); \
+			-skip '^TestIntegration|^TestSystemdUnitVerifies$$' $(CROSS_PKGS); \
 	fi
 
 demo: build ## Run the three-instance demo in network namespaces (root; ENCAP=gre|vxlan)

@@ -3,11 +3,14 @@ package discovery
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/meshcast/meshcast/internal/nstest"
 )
 
 // TestDeployPolicyMatchesCode checks that deploy/iam-policy.json grants
@@ -99,4 +102,36 @@ func keys(m map[string]bool) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestSystemdUnitVerifies runs `systemd-analyze verify` on
+// deploy/meshcast.service, as installed but for the binary's path: the
+// unit's ExecStart names /usr/local/bin/meshcast, which `make install`
+// puts there, so the copy verified names an executable that exists here
+// (this test's own binary). make deps installs systemd where
+// systemd-analyze is missing.
+func TestSystemdUnitVerifies(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		nstest.SkipOrFail(t, "no systemd-analyze to verify the unit with (apt-get install systemd): %v", err)
+	}
+	unit, err := os.ReadFile("../deploy/meshcast.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(unit), "ExecStart=/usr/local/bin/meshcast ") {
+		t.Fatalf("the unit's ExecStart does not run /usr/local/bin/meshcast:\n%s", unit)
+	}
+	path := filepath.Join(t.TempDir(), "meshcast.service")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(unit), "/usr/local/bin/meshcast", self)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("systemd-analyze verify deploy/meshcast.service: %v\n%s", err, out)
+	}
 }
