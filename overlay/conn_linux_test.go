@@ -612,7 +612,7 @@ func TestIntegrationTAP(t *testing.T) {
 	if err == nil {
 		t.Fatal("a second OpenTAP with the same name succeeded")
 	}
-	if !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "already exists") {
+	if !errors.Is(err, ErrInterfaceExists) || !strings.Contains(err.Error(), name) {
 		t.Errorf("second OpenTAP: %q, want it to name %s and say it already exists", err, name)
 	}
 

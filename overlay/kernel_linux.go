@@ -77,7 +77,16 @@ const (
 
 // ErrNoGretap is returned by the kernel dataplane in GRE mode when the
 // kernel cannot create gretap devices.
-var ErrNoGretap = errors.New("this kernel has no gretap (ip_gre module): use --encap vxlan, or the userspace dataplane")
+var ErrNoGretap = errors.New("this kernel has no gretap (ip_gre module)")
+
+// ErrInterfaceExists is returned by OpenTAP and OpenKernel when an
+// interface of the name asked for exists already: perhaps another meshcast
+// of the same community runs.
+var ErrInterfaceExists = errors.New("an interface of that name already exists")
+
+// ErrTAPBusy is returned by OpenTAP when another process holds a
+// persistent TAP of that name.
+var ErrTAPBusy = errors.New("the TAP is held by another process")
 
 // minQueryInterval is the shortest query interval the bridge accepts
 // (BR_MULTICAST_QUERY_INTVL_MIN); it silently raises shorter ones.
@@ -323,7 +332,7 @@ func openKernel(cfg KernelConfig, probe bool) (_ *Kernel, err error) {
 	k.raw = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: sock}}
 
 	if _, err := k.h.LinkByName(cfg.Bridge); err == nil {
-		return nil, fmt.Errorf("interface %s already exists: another meshcast may be running for this community, or pass --tap with another name", cfg.Bridge)
+		return nil, fmt.Errorf("%w: %s", ErrInterfaceExists, cfg.Bridge)
 	}
 	if err := k.findUnderlay(); err != nil {
 		return nil, err

@@ -101,12 +101,12 @@ func OpenTAP(cfg TAPConfig) (*TAP, error) {
 		mac = MACFor(cfg.Overlay.Addr())
 	}
 	if _, err := netlink.LinkByName(cfg.Name); err == nil {
-		return nil, fmt.Errorf("interface %s already exists: another meshcast may be running for this community, or pass --tap with another name", cfg.Name)
+		return nil, fmt.Errorf("%w: %s", ErrInterfaceExists, cfg.Name)
 	}
 	f, err := openTAP(cfg.Name)
 	if err != nil {
 		if errors.Is(err, unix.EBUSY) {
-			return nil, fmt.Errorf("TAP %s is held by another process: stop it or pass --tap with another name", cfg.Name)
+			return nil, fmt.Errorf("%w: %s", ErrTAPBusy, cfg.Name)
 		}
 		return nil, fmt.Errorf("create TAP %s: %w (is /dev/net/tun present and are we root with CAP_NET_ADMIN?)", cfg.Name, err)
 	}

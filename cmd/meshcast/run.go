@@ -14,7 +14,6 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -535,10 +534,10 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 		})
 		if err != nil {
 			if errors.Is(err, overlay.ErrNoGretap) {
-				return err
+				return fmt.Errorf("%w: use --encap vxlan, or the userspace dataplane", err)
 			}
-			if strings.Contains(err.Error(), "exists") {
-				return usagef("%v", err)
+			if errors.Is(err, overlay.ErrInterfaceExists) {
+				return interfaceExists(tapName)
 			}
 			return fmt.Errorf("kernel dataplane: %w", err)
 		}
@@ -575,8 +574,11 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 
 		tap, err := overlay.OpenTAP(overlay.TAPConfig{Name: tapName, Overlay: self.Overlay, MTU: mtu, NoCoalesce: cfg.noOffload, Logger: log})
 		if err != nil {
-			if strings.Contains(err.Error(), "already exists") || strings.Contains(err.Error(), "held by another") {
-				return usagef("%v", err)
+			if errors.Is(err, overlay.ErrInterfaceExists) {
+				return interfaceExists(tapName)
+			}
+			if errors.Is(err, overlay.ErrTAPBusy) {
+				return usagef("TAP %s is held by another process: stop it or pass --tap with another name", tapName)
 			}
 			return err
 		}
@@ -714,6 +716,11 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 }
 
 // watchFile pokes the reconciler when the inventory file changes.
+// interfaceExists is the usage error for a TAP or bridge name in use.
+func interfaceExists(name string) error {
+	return usagef("interface %s already exists: another meshcast may be running for this community, or pass --tap with another name", name)
+}
+
 func watchFile(ctx context.Context, s *discovery.Static, rec *discovery.Reconciler) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
