@@ -467,3 +467,168 @@ func rawWrite(fd uintptr, b []byte) (int, error) {
 
 // Close closes the device, which removes the interface.
 func (t *TAP) Close() error { return t.file.Close() }
+
+// ErrNotOurTAP is the error of a file handed to AttachTAP that is not a
+// TAP device of the expected name and flags.
+var ErrNotOurTAP = errors.New("stored file descriptor is not the expected TAP device")
+
+// AttachTAP takes over a TAP device that is already open: a file
+// descriptor kept by the service manager (systemd's file descriptor
+// store) across a restart of the daemon. It checks that f is a TAP of the
+// name cfg.Name with a virtio-net header, applies the header size, the
+// offloads and the offload probe again, and leaves the interface's
+// addresses and routes as they are: the overlay address is added only if
+// it is missing, and the interface is brought up. f is consumed: AttachTAP
+// works on a duplicate of it and closes f either way.
+func AttachTAP(f *os.File, cfg TAPConfig) (*TAP, error) {
+	defer f.Close()
+	if err := ValidIfName(cfg.Name); err != nil {
+		return nil, err
+	}
+	if !cfg.Overlay.Addr().Is4() {
+		return nil, fmt.Errorf("overlay address %v is not IPv4", cfg.Overlay)
+	}
+	mac := cfg.MAC
+	if mac == nil {
+		mac = MACFor(cfg.Overlay.Addr())
+	}
+	// A duplicate through SyscallConn, not f.Fd(), which would put the
+	// shared file description into blocking mode.
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("attach TAP %s: %w", cfg.Name, err)
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(ofd uintptr) {
+		fd, derr = unix.FcntlInt(ofd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, fmt.Errorf("attach TAP %s: %w", cfg.Name, err)
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("attach TAP %s: dup: %w", cfg.Name, derr)
+	}
+	if err := checkTAP(fd, cfg.Name); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("attach TAP %s: %w", cfg.Name, err)
+	}
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("attach TAP %s: TUNSETOFFLOAD: %w", cfg.Name, err)
+	}
+	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VnetHdrLen); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("attach TAP %s: TUNSETVNETHDRSZ: %w", cfg.Name, err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	t := &TAP{name: cfg.Name, mac: mac, mtu: cfg.MTU, log: log}
+	t.w.tap = t
+	t.w.off = newOffload(OffloadTAPCoalesce, cfg.Logger)
+	switch {
+	case cfg.NoCoalesce:
+		t.w.off.disable("turned off by --offload off")
+	default:
+		if err := probeUSO(fd); err != nil {
+			t.w.off.disable(probeError("TUNSETOFFLOAD TUN_F_CSUM|TUN_F_USO4|TUN_F_USO6", err,
+				"Linux 6.2 for UDP segmentation frames written to a TAP"))
+		} else {
+			t.w.off.enable()
+		}
+	}
+	t.w.init()
+	t.file = os.NewFile(uintptr(fd), "/dev/net/tun")
+	if t.rc, err = t.file.SyscallConn(); err != nil {
+		t.file.Close()
+		return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
+	}
+	t.readFn = t.readBatch
+	if err := t.reconfigure(cfg.Overlay); err != nil {
+		t.file.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// checkTAP reports whether fd is a TAP device named name with IFF_VNET_HDR.
+func checkTAP(fd int, name string) error {
+	ifr, err := unix.NewIfreq("")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.TUNGETIFF, ifr); err != nil {
+		return fmt.Errorf("%w: TUNGETIFF: %v", ErrNotOurTAP, err)
+	}
+	flags := ifr.Uint16()
+	switch {
+	case ifr.Name() != name:
+		return fmt.Errorf("%w: it is %q, not %q", ErrNotOurTAP, ifr.Name(), name)
+	case flags&(unix.IFF_TAP|unix.IFF_TUN) != unix.IFF_TAP:
+		return fmt.Errorf("%w: %s is not a TAP (flags %#x)", ErrNotOurTAP, name, flags)
+	case flags&unix.IFF_VNET_HDR == 0 || flags&unix.IFF_NO_PI == 0:
+		return fmt.Errorf("%w: %s lacks IFF_VNET_HDR|IFF_NO_PI (flags %#x)", ErrNotOurTAP, name, flags)
+	}
+	return nil
+}
+
+// reconfigure is configure for an attached TAP: it changes only what
+// differs from the configuration and never removes an address or route.
+func (t *TAP) reconfigure(overlay netip.Prefix) error {
+	link, err := netlink.LinkByName(t.name)
+	if err != nil {
+		return fmt.Errorf("TAP %s: %w", t.name, err)
+	}
+	a := link.Attrs()
+	if a.HardwareAddr.String() != t.mac.String() {
+		if err := netlink.LinkSetHardwareAddr(link, t.mac); err != nil {
+			return fmt.Errorf("TAP %s: set MAC %v: %w", t.name, t.mac, err)
+		}
+	}
+	if a.TxQLen != TAPQueueLen {
+		if err := netlink.LinkSetTxQLen(link, TAPQueueLen); err != nil {
+			return fmt.Errorf("TAP %s: set queue length %d: %w", t.name, TAPQueueLen, err)
+		}
+	}
+	if t.mtu > 0 && a.MTU != t.mtu {
+		if err := netlink.LinkSetMTU(link, t.mtu); err != nil {
+			return fmt.Errorf("TAP %s: set MTU %d: %w", t.name, t.mtu, err)
+		}
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("TAP %s: list addresses: %w", t.name, err)
+	}
+	have := false
+	for _, ad := range addrs {
+		ip, ok := netip.AddrFromSlice(ad.IP.To4())
+		ones, _ := ad.Mask.Size()
+		if ok && ip == overlay.Addr() && ones == overlay.Bits() {
+			have = true
+		}
+	}
+	if !have {
+		addr := &netlink.Addr{IPNet: &net.IPNet{
+			IP:   overlay.Addr().AsSlice(),
+			Mask: net.CIDRMask(overlay.Bits(), 32),
+		}}
+		if err := netlink.AddrAdd(link, addr); err != nil {
+			return fmt.Errorf("TAP %s: add address %v: %w", t.name, overlay, err)
+		}
+	}
+	if a.Flags&net.FlagUp == 0 {
+		if err := netlink.LinkSetUp(link); err != nil {
+			return fmt.Errorf("TAP %s: set up: %w", t.name, err)
+		}
+	}
+	return nil
+}
+
+// SyscallConn gives access to the TAP's file descriptor, such as to hand
+// a copy of it to the service manager's file descriptor store.
+func (t *TAP) SyscallConn() syscall.RawConn { return t.rc }

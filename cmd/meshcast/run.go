@@ -398,6 +398,15 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 			}
 		}
 	}
+	// Under systemd: descriptors kept in its store by the previous run
+	// (the TAP), and the notification socket.
+	sd := newSdNotifier(log)
+	stored := storedFiles()
+	defer func() {
+		for _, f := range stored {
+			f.Close()
+		}
+	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// SIGINT and SIGTERM cancel ctx, during start-up (such as waiting for
@@ -512,6 +521,7 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 		runPlane func(ctx context.Context) error
 		offloads func() []overlay.OffloadStatus
 		vni      = cfg.vni
+		storeTAP = func() {}
 	)
 	if !cfg.hasVNI {
 		vni = defaultVNI(community)
@@ -572,7 +582,26 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 		}
 		defer conn.Close()
 
-		tap, err := overlay.OpenTAP(overlay.TAPConfig{Name: tapName, Overlay: self.Overlay, MTU: mtu, NoCoalesce: cfg.noOffload, Logger: log})
+		tcfg := overlay.TAPConfig{Name: tapName, Overlay: self.Overlay, MTU: mtu, NoCoalesce: cfg.noOffload, Logger: log}
+		var tap *overlay.TAP
+		if f := stored[tapFDName]; f != nil {
+			// The TAP the service manager kept across the restart: its
+			// address, routes and the host's memberships are as they were.
+			delete(stored, tapFDName)
+			tap, err = overlay.AttachTAP(f, tcfg)
+			switch {
+			case err == nil:
+				log.Info("attached to stored TAP", "tap", tapName)
+			case errors.Is(err, overlay.ErrNotOurTAP):
+				// Such as after --tap changed: create the configured one.
+				log.Warn("stored descriptor ignored", "err", err)
+			default:
+				return fmt.Errorf("stored TAP descriptor: %w", err)
+			}
+		}
+		if tap == nil {
+			tap, err = overlay.OpenTAP(tcfg)
+		}
 		if err != nil {
 			if errors.Is(err, overlay.ErrInterfaceExists) {
 				return interfaceExists(tapName)
@@ -609,6 +638,15 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 				conn.Close()
 			}()
 			return eng.Run(ctx, tap, conn)
+		}
+		if sd.enabled() {
+			storeTAP = func() {
+				if err := sd.storeFD(tapFDName, tap.SyscallConn()); err != nil {
+					log.Warn("TAP not stored with the service manager; a restart recreates it", "err", err)
+					return
+				}
+				log.Info("TAP stored with the service manager (FDSTORE=1)", "tap", tapName, "fdname", tapFDName)
+			}
 		}
 	}
 	if _, _, err := setPeers(n.peers); err != nil {
@@ -685,6 +723,8 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 	}
 	done := make(chan error, 1)
 	go func() { done <- runPlane(ctx) }()
+	storeTAP()
+	sd.notify("READY=1")
 	recDone := make(chan struct{})
 	go func() {
 		defer close(recDone)
@@ -698,6 +738,10 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 		select {
 		case err := <-done:
 			cancel()
+			sd.notify("STOPPING=1")
+			if sd.stored {
+				log.Info("TAP left to the service manager's store; `systemctl stop` removes it", "tap", tapName)
+			}
 			<-recDone
 			logCounters(log, d.state())
 			st := rec.Status()

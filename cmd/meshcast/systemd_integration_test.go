@@ -1,0 +1,407 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshcast/meshcast/internal/nstest"
+	"golang.org/x/sys/unix"
+)
+
+// serviceManager is a stand-in for systemd's side of Type=notify and the
+// file descriptor store: a notification socket that records the states
+// the daemon sends and keeps the descriptor stored as "tap".
+type serviceManager struct {
+	t    *testing.T
+	path string
+	conn *net.UnixConn
+
+	mu      sync.Mutex
+	changed chan struct{}
+	states  []string
+	tap     *os.File // the stored TAP descriptor
+}
+
+func newServiceManager(t *testing.T) *serviceManager {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &serviceManager{t: t, path: path, conn: conn, changed: make(chan struct{})}
+	t.Cleanup(func() {
+		conn.Close()
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.tap != nil {
+			m.tap.Close() // the store is flushed: the TAP goes
+			m.tap = nil
+		}
+	})
+	go m.serve()
+	return m
+}
+
+func (m *serviceManager) serve() {
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4*16))
+	for {
+		n, oobn, _, _, err := m.conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			return
+		}
+		state := string(buf[:n])
+		var fds []int
+		if oobn > 0 {
+			msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+			if err == nil {
+				for _, cm := range msgs {
+					if rights, err := unix.ParseUnixRights(&cm); err == nil {
+						fds = append(fds, rights...)
+					}
+				}
+			}
+		}
+		m.mu.Lock()
+		m.states = append(m.states, state)
+		for _, fd := range fds {
+			unix.CloseOnExec(fd)
+			if strings.Contains(state, "FDSTORE=1") && strings.Contains(state, "FDNAME=tap") && m.tap == nil {
+				m.tap = os.NewFile(uintptr(fd), "stored-tap")
+			} else {
+				unix.Close(fd) // the store has it already (systemd dedups too)
+			}
+		}
+		close(m.changed)
+		m.changed = make(chan struct{})
+		m.mu.Unlock()
+	}
+}
+
+// wait waits until the daemon sent a message containing state, counting
+// from message index from.
+func (m *serviceManager) wait(state string, from int, timeout time.Duration) (int, error) {
+	deadline := time.After(timeout)
+	for {
+		m.mu.Lock()
+		for i := from; i < len(m.states); i++ {
+			if strings.Contains(m.states[i], state) {
+				m.mu.Unlock()
+				return i, nil
+			}
+		}
+		ch := m.changed
+		m.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline:
+			return 0, fmt.Errorf("no %q from the daemon within %v (got %q)", state, timeout, m.allStates())
+		}
+	}
+}
+
+func (m *serviceManager) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.states)
+}
+
+func (m *serviceManager) allStates() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.states...)
+}
+
+func (m *serviceManager) stored() *os.File {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.tap
+}
+
+// lockedBuffer is a daemon's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// sdDaemon is meshcast run started as systemd would start it: with
+// NOTIFY_SOCKET, and with the stored TAP as fd 3 (LISTEN_FDS=1,
+// LISTEN_FDNAMES=tap, LISTEN_PID its own pid, which only the child knows:
+// sh sets it from $$ and execs, keeping its pid).
+type sdDaemon struct {
+	cmd  *exec.Cmd
+	out  lockedBuffer
+	done chan struct{}
+	err  error
+}
+
+func startSdDaemon(t *testing.T, n *nstest.Node, m *serviceManager, stored *os.File, bin string, args ...string) *sdDaemon {
+	t.Helper()
+	argv := append([]string{"netns", "exec", n.Name, "sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, bin}, args...)
+	cmd := exec.Command("ip", argv...)
+	env := []string{"NOTIFY_SOCKET=" + m.path}
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "LISTEN_") && !strings.HasPrefix(e, "NOTIFY_SOCKET=") {
+			env = append(env, e)
+		}
+	}
+	if stored != nil {
+		cmd.ExtraFiles = []*os.File{stored}
+		env = append(env, "LISTEN_FDS=1", "LISTEN_FDNAMES=tap")
+	}
+	cmd.Env = env
+	d := &sdDaemon{cmd: cmd, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &d.out, &d.out
+	cmd.WaitDelay = time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.err = cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-d.done:
+		default:
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-d.done:
+			case <-time.After(5 * time.Second):
+				cmd.Process.Kill()
+				<-d.done
+			}
+		}
+		if t.Failed() {
+			t.Logf("in %s: meshcast %s (%v) output:\n%s", n.Name, strings.Join(args, " "), d.err, d.out.String())
+		}
+	})
+	return d
+}
+
+// stop sends SIGTERM and returns the exit status.
+func (d *sdDaemon) stop(t *testing.T) int {
+	t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("meshcast did not exit within 10s of SIGTERM\n%s", d.out.String())
+	}
+	return exitCode(d.err)
+}
+
+var sentRE = regexp.MustCompile(`sent (\d+)/(\d+)`)
+var lostRE = regexp.MustCompile(`received (\d+)/(\d+) lost (\d+)`)
+
+const twoNodeInventory = `198.18.0.1      demo,198.19.0.1/24
+198.18.0.2      demo,198.19.0.2/24
+`
+
+// TestIntegrationSystemdRestart restarts each daemon of a two-node mesh
+// the way systemd does with Type=notify and the file descriptor store,
+// while a stream of 1000 datagrams/s runs from node 1 to node 2: the TAP
+// survives each restart with its address, and the stream loses at most a
+// few datagrams per restart.
+func TestIntegrationSystemdRestart(t *testing.T) {
+	for _, encap := range []string{"gre", "vxlan"} {
+		t.Run(encap, func(t *testing.T) { testSystemdRestart(t, encap) })
+	}
+	t.Run("no-notify-socket", testNoNotifySocketRemovesTAP)
+}
+
+func testSystemdRestart(t *testing.T, encap string) {
+	nt := nstest.NewNet(t, 2)
+	bin, probe := binaries(t)
+	inv := filepath.Join(t.TempDir(), "peers")
+	if err := os.WriteFile(inv, []byte(twoNodeInventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nodes := nt.Nodes()
+	mgrs := make([]*serviceManager, len(nodes))
+	daemons := make([]*sdDaemon, len(nodes))
+	socks := make([]string, len(nodes))
+	args := func(i int) []string {
+		return []string{"run", "--peers", inv, "--local", nodes[i].Underlay.String(), "--encap", encap, "--control", socks[i]}
+	}
+	all := make([][]*sdDaemon, len(nodes)) // every daemon each node ran
+	for i, n := range nodes {
+		mgrs[i] = newServiceManager(t)
+		socks[i] = ctlPath(t)
+		daemons[i] = startSdDaemon(t, n, mgrs[i], nil, bin, args(i)...)
+		all[i] = append(all[i], daemons[i])
+	}
+	for i, m := range mgrs {
+		if _, err := m.wait("READY=1", 0, 10*time.Second); err != nil {
+			t.Fatalf("node %d: %v\n%s", i+1, err, daemons[i].out.String())
+		}
+		if _, err := m.wait("FDSTORE=1", 0, 5*time.Second); err != nil {
+			t.Fatalf("node %d: %v\n%s", i+1, err, daemons[i].out.String())
+		}
+		if m.stored() == nil {
+			t.Fatalf("node %d: FDSTORE=1 came without a descriptor", i+1)
+		}
+	}
+	a, b := nodes[0], nodes[1]
+	const group, port, count = "239.1.2.3", "5010", 8000
+	recv := b.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", group, "--port", port,
+		"--count", strconv.Itoa(count), "--timeout", "30s")
+	if err := recv.WaitOutput("ready", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, a, bin, socks[0], group, 1)
+
+	restart := func(i int) {
+		t.Helper()
+		n, m := nodes[i], mgrs[i]
+		from := m.count()
+		start := time.Now()
+		if code := daemons[i].stop(t); code != 0 {
+			t.Fatalf("node %d: exit status %d after SIGTERM with the TAP stored, want 0\n%s", i+1, code, daemons[i].out.String())
+		}
+		stopped := time.Since(start)
+		if _, err := m.wait("STOPPING=1", from, time.Second); err != nil {
+			t.Errorf("node %d: %v", i+1, err)
+		}
+		out, err := n.Exec(t, "ip", "-4", "-o", "addr", "show", "dev", "mcbr-demo")
+		if err != nil || !strings.Contains(out, fmt.Sprintf("198.19.0.%d/24", i+1)) {
+			t.Fatalf("node %d: the stored TAP or its address is gone after SIGTERM: %v\n%s", i+1, err, out)
+		}
+		from = m.count()
+		daemons[i] = startSdDaemon(t, n, m, m.stored(), bin, args(i)...)
+		all[i] = append(all[i], daemons[i])
+		if _, err := m.wait("READY=1", from, 10*time.Second); err != nil {
+			t.Fatalf("node %d after restart: %v\n%s", i+1, err, daemons[i].out.String())
+		}
+		if !strings.Contains(daemons[i].out.String(), "attached to stored TAP") {
+			t.Errorf("node %d did not attach to the stored TAP:\n%s", i+1, daemons[i].out.String())
+		}
+		t.Logf("%s: node %d restarted: stopped in %v, forwarding again %v after SIGTERM", encap, i+1,
+			stopped.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	}
+
+	begin := time.Now()
+	send := a.Start(t, probe, "send", "--iface", "mcbr-demo", "--group", group, "--port", port,
+		"--count", strconv.Itoa(count), "--rate", "1000")
+	time.Sleep(3*time.Second - time.Since(begin))
+	restart(1) // the receiver's node
+	time.Sleep(5*time.Second - time.Since(begin))
+	restart(0) // the sender's node
+
+	code, err := send.Wait(30 * time.Second)
+	sendOut := send.Output()
+	if err != nil || code != 0 {
+		t.Fatalf("sender: exit %d, %v\n%s", code, err, sendOut)
+	}
+	sm := sentRE.FindStringSubmatch(sendOut)
+	if sm == nil || sm[1] != sm[2] || sm[1] != strconv.Itoa(count) {
+		t.Fatalf("sender did not send all %d:\n%s", count, sendOut)
+	}
+	recv.Wait(30 * time.Second)
+	rm := lostRE.FindStringSubmatch(recv.Output())
+	if rm == nil {
+		t.Fatalf("receiver printed no result:\n%s", recv.Output())
+	}
+	got, _ := strconv.Atoi(rm[1])
+	lost := count - got
+	for i := range daemons {
+		if code := daemons[i].stop(t); code != 0 {
+			t.Errorf("node %d: exit status %d at the end", i+1, code)
+		}
+	}
+	// Where the loss happened: frames node 1's daemons sent to node 2 that
+	// node 2's daemons did not receive were lost on the underlay while
+	// node 2 restarted (its socket was closed); the rest of the loss is
+	// node 1's restart. The daemons log their counters at exit.
+	var tx, rx int
+	for _, d := range all[0] {
+		tx += peerCounter(t, d.out.String(), "tx_packets")
+	}
+	for _, d := range all[1] {
+		rx += peerCounter(t, d.out.String(), "rx_packets")
+	}
+	atB := tx - rx
+	atA := lost - atB
+	t.Logf("%s: loss at node 2's restart about %d (underlay: node 1 sent %d, node 2 received %d), at node 1's restart about %d",
+		encap, atB, tx, rx, atA)
+	// Node 1's restart loses nothing: its host's datagrams wait in the
+	// stored TAP's queue. Node 2's loses what node 1 sends while node 2
+	// has no underlay socket open: process start-up to attach, about 50 ms
+	// here, so about 50 datagrams at 1000/s. The target is 50 per restart;
+	// the assertion allows 75 for the receiver's restart so that start-up
+	// jitter does not fail the test, and the total stays within 100.
+	if atA > 50 {
+		t.Errorf("%s: node 1's restart lost about %d datagrams, want at most 50 (its TAP queue holds them)", encap, atA)
+	}
+	if atB > 75 {
+		t.Errorf("%s: node 2's restart lost about %d datagrams, want about 50 at most", encap, atB)
+	} else if atB > 50 {
+		t.Logf("%s: node 2's restart lost about %d, over the 50 target: its underlay socket was closed that long", encap, atB)
+	}
+	t.Logf("%s: sent %s, received %d, lost %d (two restarts; receiver reports lost %s)", encap, sm[1], got, lost, rm[3])
+	if lost > 100 {
+		t.Errorf("%s: lost %d datagrams over two restarts, want at most 100 (50 per restart)", encap, lost)
+	}
+}
+
+// peerCounter returns a counter ("tx_packets" or "rx_packets") of the
+// daemon's only peer, from the counters it logs at exit.
+func peerCounter(t *testing.T, out, name string) int {
+	t.Helper()
+	re := regexp.MustCompile(`msg="peer counters".* ` + name + `=(\d+)`)
+	m := re.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no peer counters in the daemon's output:\n%s", out)
+	}
+	v, _ := strconv.Atoi(m[1])
+	return v
+}
+
+// testNoNotifySocketRemovesTAP checks that without a service manager
+// SIGTERM still removes the TAP.
+func testNoNotifySocketRemovesTAP(t *testing.T) {
+	nt := nstest.NewNet(t, 2)
+	bin, _ := binaries(t)
+	inv := filepath.Join(t.TempDir(), "peers")
+	if err := os.WriteFile(inv, []byte(twoNodeInventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := nt.Node(1)
+	d := n.Start(t, bin, "run", "--peers", inv, "--local", n.Underlay.String(), "--control", ctlPath(t))
+	if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, d.Output())
+	}
+	if strings.Contains(d.Output(), "stored") {
+		t.Errorf("without NOTIFY_SOCKET the daemon stored something:\n%s", d.Output())
+	}
+	d.Signal(syscall.SIGTERM)
+	if code, err := d.Wait(10 * time.Second); err != nil || code != 0 {
+		t.Fatalf("exit %d, %v\n%s", code, err, d.Output())
+	}
+	if _, err := n.Link("mcbr-demo"); err == nil {
+		t.Errorf("the TAP is still there after SIGTERM without a service manager")
+	}
+}
