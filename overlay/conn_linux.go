@@ -115,7 +115,62 @@ type Options struct {
 	// Logger receives warnings: a socket option or an offload the kernel
 	// refuses. nil means slog.Default().
 	Logger *slog.Logger
+	// Receive, if not nil, is the receive socket of an earlier Conn of the
+	// same kind and address, kept open across a restart (a service
+	// manager's file descriptor store), to use instead of opening one: what
+	// peers sent meanwhile waits in its buffer. Listen checks it and
+	// returns an error wrapping ErrNotOurSocket if it does not fit. The
+	// Conn owns it from then on.
+	Receive *os.File
 }
+
+// ErrNotOurSocket is returned by ListenGRE and ListenVXLAN when
+// Options.Receive is not a socket of the kind and address asked for.
+var ErrNotOurSocket = errors.New("the stored socket is not the one asked for")
+
+// reuse checks that f is a socket of type typ and protocol proto bound to
+// local:port, enlarges its buffers again, and returns its descriptor,
+// which f no longer owns.
+func reuse(f *os.File, typ, proto int, local netip.Addr, port uint16, log *slog.Logger) (int, error) {
+	fd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		return -1, err
+	}
+	check := func() error {
+		t, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrNotOurSocket, err)
+		}
+		p, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrNotOurSocket, err)
+		}
+		sa, err := unix.Getsockname(fd)
+		in4, ok := sa.(*unix.SockaddrInet4)
+		// A raw socket reports its protocol where a port would be.
+		if err != nil || !ok || t != typ || (proto != 0 && p != proto) || netip.AddrFrom4(in4.Addr) != local || (typ != unix.SOCK_RAW && in4.Port != int(port)) {
+			return fmt.Errorf("%w: want a socket of type %d, protocol %d on %v:%d", ErrNotOurSocket, typ, proto, local, port)
+		}
+		return nil
+	}
+	if err := check(); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	unix.CloseOnExec(fd)
+	f.Close()
+	setBuffer(fd, recvBuffer, log)
+	setBuffer(fd, sendBuffer, log)
+	return fd, nil
+}
+
+// ReceiveConn returns the receive socket, for a service manager to keep
+// across a restart (see Options.Receive).
+func (c *Conn) ReceiveConn() syscall.RawConn { return c.rxc }
 
 // The socket buffer sizes requested for underlay sockets. The send buffer
 // is large so that copies queued for one slow destination (up to a full
@@ -131,7 +186,13 @@ const (
 // receives every GRE packet addressed to this host, outer IPv4 header
 // included, and sends with the kernel writing the outer header.
 func ListenGRE(local netip.Addr, opts Options) (*Conn, error) {
-	fd, err := socket(unix.SOCK_RAW, ProtoGRE, local, 0, opts.Logger)
+	var fd int
+	var err error
+	if opts.Receive != nil {
+		fd, err = reuse(opts.Receive, unix.SOCK_RAW, ProtoGRE, local, 0, opts.Logger)
+	} else {
+		fd, err = socket(unix.SOCK_RAW, ProtoGRE, local, 0, opts.Logger)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open raw GRE socket on %v: %w", local, err)
 	}
@@ -159,7 +220,13 @@ func ListenGRE(local netip.Addr, opts Options) (*Conn, error) {
 // first appears, in the network namespace of the calling thread: call it
 // from the namespace the Conn was opened in.
 func ListenVXLAN(local netip.Addr, port uint16, opts Options) (*Conn, error) {
-	rx, err := socket(unix.SOCK_DGRAM, 0, local, port, opts.Logger)
+	var rx int
+	var err error
+	if opts.Receive != nil {
+		rx, err = reuse(opts.Receive, unix.SOCK_DGRAM, unix.IPPROTO_UDP, local, port, opts.Logger)
+	} else {
+		rx, err = socket(unix.SOCK_DGRAM, 0, local, port, opts.Logger)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open VXLAN socket on %v:%d: %w", local, port, err)
 	}

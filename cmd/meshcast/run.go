@@ -565,11 +565,33 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 		}
 	} else {
 		var conn *overlay.Conn
-		switch cfg.encap {
-		case "gre":
-			conn, err = overlay.ListenGRE(self.Underlay, overlay.Options{NoOffload: cfg.noOffload, Logger: log})
-		case "vxlan":
-			conn, err = overlay.ListenVXLAN(self.Underlay, cfg.vxlanPort, overlay.Options{NoOffload: cfg.noOffload, Logger: log})
+		listen := func(recv *os.File) (*overlay.Conn, error) {
+			opts := overlay.Options{NoOffload: cfg.noOffload, Logger: log, Receive: recv}
+			if cfg.encap == "gre" {
+				return overlay.ListenGRE(self.Underlay, opts)
+			}
+			return overlay.ListenVXLAN(self.Underlay, cfg.vxlanPort, opts)
+		}
+		if f := stored[underlayFDName]; f != nil {
+			// The receive socket the service manager kept across the
+			// restart: what peers sent meanwhile waits in its buffer.
+			delete(stored, underlayFDName)
+			conn, err = listen(f)
+			switch {
+			case err == nil:
+				log.Info("attached to stored underlay socket", "encap", cfg.encap)
+			case errors.Is(err, overlay.ErrNotOurSocket):
+				// Such as after --encap or --local changed.
+				log.Warn("stored underlay socket ignored", "err", err)
+				f.Close()
+				conn = nil
+			default:
+				f.Close()
+				return fmt.Errorf("stored underlay socket: %w", err)
+			}
+		}
+		if conn == nil {
+			conn, err = listen(nil)
 		}
 		if err != nil {
 			if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
@@ -646,6 +668,11 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 					return
 				}
 				log.Info("TAP stored with the service manager (FDSTORE=1)", "tap", tapName, "fdname", tapFDName)
+				if err := sd.storeFD(underlayFDName, conn.ReceiveConn()); err != nil {
+					log.Warn("underlay socket not stored with the service manager; a restart reopens it", "err", err)
+					return
+				}
+				log.Info("underlay receive socket stored with the service manager (FDSTORE=1)", "fdname", underlayFDName)
 			}
 		}
 	}

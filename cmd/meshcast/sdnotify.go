@@ -19,8 +19,13 @@ import (
 // host sends meanwhile wait in the TAP's queue (overlay.TAPQueueLen).
 // `systemctl stop` empties the store, which removes the TAP.
 
-// tapFDName is the name of the TAP's descriptor in the store.
-const tapFDName = "tap"
+// tapFDName is the name of the TAP's descriptor in the store, and
+// underlayFDName that of the underlay receive socket (GRE's raw socket or
+// VXLAN's UDP socket), which keeps what peers send during a restart.
+const (
+	tapFDName      = "tap"
+	underlayFDName = "underlay"
+)
 
 // sdNotifier talks to the service manager; its zero value (no
 // NOTIFY_SOCKET) does nothing.
