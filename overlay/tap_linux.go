@@ -90,15 +90,8 @@ func ValidIfName(name string) error {
 // overlay carries IPv4, and IPv6 neighbour discovery would only add
 // multicast that every peer receives.
 func OpenTAP(cfg TAPConfig) (*TAP, error) {
-	if err := ValidIfName(cfg.Name); err != nil {
+	if err := cfg.valid(); err != nil {
 		return nil, err
-	}
-	if !cfg.Overlay.Addr().Is4() {
-		return nil, fmt.Errorf("overlay address %v is not IPv4", cfg.Overlay)
-	}
-	mac := cfg.MAC
-	if mac == nil {
-		mac = MACFor(cfg.Overlay.Addr())
 	}
 	if _, err := netlink.LinkByName(cfg.Name); err == nil {
 		return nil, fmt.Errorf("%w: %s", ErrInterfaceExists, cfg.Name)
@@ -110,6 +103,36 @@ func OpenTAP(cfg TAPConfig) (*TAP, error) {
 		}
 		return nil, fmt.Errorf("create TAP %s: %w (is /dev/net/tun present and are we root with CAP_NET_ADMIN?)", cfg.Name, err)
 	}
+	t, err := newTAP(f, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.configure(cfg.Overlay); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// valid checks what OpenTAP and AttachTAP need of cfg.
+func (cfg TAPConfig) valid() error {
+	if err := ValidIfName(cfg.Name); err != nil {
+		return err
+	}
+	if !cfg.Overlay.Addr().Is4() {
+		return fmt.Errorf("overlay address %v is not IPv4", cfg.Overlay)
+	}
+	return nil
+}
+
+// newTAP makes the TAP of the open device f, set up by setVnet: it probes
+// the coalescing offload and prepares the batch writer. It closes f on
+// error.
+func newTAP(f *os.File, cfg TAPConfig) (*TAP, error) {
+	mac := cfg.MAC
+	if mac == nil {
+		mac = MACFor(cfg.Overlay.Addr())
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -117,27 +140,25 @@ func OpenTAP(cfg TAPConfig) (*TAP, error) {
 	t := &TAP{name: cfg.Name, mac: mac, mtu: cfg.MTU, file: f, log: log}
 	t.w.tap = t
 	t.w.off = newOffload(OffloadTAPCoalesce, cfg.Logger)
-	switch {
-	case cfg.NoCoalesce:
-		t.w.off.disable("turned off by --offload off")
-	default:
-		if err := probeUSO(int(f.Fd())); err != nil {
-			t.w.off.disable(probeError("TUNSETOFFLOAD TUN_F_CSUM|TUN_F_USO4|TUN_F_USO6", err,
-				"Linux 6.2 for UDP segmentation frames written to a TAP"))
-		} else {
-			t.w.off.enable()
-		}
-	}
-	t.w.init()
+	var err error
 	if t.rc, err = f.SyscallConn(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
 	}
-	t.readFn = t.readBatch
-	if err := t.configure(cfg.Overlay); err != nil {
+	var perr error
+	if cfg.NoCoalesce {
+		t.w.off.disable("turned off by --offload off")
+	} else if err := t.rc.Control(func(fd uintptr) { perr = probeUSO(int(fd)) }); err != nil {
 		f.Close()
-		return nil, err
+		return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
+	} else if perr != nil {
+		t.w.off.disable(probeError("TUNSETOFFLOAD TUN_F_CSUM|TUN_F_USO4|TUN_F_USO6", perr,
+			"Linux 6.2 for UDP segmentation frames written to a TAP"))
+	} else {
+		t.w.off.enable()
 	}
+	t.w.init()
+	t.readFn = t.readBatch
 	return t, nil
 }
 
@@ -158,17 +179,24 @@ func openTAP(name string) (*os.File, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	// No checksum or segmentation offload towards us: frames read are
-	// complete, ready to forward to peers.
-	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0); err != nil {
+	if err := setVnet(fd); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("TUNSETOFFLOAD: %w", err)
-	}
-	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VnetHdrLen); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("TUNSETVNETHDRSZ: %w", err)
+		return nil, err
 	}
 	return os.NewFile(uintptr(fd), "/dev/net/tun"), nil
+}
+
+// setVnet sets the TAP fd up as meshcast reads and writes it: no checksum
+// or segmentation offload towards us, so that frames read are complete
+// and ready to forward to peers, and a virtio-net header of VnetHdrLen.
+func setVnet(fd int) error {
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0); err != nil {
+		return fmt.Errorf("TUNSETOFFLOAD: %w", err)
+	}
+	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VnetHdrLen); err != nil {
+		return fmt.Errorf("TUNSETVNETHDRSZ: %w", err)
+	}
+	return nil
 }
 
 // The TUNSETOFFLOAD flags of linux/if_tun.h.
@@ -482,15 +510,8 @@ var ErrNotOurTAP = errors.New("stored file descriptor is not the expected TAP de
 // works on a duplicate of it and closes f either way.
 func AttachTAP(f *os.File, cfg TAPConfig) (*TAP, error) {
 	defer f.Close()
-	if err := ValidIfName(cfg.Name); err != nil {
+	if err := cfg.valid(); err != nil {
 		return nil, err
-	}
-	if !cfg.Overlay.Addr().Is4() {
-		return nil, fmt.Errorf("overlay address %v is not IPv4", cfg.Overlay)
-	}
-	mac := cfg.MAC
-	if mac == nil {
-		mac = MACFor(cfg.Overlay.Addr())
 	}
 	// A duplicate through SyscallConn, not f.Fd(), which would put the
 	// shared file description into blocking mode.
@@ -516,39 +537,14 @@ func AttachTAP(f *os.File, cfg TAPConfig) (*TAP, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("attach TAP %s: %w", cfg.Name, err)
 	}
-	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0); err != nil {
+	if err := setVnet(fd); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("attach TAP %s: TUNSETOFFLOAD: %w", cfg.Name, err)
+		return nil, fmt.Errorf("attach TAP %s: %w", cfg.Name, err)
 	}
-	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VnetHdrLen); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("attach TAP %s: TUNSETVNETHDRSZ: %w", cfg.Name, err)
+	t, err := newTAP(os.NewFile(uintptr(fd), "/dev/net/tun"), cfg)
+	if err != nil {
+		return nil, err
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	t := &TAP{name: cfg.Name, mac: mac, mtu: cfg.MTU, log: log}
-	t.w.tap = t
-	t.w.off = newOffload(OffloadTAPCoalesce, cfg.Logger)
-	switch {
-	case cfg.NoCoalesce:
-		t.w.off.disable("turned off by --offload off")
-	default:
-		if err := probeUSO(fd); err != nil {
-			t.w.off.disable(probeError("TUNSETOFFLOAD TUN_F_CSUM|TUN_F_USO4|TUN_F_USO6", err,
-				"Linux 6.2 for UDP segmentation frames written to a TAP"))
-		} else {
-			t.w.off.enable()
-		}
-	}
-	t.w.init()
-	t.file = os.NewFile(uintptr(fd), "/dev/net/tun")
-	if t.rc, err = t.file.SyscallConn(); err != nil {
-		t.file.Close()
-		return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
-	}
-	t.readFn = t.readBatch
 	if err := t.reconfigure(cfg.Overlay); err != nil {
 		t.file.Close()
 		return nil, err
