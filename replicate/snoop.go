@@ -69,6 +69,11 @@ type Snooping struct {
 	unregDrop atomic.Uint64 // unregistered traffic with no router peer, dropped
 	flooded   floodCounts   // unregistered traffic flooded, per group
 
+	// floodBase is what the previous process flooded (Engine.Import), in
+	// FloodCount order; Flooded adds it to flooded. It is kept apart so
+	// that flooded keeps its single writer.
+	floodBase atomic.Pointer[[]FloodCount]
+
 	// hostRouter is when the multicast router heard last on the local
 	// host stops counting as present, in unix nanoseconds (0: none
 	// heard). The egress goroutine alone writes it.
@@ -297,10 +302,16 @@ func (s *Snooping) peerPIM(p *Peer, frame []byte, now int64) bool {
 
 // Flooded returns, per group, what flooding unregistered traffic from the
 // local host cost since the start: the frames, their copies, and the copies
-// `--unregistered drop` would have saved. Groups past the first FloodGroups
-// are summed under FloodOther, last. It is safe for concurrent use with the
-// data path.
-func (s *Snooping) Flooded() []FloodCount { return s.flooded.snapshot() }
+// `--unregistered drop` would have saved, the previous processes' counts
+// (Engine.Import) included. Groups past the first FloodGroups are summed
+// under FloodOther, last. It is safe for concurrent use with the data path.
+func (s *Snooping) Flooded() []FloodCount {
+	live := s.flooded.snapshot()
+	if base := s.floodBase.Load(); base != nil {
+		return mergeFlood(*base, live)
+	}
+	return live
+}
 
 // SetUnregistered changes the policy for unregistered groups at run time.
 // It is safe for concurrent use with the data path. The Unregistered field
