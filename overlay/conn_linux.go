@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -532,6 +533,11 @@ func perMessage(errno unix.Errno) bool {
 	}
 	return false
 }
+
+// SetReadDeadline interrupts ReadBatch at d (a time in the past: at once)
+// once the packets of the last receive are returned; the zero time lets it
+// wait again. What arrives meanwhile waits in the socket's buffer.
+func (c *Conn) SetReadDeadline(d time.Time) error { return c.rx.SetReadDeadline(d) }
 
 // Close closes the sockets.
 func (c *Conn) Close() error {

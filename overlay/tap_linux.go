@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/vishvananda/netlink"
@@ -495,6 +496,11 @@ func rawWrite(fd uintptr, b []byte) (int, error) {
 
 // Close closes the device, which removes the interface.
 func (t *TAP) Close() error { return t.file.Close() }
+
+// SetReadDeadline interrupts ReadBatch at d (a time in the past: at once),
+// and the zero time lets it wait again. The device stays open and what
+// arrives meanwhile waits in its queue.
+func (t *TAP) SetReadDeadline(d time.Time) error { return t.file.SetReadDeadline(d) }
 
 // ErrNotOurTAP is the error of a file handed to AttachTAP that is not a
 // TAP device of the expected name and flags.

@@ -35,9 +35,22 @@ type PacketConn interface {
 	PacketWriter
 }
 
-// Run forwards in both directions until ctx is done or a device fails. To
-// stop it, cancel ctx and then close tap and conn: Run returns nil when its
-// devices fail after ctx is done.
+// Deadliner is a device whose reads can be interrupted; overlay.TAP and
+// overlay.Conn implement it.
+type Deadliner interface {
+	SetReadDeadline(t time.Time) error
+}
+
+// Run forwards in both directions until ctx is done or a device fails.
+//
+// When ctx is done and both devices are Deadliners, Run stops its readers
+// with a read deadline, waits until both have finished the batch in hand
+// (every frame read is sent and every packet read is written), clears the
+// deadlines and returns nil. The devices are then untouched and open:
+// what arrives meanwhile waits in the TAP's queue and the socket's buffer,
+// for Run to be called again or for another process that holds the same
+// descriptors. Otherwise, cancel ctx and then close tap and conn: Run
+// returns nil when its devices fail after ctx is done.
 func (e *Engine) Run(ctx context.Context, tap interface {
 	FrameReader
 	FrameWriter
@@ -48,6 +61,31 @@ func (e *Engine) Run(ctx context.Context, tap interface {
 	errc := make(chan error, 2)
 	go func() { errc <- e.RunEgress(tap, conn) }()
 	go func() { errc <- e.RunIngress(conn, tap) }()
+	td, tok := any(tap).(Deadliner)
+	cd, cok := any(conn).(Deadliner)
+	// stop interrupts both loops and waits for them; pending is how many
+	// have not returned yet.
+	stop := func(pending int) error {
+		if !tok || !cok {
+			return nil
+		}
+		var errs []error
+		for _, d := range []Deadliner{td, cd} {
+			if err := d.SetReadDeadline(time.Unix(1, 0)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+		for ; pending > 0; pending-- {
+			<-errc
+		}
+		for _, d := range []Deadliner{td, cd} {
+			d.SetReadDeadline(time.Time{})
+		}
+		return nil
+	}
 	sweep := time.NewTicker(10 * time.Second)
 	defer sweep.Stop()
 	faults := time.NewTicker(FaultLogEvery)
@@ -69,8 +107,10 @@ func (e *Engine) Run(ctx context.Context, tap interface {
 		select {
 		case err := <-errc:
 			if ctx.Err() != nil || isClosed(err) {
+				stop(1)
 				return nil
 			}
+			stop(1)
 			return err
 		case now := <-sweep.C:
 			e.Sweep(now)
@@ -79,6 +119,9 @@ func (e *Engine) Run(ctx context.Context, tap interface {
 		case now := <-snoopC:
 			e.snoop.tick(now)
 		case <-ctx.Done():
+			if err := stop(2); err != nil && !isClosed(err) {
+				return err
+			}
 			return nil
 		}
 	}
