@@ -25,9 +25,10 @@ func DefaultPath(community string) string {
 
 // Server serves a daemon's state on a Unix socket.
 type Server struct {
-	path string
-	ln   net.Listener
-	srv  *http.Server
+	path      string
+	ln        *net.UnixListener
+	srv       *http.Server
+	takeovers chan *TakeoverRequest
 }
 
 // Listen creates the socket at path, mode 0600, in a directory it creates
@@ -39,7 +40,7 @@ func Listen(path string) (*Server, error) {
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
-		return nil, fmt.Errorf("%w: %s answers; stop it first, or pass another --control and --tap", ErrRunning, path)
+		return nil, fmt.Errorf("%w: %s answers", ErrRunning, path)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("remove stale control socket: %w", err)
@@ -54,7 +55,38 @@ func Listen(path string) (*Server, error) {
 		ln.Close()
 		return nil, err
 	}
-	return &Server{path: path, ln: ln}, nil
+	return newServer(path, ln.(*net.UnixListener)), nil
+}
+
+func newServer(path string, ln *net.UnixListener) *Server {
+	// Close removes the socket itself, and Release must leave it.
+	ln.SetUnlinkOnClose(false)
+	return &Server{path: path, ln: ln, takeovers: make(chan *TakeoverRequest)}
+}
+
+// ListenFile serves on a listening socket handed over by the daemon that
+// served path before, without a moment in which the path does not answer.
+func ListenFile(path string, f *os.File) (*Server, error) {
+	defer f.Close()
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: handed-over listener: %w", path, err)
+	}
+	ul, ok := ln.(*net.UnixListener)
+	if !ok || ul.Addr().String() != path {
+		ln.Close()
+		return nil, fmt.Errorf("control socket %s: the handed-over listener is %v, not this path", path, ln.Addr())
+	}
+	return newServer(path, ul), nil
+}
+
+// Listener returns the listening socket, to hand over to a successor.
+func (s *Server) Listener() syscall.RawConn {
+	rc, err := s.ln.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
 }
 
 // Path returns the socket's path.
@@ -72,6 +104,7 @@ func (s *Server) Serve(state func() State) {
 		enc.SetIndent("", "  ")
 		enc.Encode(state())
 	})
+	mux.HandleFunc("POST /v1/takeover", s.serveTakeover)
 	euid := uint32(os.Geteuid())
 	s.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -116,6 +149,21 @@ func peerUID(c net.Conn) (uint32, bool) {
 	return cred.Uid, true
 }
 
+// Release stops serving and leaves the socket in place, for the successor
+// that holds the listener now.
+// Requests in progress finish first (for up to a second).
+func (s *Server) Release() error {
+	if s.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := s.srv.Shutdown(ctx); err != nil {
+			return s.srv.Close()
+		}
+		return nil
+	}
+	return s.ln.Close()
+}
+
 // Close stops serving and removes the socket.
 func (s *Server) Close() error {
 	if s.srv != nil {
@@ -134,6 +182,7 @@ func (s *Server) Close() error {
 func Fetch(ctx context.Context, path string) (State, error) {
 	var st State
 	client := &http.Client{Transport: &http.Transport{
+		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", path)
@@ -147,7 +196,7 @@ func Fetch(ctx context.Context, path string) (State, error) {
 	if err != nil {
 		var se syscall.Errno
 		if errors.As(err, &se) && (se == syscall.ENOENT || se == syscall.ECONNREFUSED) {
-			return st, fmt.Errorf("no meshcast is running with control socket %s: start it with meshcast run, or pass --control", path)
+			return st, fmt.Errorf("%w with control socket %s", ErrNotRunning, path)
 		}
 		if errors.As(err, &se) && se == syscall.EACCES {
 			return st, fmt.Errorf("%s: permission denied: run as root", path)
