@@ -25,6 +25,11 @@ const (
 	lineExample = "198.18.0.1 demo,198.19.0.1/24"
 )
 
+// ErrOpenInventory is what the *InventoryError of LoadInventory is
+// (errors.Is) when the file cannot be opened; the error wraps the cause
+// too, such as fs.ErrNotExist.
+var ErrOpenInventory = errors.New("cannot open the inventory")
+
 // InventoryError is a problem with an inventory file. Line is 1-based; it is
 // 0 when the problem concerns the whole file, such as a file that cannot be
 // opened. Msg says what is wrong and what to write instead. Err, if set, is
@@ -36,6 +41,8 @@ type InventoryError struct {
 	Line int
 	Msg  string
 	Err  error
+
+	open bool // the file could not be opened: errors.Is ErrOpenInventory
 }
 
 // Error returns "FILE:LINE: MSG", or "FILE: MSG" when Line is 0.
@@ -49,12 +56,17 @@ func (e *InventoryError) Error() string {
 // Unwrap returns the underlying I/O error, if any.
 func (e *InventoryError) Unwrap() error { return e.Err }
 
+// Is reports whether target is ErrOpenInventory and the file could not be
+// opened.
+func (e *InventoryError) Is(target error) bool { return target == ErrOpenInventory && e.open }
+
 // LoadInventory opens the inventory file at path and parses it with
-// ParseInventory. Every error it returns is an *InventoryError.
+// ParseInventory. Every error it returns is an *InventoryError; one for a
+// file that cannot be opened is also ErrOpenInventory (errors.Is).
 func LoadInventory(path string) ([]Member, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, &InventoryError{File: path, Msg: fmt.Sprintf("cannot open the inventory (%v); check the --peers path", unwrapPath(err)), Err: err}
+		return nil, &InventoryError{File: path, Msg: fmt.Sprintf("%v (%v)", ErrOpenInventory, unwrapPath(err)), Err: err, open: true}
 	}
 	defer f.Close()
 	return ParseInventory(f, path)

@@ -238,10 +238,21 @@ func TestLoadInventory(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "missing.txt")
 	_, err = LoadInventory(missing)
 	ie, ok := errors.AsType[*InventoryError](err)
-	if !ok || !errors.Is(err, fs.ErrNotExist) || ie.Line != 0 || !strings.Contains(err.Error(), "check the --peers path") {
-		t.Fatalf("LoadInventory(missing) = %v, want a whole-file *InventoryError wrapping fs.ErrNotExist", err)
+	if !ok || !errors.Is(err, fs.ErrNotExist) || !errors.Is(err, ErrOpenInventory) || ie.Line != 0 {
+		t.Fatalf("LoadInventory(missing) = %v, want a whole-file *InventoryError wrapping fs.ErrNotExist and ErrOpenInventory", err)
 	}
-	if want := missing + ": cannot open the inventory (no such file or directory); check the --peers path"; err.Error() != want {
+	if want := missing + ": cannot open the inventory (no such file or directory)"; err.Error() != want {
 		t.Errorf("error = %q\nwant    %q", err, want)
+	}
+	// Only a file that cannot be opened is ErrOpenInventory.
+	bad := filepath.Join(t.TempDir(), "bad.txt")
+	if err := os.WriteFile(bad, []byte("198.18.0.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadInventory(bad); err == nil || errors.Is(err, ErrOpenInventory) {
+		t.Errorf("LoadInventory(malformed) = %v, want an error that is not ErrOpenInventory", err)
+	}
+	if errors.Is(&InventoryError{File: "f", Msg: "m"}, ErrOpenInventory) {
+		t.Error("an InventoryError made by hand is ErrOpenInventory")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -16,11 +17,58 @@ type Member struct {
 	ID        string       // identity: "FILE:LINE" for the static inventory, the instance ID for EC2
 }
 
-// Errors from FindLocal, wrapped with details; test them with errors.Is.
+// Errors from FindLocal, inside a *LocalError; test them with errors.Is.
 var (
 	ErrLocalNotFound  = errors.New("local member not found")
 	ErrLocalAmbiguous = errors.New("local member is ambiguous")
 )
+
+// LocalError is the error of FindLocal: no member is this node, or several
+// are. It wraps ErrLocalNotFound or ErrLocalAmbiguous, and its fields say
+// how FindLocal searched, so that a caller can say how to fix it.
+type LocalError struct {
+	// Err is ErrLocalNotFound or ErrLocalAmbiguous.
+	Err error
+	// Local is the underlay address FindLocal was given; the zero Addr
+	// when it looked for the host's own addresses instead.
+	Local netip.Addr
+	// NoHostAddrs reports that FindLocal was given neither an address nor
+	// a way to tell the host's addresses.
+	NoHostAddrs bool
+	// Members is how many members FindLocal searched.
+	Members int
+	// Matches are the members that matched, when several did.
+	Matches []Member
+}
+
+// Error says what FindLocal did not find, such as "local member not found:
+// no member has underlay address 198.18.0.9".
+func (e *LocalError) Error() string {
+	var what string
+	switch {
+	case e.Err == ErrLocalAmbiguous && e.Local.IsValid():
+		what = fmt.Sprintf("several members have underlay address %s: %s", e.Local, ids(e.Matches))
+	case e.Err == ErrLocalAmbiguous:
+		what = fmt.Sprintf("the underlay addresses of several members are assigned to this host: %s", ids(e.Matches))
+	case e.Local.IsValid():
+		what = fmt.Sprintf("no member has underlay address %s", e.Local)
+	case e.NoHostAddrs:
+		what = "no underlay address given, and no way to list this host's addresses"
+	default:
+		what = fmt.Sprintf("none of the %d members' underlay addresses is assigned to this host", e.Members)
+	}
+	if e.ManyCommunities() {
+		what += fmt.Sprintf(" (of communities %s)", strings.Join(communities(e.Matches), ", "))
+	}
+	return fmt.Sprintf("%v: %s", e.Err, what)
+}
+
+// Unwrap returns Err.
+func (e *LocalError) Unwrap() error { return e.Err }
+
+// ManyCommunities reports whether the members that matched belong to more
+// than one community, so that naming the community would tell them apart.
+func (e *LocalError) ManyCommunities() bool { return len(communities(e.Matches)) > 1 }
 
 // InCommunity returns the members of community, in their original order.
 // The result is a new slice; all is not modified.
@@ -35,14 +83,17 @@ func InCommunity(all []Member, community string) []Member {
 }
 
 // FindLocal picks this node's own entry among members (normally one
-// community's). When local is valid (the --local flag), it is the member whose
-// Underlay equals local. Otherwise it is the single member whose Underlay
-// isLocal reports true for; isLocal is typically the result of LocalAddrs.
+// community's). When local is valid, it is the member whose Underlay equals
+// local. Otherwise it is the single member whose Underlay isLocal reports
+// true for; isLocal is typically the result of LocalAddrs.
 //
-// The error wraps ErrLocalNotFound when no member matches, and
-// ErrLocalAmbiguous when several do, and says how to fix either.
+// When no member or several match, the error is a *LocalError, which wraps
+// ErrLocalNotFound or ErrLocalAmbiguous.
 func FindLocal(members []Member, local netip.Addr, isLocal func(netip.Addr) bool) (Member, error) {
 	var match []Member
+	fail := func(err error) (Member, error) {
+		return Member{}, &LocalError{Err: err, Local: local, NoHostAddrs: !local.IsValid() && isLocal == nil, Members: len(members), Matches: match}
+	}
 	if local.IsValid() {
 		local = local.Unmap()
 		for _, m := range members {
@@ -50,47 +101,31 @@ func FindLocal(members []Member, local netip.Addr, isLocal func(netip.Addr) bool
 				match = append(match, m)
 			}
 		}
-		switch len(match) {
-		case 0:
-			return Member{}, fmt.Errorf("%w: no member has underlay %s (from --local); pass this instance's underlay address as --local, or add a line for it to the inventory", ErrLocalNotFound, local)
-		case 1:
-			return match[0], nil
-		}
-		fix := "keep one line per instance"
-		if manyCommunities(match) {
-			fix = "pass --community to choose one"
-		}
-		return Member{}, fmt.Errorf("%w: several members have underlay %s: %s; %s", ErrLocalAmbiguous, local, ids(match), fix)
-	}
-	if isLocal == nil {
-		return Member{}, fmt.Errorf("%w: no --local given and no way to list this host's addresses; pass --local with this instance's underlay address", ErrLocalNotFound)
-	}
-	for _, m := range members {
-		if isLocal(m.Underlay) {
-			match = append(match, m)
+	} else if isLocal != nil {
+		for _, m := range members {
+			if isLocal(m.Underlay) {
+				match = append(match, m)
+			}
 		}
 	}
 	switch len(match) {
 	case 0:
-		return Member{}, fmt.Errorf("%w: none of the %d members' underlay addresses is assigned to this host; pass --local with this instance's underlay address, or fix the inventory", ErrLocalNotFound, len(members))
+		return fail(ErrLocalNotFound)
 	case 1:
 		return match[0], nil
 	}
-	fix := "pass --local to choose one"
-	if manyCommunities(match) {
-		fix = "pass --local or --community to choose one"
-	}
-	return Member{}, fmt.Errorf("%w: the underlay addresses of several members are assigned to this host: %s; %s", ErrLocalAmbiguous, ids(match), fix)
+	return fail(ErrLocalAmbiguous)
 }
 
-// manyCommunities reports whether ms span more than one community.
-func manyCommunities(ms []Member) bool {
+// communities returns the distinct communities of ms, in their order.
+func communities(ms []Member) []string {
+	var cs []string
 	for _, m := range ms {
-		if m.Community != ms[0].Community {
-			return true
+		if !slices.Contains(cs, m.Community) {
+			cs = append(cs, m.Community)
 		}
 	}
-	return false
+	return cs
 }
 
 // ids lists members as "ID (underlay)" for error messages.

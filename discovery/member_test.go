@@ -44,6 +44,8 @@ func TestFindLocal(t *testing.T) {
 		member("198.18.0.2", "demo,198.19.0.2/24", "f:2"),
 		member("198.18.0.3", "demo,198.19.0.3/24", "f:3"),
 	}
+	other1 := member("198.18.0.1", "other,198.19.0.1/24", "f:9")
+	other5 := member("198.18.0.5", "other,198.19.0.5/24", "f:9")
 	addrs := func(as ...string) func(netip.Addr) bool {
 		return func(a netip.Addr) bool {
 			for _, s := range as {
@@ -60,20 +62,52 @@ func TestFindLocal(t *testing.T) {
 		local   string // "" for none
 		isLocal func(netip.Addr) bool
 		wantID  string
-		wantErr error
-		errSub  string
+		wantErr *LocalError // the error's fields; nil for success
+		errMsg  string      // the whole message
 	}{
-		{name: "by --local", members: ms, local: "198.18.0.2", isLocal: addrs("198.18.0.1"), wantID: "f:2"},
-		{name: "by --local mapped", members: ms, local: "::ffff:198.18.0.3", wantID: "f:3"},
-		{name: "--local not found", members: ms, local: "198.18.0.9", isLocal: addrs("198.18.0.1"), wantErr: ErrLocalNotFound, errSub: "no member has underlay 198.18.0.9 (from --local)"},
-		{name: "--local twice", members: append(ms[:1:1], ms[0]), local: "198.18.0.1", wantErr: ErrLocalAmbiguous, errSub: "f:1 (198.18.0.1), f:1 (198.18.0.1)"},
-		{name: "--local in two communities", members: append(ms[:1:1], member("198.18.0.1", "other,198.19.0.1/24", "f:9")), local: "198.18.0.1", wantErr: ErrLocalAmbiguous, errSub: "f:1 (198.18.0.1), f:9 (198.18.0.1); pass --community to choose one"},
+		{name: "by address", members: ms, local: "198.18.0.2", isLocal: addrs("198.18.0.1"), wantID: "f:2"},
+		{name: "by mapped address", members: ms, local: "::ffff:198.18.0.3", wantID: "f:3"},
+		{
+			name: "address not found", members: ms, local: "198.18.0.9", isLocal: addrs("198.18.0.1"),
+			wantErr: &LocalError{Err: ErrLocalNotFound, Local: netip.MustParseAddr("198.18.0.9"), Members: 3},
+			errMsg:  "local member not found: no member has underlay address 198.18.0.9",
+		},
+		{
+			name: "address twice", members: append(ms[:1:1], ms[0]), local: "198.18.0.1",
+			wantErr: &LocalError{Err: ErrLocalAmbiguous, Local: netip.MustParseAddr("198.18.0.1"), Members: 2, Matches: []Member{ms[0], ms[0]}},
+			errMsg:  "local member is ambiguous: several members have underlay address 198.18.0.1: f:1 (198.18.0.1), f:1 (198.18.0.1)",
+		},
+		{
+			name: "address in two communities", members: append(ms[:1:1], other1), local: "198.18.0.1",
+			wantErr: &LocalError{Err: ErrLocalAmbiguous, Local: netip.MustParseAddr("198.18.0.1"), Members: 2, Matches: []Member{ms[0], other1}},
+			errMsg:  "local member is ambiguous: several members have underlay address 198.18.0.1: f:1 (198.18.0.1), f:9 (198.18.0.1) (of communities demo, other)",
+		},
 		{name: "by interface", members: ms, isLocal: addrs("10.0.0.1", "198.18.0.3"), wantID: "f:3"},
-		{name: "no interface matches", members: ms, isLocal: addrs("10.0.0.1"), wantErr: ErrLocalNotFound, errSub: "pass --local with this instance's underlay address, or fix the inventory"},
-		{name: "several interfaces match", members: ms, isLocal: addrs("198.18.0.1", "198.18.0.3"), wantErr: ErrLocalAmbiguous, errSub: "f:1 (198.18.0.1), f:3 (198.18.0.3); pass --local to choose one"},
-		{name: "interfaces in two communities", members: append(ms[:1:1], member("198.18.0.5", "other,198.19.0.5/24", "f:9")), isLocal: addrs("198.18.0.1", "198.18.0.5"), wantErr: ErrLocalAmbiguous, errSub: "pass --local or --community to choose one"},
-		{name: "no members", isLocal: addrs("198.18.0.1"), wantErr: ErrLocalNotFound, errSub: "none of the 0 members"},
-		{name: "no local and no isLocal", members: ms, wantErr: ErrLocalNotFound, errSub: "pass --local"},
+		{
+			name: "no interface matches", members: ms, isLocal: addrs("10.0.0.1"),
+			wantErr: &LocalError{Err: ErrLocalNotFound, Members: 3},
+			errMsg:  "local member not found: none of the 3 members' underlay addresses is assigned to this host",
+		},
+		{
+			name: "several interfaces match", members: ms, isLocal: addrs("198.18.0.1", "198.18.0.3"),
+			wantErr: &LocalError{Err: ErrLocalAmbiguous, Members: 3, Matches: []Member{ms[0], ms[2]}},
+			errMsg:  "local member is ambiguous: the underlay addresses of several members are assigned to this host: f:1 (198.18.0.1), f:3 (198.18.0.3)",
+		},
+		{
+			name: "interfaces in two communities", members: append(ms[:1:1], other5), isLocal: addrs("198.18.0.1", "198.18.0.5"),
+			wantErr: &LocalError{Err: ErrLocalAmbiguous, Members: 2, Matches: []Member{ms[0], other5}},
+			errMsg:  "local member is ambiguous: the underlay addresses of several members are assigned to this host: f:1 (198.18.0.1), f:9 (198.18.0.5) (of communities demo, other)",
+		},
+		{
+			name: "no members", isLocal: addrs("198.18.0.1"),
+			wantErr: &LocalError{Err: ErrLocalNotFound},
+			errMsg:  "local member not found: none of the 0 members' underlay addresses is assigned to this host",
+		},
+		{
+			name: "no address and no isLocal", members: ms,
+			wantErr: &LocalError{Err: ErrLocalNotFound, NoHostAddrs: true, Members: 3},
+			errMsg:  "local member not found: no underlay address given, and no way to list this host's addresses",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,14 +116,27 @@ func TestFindLocal(t *testing.T) {
 				local = netip.MustParseAddr(tt.local)
 			}
 			got, err := FindLocal(tt.members, local, tt.isLocal)
-			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.errSub) {
-					t.Fatalf("error = %v, want %v containing %q", err, tt.wantErr, tt.errSub)
+			if tt.wantErr == nil {
+				if err != nil || got.ID != tt.wantID {
+					t.Fatalf("FindLocal = %v, %v; want ID %s", got, err, tt.wantID)
 				}
 				return
 			}
-			if err != nil || got.ID != tt.wantID {
-				t.Fatalf("FindLocal = %v, %v; want ID %s", got, err, tt.wantID)
+			le, ok := errors.AsType[*LocalError](err)
+			if !ok || !errors.Is(err, tt.wantErr.Err) {
+				t.Fatalf("error = %v, want a *LocalError wrapping %v", err, tt.wantErr.Err)
+			}
+			if !reflect.DeepEqual(le, tt.wantErr) {
+				t.Errorf("error = %+v\nwant    %+v", le, tt.wantErr)
+			}
+			if le.ManyCommunities() != strings.Contains(tt.name, "two communities") {
+				t.Errorf("ManyCommunities() = %v", le.ManyCommunities())
+			}
+			if err.Error() != tt.errMsg {
+				t.Errorf("error = %q\nwant    %q", err, tt.errMsg)
+			}
+			if strings.Contains(err.Error(), "--") {
+				t.Errorf("error %q names a command-line flag", err)
 			}
 		})
 	}

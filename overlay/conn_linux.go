@@ -243,8 +243,8 @@ func ListenVXLAN(local netip.Addr, port uint16, opts Options) (*Conn, error) {
 	}
 	groOff, gsoOff := newOffload(OffloadUDPGRO, opts.Logger), newOffload(OffloadUDPGSO, opts.Logger)
 	if opts.NoOffload {
-		groOff.disable("turned off by --offload off")
-		gsoOff.disable("turned off by --offload off")
+		groOff.disable(OffloadOffByConfig)
+		gsoOff.disable(OffloadOffByConfig)
 	} else {
 		if err := unix.SetsockoptInt(rx, unix.SOL_UDP, unix.UDP_GRO, 1); err != nil {
 			groOff.disable(probeError("setsockopt UDP_GRO", err, "Linux 5.0"))

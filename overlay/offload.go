@@ -25,13 +25,18 @@ const (
 	OffloadUDPGRO = "udp_gro"
 )
 
+// OffloadOffByConfig is the OffloadStatus.Reason of an offload that the
+// configuration turned off (Options.NoOffload, TAPConfig.NoCoalesce).
+const OffloadOffByConfig = "turned off by configuration"
+
 // OffloadStatus is a snapshot of one offload.
 type OffloadStatus struct {
 	Name  string
 	InUse bool
-	// Reason says why the offload is off: turned off by configuration,
-	// refused by the kernel's probe, or refused by the kernel in use (with
-	// the errno). It is empty while the offload is in use.
+	// Reason says why the offload is off: turned off by configuration
+	// (OffloadOffByConfig), refused by the kernel's probe, or refused by
+	// the kernel in use (with the errno). It is empty while the offload is
+	// in use.
 	Reason string
 	// Fallbacks counts the batches the kernel refused with the offload
 	// that were sent again without it.

@@ -148,7 +148,7 @@ func newTAP(f *os.File, cfg TAPConfig) (*TAP, error) {
 	}
 	var perr error
 	if cfg.NoCoalesce {
-		t.w.off.disable("turned off by --offload off")
+		t.w.off.disable(OffloadOffByConfig)
 	} else if err := t.rc.Control(func(fd uintptr) { perr = probeUSO(int(fd)) }); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
