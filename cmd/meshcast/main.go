@@ -114,16 +114,24 @@ func newRunCmd(stderr io.Writer) *cobra.Command {
 
 Peers come from an inventory file (--peers, re-read when it changes and on
 SIGHUP) or from EC2 instance tags (--discovery ec2). SIGINT or SIGTERM stop the
-daemon and remove its TAP device and control socket; SIGHUP re-reads the
+daemon and remove its TAP device and control socket, unless systemd's file
+descriptor store keeps the TAP for the next start; SIGHUP re-reads the
 inventory and the config file's reloadable settings (log-level, unregistered,
 interval).
 
-Exit status: 0 after SIGINT or SIGTERM, 1 on a runtime failure, 2 on a usage
-or configuration error.`,
+To upgrade or restart without applications noticing, start the new daemon
+with the same settings and --takeover: it takes the TAP, the sockets and the
+state from the running one, which then exits 0 without removing anything.
+
+Exit status: 0 after SIGINT or SIGTERM or a handover to a successor, 1 on a
+runtime failure (such as a takeover that failed: the running daemon goes on),
+2 on a usage or configuration error (such as a daemon of the community already
+running without --takeover).`,
 		Example: `  meshcast run --peers /etc/meshcast/peers
   meshcast run --peers /etc/meshcast/peers --encap vxlan --local 198.18.0.2
   meshcast run --discovery ec2 --metrics 127.0.0.1:9977
-  meshcast run --config /etc/meshcast/meshcast.yaml`,
+  meshcast run --config /etc/meshcast/meshcast.yaml
+  meshcast run --peers /etc/meshcast/peers --takeover   # upgrade in place`,
 		// The flags are parsed by parseRun, so that SIGHUP can parse them
 		// again with the config file; they are defined here for help.
 		DisableFlagParsing: true,
@@ -140,7 +148,7 @@ or configuration error.`,
 			cfg.levelVar = level
 			if err := runDaemon(&cfg, log); err != nil {
 				var ue *usageError
-				if errors.As(err, &ue) {
+				if errors.As(err, &ue) || errors.Is(err, errAlreadyRunning) {
 					return &exitError{code: exitUsage, err: err}
 				}
 				log.Error("meshcast stopped", "err", err)

@@ -11,10 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/meshcast/meshcast/discovery"
 	"github.com/meshcast/meshcast/igmp"
 	"github.com/meshcast/meshcast/internal/control"
 	"github.com/meshcast/meshcast/overlay"
@@ -63,28 +61,6 @@ func effectiveCaps() (uint64, error) {
 		}
 	}
 	return 0, errors.New("no CapEff in /proc/self/status")
-}
-
-// daemon is what the control socket and the metrics read.
-type daemon struct {
-	cfg     *runConfig
-	self    discovery.Member
-	started time.Time
-	codec   overlay.Codec
-	tap     string
-	mtu     int
-	eng     *replicate.Engine
-	snoop   *replicate.Snooping // nil with the kernel dataplane
-	kern    *overlay.Kernel     // nil with the userspace dataplane
-	rec     *discovery.Reconciler
-	// offloads reports the offloads of the TAP and the underlay (nil with
-	// the kernel dataplane).
-	offloads func() []overlay.OffloadStatus
-
-	mu    sync.Mutex
-	peers []replicate.PeerInfo // the peers in force (the kernel path keeps no table of its own)
-	ec2   *discovery.EC2
-	ping  control.PingService
 }
 
 func (d *daemon) setPeerList(p []replicate.PeerInfo) {
@@ -233,7 +209,7 @@ func (d *daemon) offloadState() control.Offloads {
 		o.UDPGRO = o.UDPGSO
 	}
 	for _, s := range d.offloads() {
-		c := control.Offload{InUse: s.InUse, Reason: s.Reason, Fallbacks: s.Fallbacks}
+		c := control.Offload{InUse: s.InUse, Reason: offloadReason(s.Reason), Fallbacks: s.Fallbacks}
 		switch s.Name {
 		case overlay.OffloadTAPCoalesce:
 			o.TAPCoalesce = c

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -52,7 +53,11 @@ func (c *controlFlags) fetch(ctx context.Context) (control.State, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return control.Fetch(ctx, path)
+	st, err := control.Fetch(ctx, path)
+	if errors.Is(err, control.ErrNotRunning) {
+		return st, fmt.Errorf("%w: start it with meshcast run, or pass --control", err)
+	}
+	return st, err
 }
 
 func newStatusCmd(stdout io.Writer) *cobra.Command {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +36,22 @@ func Serve(addr string, reg *prometheus.Registry) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	return ServeListener(ln, reg), nil
+}
+
+// ServeFile serves reg on a listening socket handed over by the daemon
+// that served it before, so that scrapes find it throughout.
+func ServeFile(f *os.File, reg *prometheus.Registry) (*Server, error) {
+	defer f.Close()
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: handed-over listener: %w", err)
+	}
+	return ServeListener(ln, reg), nil
+}
+
+// ServeListener serves reg on ln, as Serve does.
+func ServeListener(ln net.Listener, reg *prometheus.Registry) *Server {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,
@@ -57,7 +75,7 @@ func Serve(addr string, reg *prometheus.Registry) (*Server, error) {
 		defer close(s.done)
 		s.srv.Serve(ln) // returns http.ErrServerClosed after Close
 	}()
-	return s, nil
+	return s
 }
 
 const indexPage = `<!DOCTYPE html>
@@ -65,6 +83,19 @@ const indexPage = `<!DOCTYPE html>
 <body><h1>meshcast</h1><p><a href="/metrics">Metrics</a></p></body>
 </html>
 `
+
+// Listener returns the listening socket, to hand over to a successor.
+func (s *Server) Listener() syscall.RawConn {
+	sc, ok := s.ln.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
 
 // Addr returns the address the server listens on, such as 127.0.0.1:9977.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
