@@ -236,8 +236,8 @@ func (p *kernelPlane) run(ctx context.Context) error {
 	return nil
 }
 
-func (p *kernelPlane) files() []control.File              { return nil }
-func (p *kernelPlane) export(time.Time) planeState          { return planeState{} }
+func (p *kernelPlane) files() []control.File               { return nil }
+func (p *kernelPlane) export(time.Time) planeState         { return planeState{} }
 func (p *kernelPlane) restore(planeState, time.Time) error { return nil }
-func (p *kernelPlane) release()                             { p.kern.Release() }
-func (p *kernelPlane) close()                               { p.kern.Close() }
+func (p *kernelPlane) release()                            { p.kern.Release() }
+func (p *kernelPlane) close()                              { p.kern.Close() }
