@@ -564,7 +564,9 @@ func sameTCPAddr(got, want string) bool {
 	if wa.Port() != 0 && wa.Port() != g.Port() {
 		return false
 	}
-	return !wa.Addr().IsValid() || wa.Addr().IsUnspecified() && g.Addr().IsUnspecified() || wa.Addr().Unmap() == g.Addr().Unmap()
+	// 0.0.0.0 resolves to ::ffff:0.0.0.0, and a listener on it reports [::].
+	asked, have := wa.Addr().Unmap(), g.Addr().Unmap()
+	return !asked.IsValid() || asked.IsUnspecified() && have.IsUnspecified() || asked == have
 }
 
 // openServices starts what answers on the TAP and the control socket.
