@@ -26,6 +26,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"reflect"
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
@@ -669,6 +670,54 @@ func (d *daemon) serve(ctx context.Context, hup <-chan os.Signal) error {
 	}
 }
 
+// reload parses the command line and config file again on SIGHUP, applies
+// the settings that can change at run time, and names those that need a
+// restart.
+func (d *daemon) reload(log *slog.Logger) {
+	if d.cfg.configFile == "" {
+		return
+	}
+	next, err := parseRun(d.cfg.args)
+	if err != nil {
+		log.Error("config not reloaded; keeping the running settings", "file", d.cfg.configFile, "err", err)
+		return
+	}
+	cur := d.cfg
+	if next.logLevel != cur.logLevel {
+		log.Info("setting changed", "setting", "log-level", "from", cur.logLevel, "to", next.logLevel)
+		cur.levelVar.Set(next.logLevel)
+		cur.logLevel = next.logLevel
+	}
+	if next.unregistered != cur.unregistered && d.snoop != nil {
+		// In force before the line is logged, so that a script acting on
+		// the line sees the new policy.
+		d.snoop.SetUnregistered(next.unregistered)
+		log.Info("setting changed", "setting", "unregistered", "from", policyName(cur.unregistered), "to", policyName(next.unregistered))
+		cur.unregistered = next.unregistered
+	}
+	if next.interval != cur.interval {
+		log.Info("setting changed", "setting", "interval", "from", cur.interval, "to", next.interval)
+		d.rec.SetInterval(next.interval)
+		cur.interval = next.interval
+	}
+	// Everything else needs a restart: name what differs.
+	a, b := *cur, next
+	for _, x := range []*runConfig{&a, &b} {
+		x.args, x.levelVar, x.logLevel, x.unregistered, x.interval = nil, nil, 0, 0, 0
+		x.igmp.Logger = nil
+	}
+	if !reflect.DeepEqual(a, b) {
+		log.Warn("the config file changed settings that need a restart of meshcast; they are not applied")
+	}
+}
+
+func policyName(u replicate.Unregistered) string {
+	if u == replicate.UnregisteredDrop {
+		return "drop"
+	}
+	return "flood"
+}
+
 // handOver is the last phase when a successor asks: the data plane is
 // paused; offer it, and stop for good once the successor is ready.
 // It reports whether the successor took over; if not, the daemon resumes.
@@ -773,6 +822,19 @@ func (d *daemon) writeStateFile() {
 	d.log.Info("state left for the next start", "file", d.statePath(), "bytes", len(b))
 }
 
+// dropPrivileges keeps only the capabilities the running daemon needs, now
+// that everything that needs more is open. Handing over needs nothing
+// more: the successor, started with privilege, opens what it is given.
+func (d *daemon) dropPrivileges() bool {
+	if err := dropCapabilities(keptCapabilities); err != nil {
+		d.log.Warn("capabilities not reduced", "err", err)
+		return false
+	}
+	return true
+}
+
+// logStart logs the one line that says the daemon forwards, with what it
+// runs on, and the offloads that are off and why.
 func (d *daemon) logStart() {
 	cfg := d.cfg
 	attrs := []any{"community", d.self.Community, "dataplane", cfg.dataplane, "encap", d.codec.Name(), "tap", d.tap, "local", d.self.Underlay,
@@ -783,12 +845,7 @@ func (d *daemon) logStart() {
 	}
 	off := d.offloadState()
 	attrs = append(attrs, "kernel", off.Kernel, "tap_coalesce", off.TAPCoalesce.InUse, "udp_gso", off.UDPGSO.InUse, "udp_gro", off.UDPGRO.InUse)
-	// Everything that needs privilege is open: keep only what the running
-	// daemon needs. A successor started by --takeover still needs to
-	// open the TAP's and sockets' duplicates, which needs nothing more.
-	if err := dropCapabilities(keptCapabilities); err != nil {
-		d.log.Warn("capabilities not reduced", "err", err)
-	} else {
+	if d.dropPrivileges() {
 		attrs = append(attrs, "capabilities", "cap_net_admin")
 	}
 	d.log.Info("meshcast forwarding", attrs...)

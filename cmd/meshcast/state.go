@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"os"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -238,52 +236,4 @@ func (d *daemon) fillDiscovery(st *control.State, now time.Time) {
 		}
 		st.Discovery.ProblemCounts = d.ec2.Counts()
 	}
-}
-
-// reload parses the command line and config file again on SIGHUP, applies
-// the settings that can change at run time, and names those that need a
-// restart.
-func (d *daemon) reload(log *slog.Logger) {
-	if d.cfg.configFile == "" {
-		return
-	}
-	next, err := parseRun(d.cfg.args)
-	if err != nil {
-		log.Error("config not reloaded; keeping the running settings", "file", d.cfg.configFile, "err", err)
-		return
-	}
-	cur := d.cfg
-	if next.logLevel != cur.logLevel {
-		log.Info("setting changed", "setting", "log-level", "from", cur.logLevel, "to", next.logLevel)
-		cur.levelVar.Set(next.logLevel)
-		cur.logLevel = next.logLevel
-	}
-	if next.unregistered != cur.unregistered && d.snoop != nil {
-		// In force before the line is logged, so that a script acting on
-		// the line sees the new policy.
-		d.snoop.SetUnregistered(next.unregistered)
-		log.Info("setting changed", "setting", "unregistered", "from", policyName(cur.unregistered), "to", policyName(next.unregistered))
-		cur.unregistered = next.unregistered
-	}
-	if next.interval != cur.interval {
-		log.Info("setting changed", "setting", "interval", "from", cur.interval, "to", next.interval)
-		d.rec.SetInterval(next.interval)
-		cur.interval = next.interval
-	}
-	// Everything else needs a restart: name what differs.
-	a, b := *cur, next
-	for _, x := range []*runConfig{&a, &b} {
-		x.args, x.levelVar, x.logLevel, x.unregistered, x.interval = nil, nil, 0, 0, 0
-		x.igmp.Logger = nil
-	}
-	if !reflect.DeepEqual(a, b) {
-		log.Warn("the config file changed settings that need a restart of meshcast; they are not applied")
-	}
-}
-
-func policyName(u replicate.Unregistered) string {
-	if u == replicate.UnregisteredDrop {
-		return "drop"
-	}
-	return "flood"
 }
