@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -41,7 +42,15 @@ func gsoSupported() error {
 type flowSock struct {
 	file *os.File
 	rc   syscall.RawConn
+	// retryAt is when to try to open a socket that could not be opened
+	// again: its port may have been held by a process that has gone
+	// since, such as the meshcast this one took over from.
+	retryAt time.Time
 }
+
+// flowRetry is how long a flow whose socket could not be opened sends
+// without segmentation offload before meshcast tries again.
+const flowRetry = 2 * time.Second
 
 // gsoRun is the copies of a batch that leave as one send: one source
 // port, one destination, segments of one size but for the last.
@@ -102,11 +111,14 @@ func newGSOSender(local netip.Addr, b *batchIO, off *Offload, log *slog.Logger) 
 
 // sock returns the socket of source port sport, opening it if it can.
 func (g *gsoSender) sock(sport uint16) *flowSock {
-	if s, ok := g.socks[sport]; ok {
+	s, ok := g.socks[sport]
+	if ok && (s.file != nil || s.retryAt.IsZero() || time.Now().Before(s.retryAt)) {
 		return s
 	}
-	s := &flowSock{}
-	if len(g.socks) < MaxFlowSockets {
+	if !ok {
+		s = &flowSock{}
+	}
+	if ok || len(g.socks) < MaxFlowSockets {
 		fd, err := flowSocket(g.local, sport, g.log)
 		if err == nil {
 			s.file = os.NewFile(uintptr(fd), "vxlan-flow")
@@ -115,11 +127,15 @@ func (g *gsoSender) sock(sport uint16) *flowSock {
 				s.file, s.rc = nil, nil
 			}
 		}
+		s.retryAt = time.Time{}
+		if err != nil {
+			s.retryAt = time.Now().Add(flowRetry)
+		}
 		if err != nil && !g.flowFailed {
 			// Not a loss: the flow's copies go through the raw socket,
-			// one packet each.
+			// one packet each, until the socket opens.
 			g.flowFailed = true
-			g.log.Warn("VXLAN flow socket not opened; its copies are sent without segmentation offload",
+			g.log.Warn("VXLAN flow socket not opened; its copies are sent without segmentation offload until it opens",
 				"source_port", sport, "errno", ErrnoName(Errno(err)), "err", err)
 		}
 	}

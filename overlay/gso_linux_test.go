@@ -4,11 +4,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -447,4 +449,35 @@ func FuzzGSOGroup(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFlowSocketRetry checks that a flow whose source port was held by
+// another socket (the meshcast this one took over from, until it exits)
+// gets its own socket, and segmentation offload, once the port is free.
+func TestFlowSocketRetry(t *testing.T) {
+	holder, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sport := uint16(holder.LocalAddr().(*net.UDPAddr).Port)
+	g := newGSOSender(netip.MustParseAddr("127.0.0.1"), newBatchIO(4), nil, nil)
+	s := g.sock(sport)
+	if s.rc != nil {
+		t.Fatalf("flow socket on port %d opened while another socket holds the port", sport)
+	}
+	if s.retryAt.IsZero() {
+		t.Fatalf("a flow socket that could not be opened is never tried again")
+	}
+	if g.sock(sport) != s || s.rc != nil {
+		t.Fatalf("a flow socket was tried again before its retry time")
+	}
+	holder.Close()
+	s.retryAt = time.Now().Add(-time.Millisecond)
+	if got := g.sock(sport); got != s || s.rc == nil {
+		t.Fatalf("flow socket on port %d not opened once the port is free", sport)
+	}
+	if !s.retryAt.IsZero() {
+		t.Errorf("retry time left on an open flow socket")
+	}
+	s.file.Close()
 }
