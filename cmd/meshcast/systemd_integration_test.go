@@ -7,9 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -234,13 +232,6 @@ func (d *sdDaemon) stop(t *testing.T) int {
 	return exitCode(d.err)
 }
 
-var sentRE = regexp.MustCompile(`sent (\d+)/(\d+)`)
-var lostRE = regexp.MustCompile(`received (\d+)/(\d+) lost (\d+)`)
-
-const twoNodeInventory = `198.18.0.1      demo,198.19.0.1/24
-198.18.0.2      demo,198.19.0.2/24
-`
-
 // TestIntegrationSystemdRestart restarts each daemon of a two-node mesh
 // the way systemd does with Type=notify and the file descriptor store,
 // while a stream of 1000 datagrams/s runs from node 1 to node 2: the TAP
@@ -254,25 +245,17 @@ func TestIntegrationSystemdRestart(t *testing.T) {
 }
 
 func testSystemdRestart(t *testing.T, encap string) {
-	nt := nstest.NewNet(t, 2)
-	bin, probe := binaries(t)
-	inv := filepath.Join(t.TempDir(), "peers")
-	if err := os.WriteFile(inv, []byte(twoNodeInventory), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	nodes := nt.Nodes()
+	nodes, inv, bin, probe := twoNodes(t)
 	mgrs := make([]*serviceManager, len(nodes))
 	daemons := make([]*sdDaemon, len(nodes))
 	socks := make([]string, len(nodes))
 	args := func(i int) []string {
 		return []string{"run", "--peers", inv, "--local", nodes[i].Underlay.String(), "--encap", encap, "--control", socks[i]}
 	}
-	all := make([][]*sdDaemon, len(nodes)) // every daemon each node ran
 	for i, n := range nodes {
 		mgrs[i] = newServiceManager(t)
 		socks[i] = ctlPath(t)
 		daemons[i] = startSdDaemon(t, n, mgrs[i], nil, nil, bin, args(i)...)
-		all[i] = append(all[i], daemons[i])
 	}
 	for i, m := range mgrs {
 		if _, err := m.wait("READY=1", 0, 10*time.Second); err != nil {
@@ -288,14 +271,6 @@ func testSystemdRestart(t *testing.T, encap string) {
 			t.Fatalf("node %d: stored descriptors %v, want the TAP and the underlay socket", i+1, names)
 		}
 	}
-	a, b := nodes[0], nodes[1]
-	const group, port, count = "239.1.2.3", "5010", 8000
-	recv := b.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", group, "--port", port,
-		"--count", strconv.Itoa(count), "--timeout", "30s")
-	if err := recv.WaitOutput("ready", 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	waitMembers(t, a, bin, socks[0], group, 1)
 
 	restart := func(i int) {
 		t.Helper()
@@ -316,7 +291,6 @@ func testSystemdRestart(t *testing.T, encap string) {
 		from = m.count()
 		files, names := m.stored()
 		daemons[i] = startSdDaemon(t, n, m, files, names, bin, args(i)...)
-		all[i] = append(all[i], daemons[i])
 		if _, err := m.wait("READY=1", from, 10*time.Second); err != nil {
 			t.Fatalf("node %d after restart: %v\n%s", i+1, err, daemons[i].out.String())
 		}
@@ -330,88 +304,34 @@ func testSystemdRestart(t *testing.T, encap string) {
 			stopped.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	}
 
-	begin := time.Now()
-	send := a.Start(t, probe, "send", "--iface", "mcbr-demo", "--group", group, "--port", port,
-		"--count", strconv.Itoa(count), "--rate", "1000")
-	time.Sleep(3*time.Second - time.Since(begin))
-	restart(1) // the receiver's node
-	time.Sleep(5*time.Second - time.Since(begin))
-	restart(0) // the sender's node
-
-	code, err := send.Wait(30 * time.Second)
-	sendOut := send.Output()
-	if err != nil || code != 0 {
-		t.Fatalf("sender: exit %d, %v\n%s", code, err, sendOut)
-	}
-	sm := sentRE.FindStringSubmatch(sendOut)
-	if sm == nil || sm[1] != sm[2] || sm[1] != strconv.Itoa(count) {
-		t.Fatalf("sender did not send all %d:\n%s", count, sendOut)
-	}
-	recv.Wait(30 * time.Second)
-	rm := lostRE.FindStringSubmatch(recv.Output())
-	if rm == nil {
-		t.Fatalf("receiver printed no result:\n%s", recv.Output())
-	}
-	got, _ := strconv.Atoi(rm[1])
-	lost := count - got
-	for i := range daemons {
-		if code := daemons[i].stop(t); code != 0 {
-			t.Errorf("node %d: exit status %d at the end", i+1, code)
-		}
-	}
-	// Where the loss happened: frames node 1 sent to node 2 that node 2
-	// did not receive were lost on the underlay while node 2 restarted;
-	// the rest of the loss is node 1's restart. The counters cross each
-	// restart in the state file, so the last daemons' counters, logged at
-	// exit, cover the whole stream.
-	tx := peerCounter(t, all[0][len(all[0])-1].out.String(), "tx_packets")
-	rx := peerCounter(t, all[1][len(all[1])-1].out.String(), "rx_packets")
-	if tx < count {
-		t.Errorf("%s: node 1's last daemon counts %d packets sent to node 2, fewer than the %d of the stream: the counters did not cross the restart", encap, tx, count)
-	}
-	atB := max(tx-rx, 0)
-	atA := max(lost-atB, 0)
-	t.Logf("%s: loss at node 2's restart about %d (underlay: node 1 sent %d, node 2 received %d), at node 1's restart about %d",
-		encap, atB, tx, rx, atA)
 	// Node 1's restart loses nothing: its host's datagrams wait in the
 	// stored TAP's queue. Node 2's loses nothing either: what node 1 sends
 	// meanwhile waits in the stored underlay socket's receive buffer. The
 	// budget is 50 per restart.
-	if atA > 50 {
-		t.Errorf("%s: node 1's restart lost about %d datagrams, want at most 50 (its TAP queue holds them)", encap, atA)
-	}
-	if atB > 50 {
-		t.Errorf("%s: node 2's restart lost about %d datagrams, want at most 50 (its stored underlay socket holds them)", encap, atB)
-	}
-	t.Logf("%s: sent %s, received %d, lost %d (two restarts; receiver reports lost %s)", encap, sm[1], got, lost, rm[3])
-	if lost > 100 {
-		t.Errorf("%s: lost %d datagrams over two restarts, want at most 100 (50 per restart)", encap, lost)
-	}
-}
-
-// peerCounter returns a counter ("tx_packets" or "rx_packets") of the
-// daemon's only peer, from the counters it logs at exit.
-func peerCounter(t *testing.T, out, name string) int {
-	t.Helper()
-	re := regexp.MustCompile(`msg="peer counters".* ` + name + `=(\d+)`)
-	m := re.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no peer counters in the daemon's output:\n%s", out)
-	}
-	v, _ := strconv.Atoi(m[1])
-	return v
+	streamAcross(t, streamRun{
+		label: encap, event: "restart",
+		nodes: nodes, bin: bin, probe: probe, socks: socks,
+		firstAt: 3 * time.Second,
+		replace: restart,
+		finish: func() []string {
+			outs := make([]string, len(daemons))
+			for i := range daemons {
+				if code := daemons[i].stop(t); code != 0 {
+					t.Errorf("node %d: exit status %d at the end", i+1, code)
+				}
+				outs[i] = daemons[i].out.String()
+			}
+			return outs
+		},
+		budget: 50,
+	})
 }
 
 // testNoNotifySocketRemovesTAP checks that without a service manager
 // SIGTERM still removes the TAP.
 func testNoNotifySocketRemovesTAP(t *testing.T) {
-	nt := nstest.NewNet(t, 2)
-	bin, _ := binaries(t)
-	inv := filepath.Join(t.TempDir(), "peers")
-	if err := os.WriteFile(inv, []byte(twoNodeInventory), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n := nt.Node(1)
+	nodes, inv, bin, _ := twoNodes(t)
+	n := nodes[0]
 	d := n.Start(t, bin, "run", "--peers", inv, "--local", n.Underlay.String(), "--control", ctlPath(t))
 	if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
 		t.Fatalf("%v\n%s", err, d.Output())
