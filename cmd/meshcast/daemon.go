@@ -574,7 +574,20 @@ func sameTCPAddr(got, want string) bool {
 func (d *daemon) openServices() error {
 	pingGroup := netip.MustParseAddr(ping.DefaultGroup)
 	var err error
-	if d.responder, err = ping.Listen(d.tap, d.self.Overlay.Addr(), pingGroup, ping.DefaultPort); err != nil {
+	for try := 0; ; try++ {
+		d.responder, err = ping.Listen(d.tap, d.self.Overlay.Addr(), pingGroup, ping.DefaultPort)
+		if err == nil || !d.fromPred || try == 20 {
+			break
+		}
+		// The predecessor closes its responder before it commits; its
+		// sockets may take a moment to go.
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil && d.fromPred {
+		// This process holds the TAP now: failing would take it away
+		// from the applications. Forward without answering pings.
+		d.log.Error("ping responder not started; meshcast ping gets no answer from this node until a restart", "err", err)
+	} else if err != nil {
 		return fmt.Errorf("ping responder: %w", err)
 	}
 	d.ping = control.PingService{Group: pingGroup.String(), Port: ping.DefaultPort}
