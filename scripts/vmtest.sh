@@ -5,10 +5,13 @@
 # Linux 2023, and the newest 6.12) in qemu with software emulation (TCG, no
 # KVM needed), and runs the test of ./internal/vmtest inside each: three
 # meshcast daemons in network namespaces with default flags, first with GRE
-# and then with VXLAN; one node sends a steady stream and then sendmmsg
-# bursts, the two others receive. It prints a table per kernel and
-# encapsulation: the offloads meshcast status reports, datagrams sent and
-# received, frames written into each receiver's TAP, and tap_write drops.
+# and then with VXLAN; one node sends, the two others receive. Each
+# encapsulation has two cases: delivery, a steady stream and then sendmmsg
+# bursts; and takeover, a steady stream during which node 2's daemon and then
+# node 1's are replaced with `meshcast run --takeover`. It prints a table per
+# kernel, encapsulation and case: the offloads meshcast status reports,
+# datagrams sent, received and lost, frames written into each receiver's TAP,
+# and tap_write drops; and how long each takeover took.
 #
 # Run as root:   make vmtest
 # Installs what is missing with apt-get (qemu-system-x86, busybox-static,
@@ -25,9 +28,13 @@
 #   VMTEST_MEM      guest memory in MiB (default 1024)
 #   VMTEST_SMP      guest CPUs (default 2)
 #   MESHCAST_VMTEST_ENCAPS, MESHCAST_VMTEST_STEADY, MESHCAST_VMTEST_BURSTS,
-#   MESHCAST_VMTEST_BURST  passed to the guest's test (see internal/vmtest)
+#   MESHCAST_VMTEST_BURST, MESHCAST_VMTEST_TAKEOVER  passed to the guest's
+#                   test (see internal/vmtest); MESHCAST_VMTEST_TAKEOVER=0
+#                   leaves the takeover case out
 # Exit status: 0 if every kernel booted and, for every encapsulation, every
-# receiver got every datagram with the offloads that kernel allows.
+# receiver got every datagram of the delivery case, every takeover cost each
+# receiver it affects at most 5 datagrams, and the offloads are those that
+# kernel allows.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -37,6 +44,12 @@ readonly TIMEOUT=${VMTEST_TIMEOUT:-600}
 readonly MEM=${VMTEST_MEM:-1024}
 readonly SMP=${VMTEST_SMP:-2}
 readonly ENCAPS=${MESHCAST_VMTEST_ENCAPS:-gre vxlan}
+# The cases the guest's test reports for each encapsulation.
+CASES=(delivery takeover)
+if [[ ${MESHCAST_VMTEST_TAKEOVER:-} == 0 ]]; then
+	CASES=(delivery)
+fi
+readonly CASES
 # Kernel packages by default: the newest of each series apt-cache lists.
 readonly DEFAULT_SERIES=(
 	'^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$'
@@ -256,7 +269,7 @@ done < <(ldd "$ipbin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { 
 	# The test stops (printing where it hung) before qemu is killed.
 	echo "TEST_TIMEOUT=$((TIMEOUT > 120 ? TIMEOUT - 60 : TIMEOUT))"
 	echo "export MESHCAST_BIN=/bin/meshcast MCASTPROBE_BIN=/bin/mcastprobe MESHCAST_VMTEST_ENCAPS='$ENCAPS'"
-	for v in MESHCAST_VMTEST_STEADY MESHCAST_VMTEST_BURSTS MESHCAST_VMTEST_BURST; do
+	for v in MESHCAST_VMTEST_STEADY MESHCAST_VMTEST_BURSTS MESHCAST_VMTEST_BURST MESHCAST_VMTEST_TAKEOVER; do
 		if [[ -n ${!v:-} ]]; then
 			printf "export %s='%s'\n" "$v" "${!v}"
 		fi
@@ -370,6 +383,9 @@ for kdir in "${kdirs[@]}"; do
 	rm -rf -- "$stage"
 	log=$CACHE/logs/$release.log
 	say "booting $release (TCG, $SMP CPUs, $MEM MiB, at most $TIMEOUT s); console in $log"
+	# Empty the log before tail opens it: tail would otherwise show the
+	# previous run's console until qemu's redirection truncates it.
+	: >"$log"
 	start=$(date +%s.%N)
 	timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -smp "$SMP" -m "$MEM" \
 		-nographic -no-reboot -nic none \
@@ -393,10 +409,11 @@ done
 
 # ---- the table ------------------------------------------------------------------
 
-readonly rowfmt='%-28s %-5s %-12s %-7s %-7s %8s %5s %5s %5s %11s %11s  %s'
+readonly rowfmt='%-28s %-5s %-8s %-12s %-7s %-7s %8s %5s %5s %5s %7s %11s %11s  %s'
 status=0
 rows=()
 reasons=()
+takeovers=()
 for release in "${releases[@]}"; do
 	log=$CACHE/logs/$release.log
 	lines=$(sed -e "$clean" "$log" | grep -a '^VMTEST-' || true)
@@ -405,24 +422,31 @@ for release in "${releases[@]}"; do
 		status=1
 	fi
 	for encap in $ENCAPS; do
-		line=$(grep -F "VMTEST-RESULT kernel=$release encap=$encap " <<<"$lines" | tail -n1 || true)
-		if [[ -z $line ]]; then
-			what="no result (the guest did not run the test to the end; see $log)"
-			[[ -n $done_rc ]] || what="no result (no boot or no power-off: qemu exit status ${boot_rc[$release]}; see $log)"
-			rows+=("$(printf '%-28s %-5s %s' "$release" "$encap" "$what")")
-			status=1
-			continue
-		fi
-		declare -A f=()
-		for kv in ${line#VMTEST-RESULT }; do
-			f[${kv%%=*}]=${kv#*=}
+		for kind in "${CASES[@]}"; do
+			line=$(grep -F "VMTEST-RESULT kernel=$release encap=$encap case=$kind " <<<"$lines" | tail -n1 || true)
+			if [[ -z $line ]]; then
+				what="no result (the guest did not run the test to the end; see $log)"
+				[[ -n $done_rc ]] || what="no result (no boot or no power-off: qemu exit status ${boot_rc[$release]}; see $log)"
+				rows+=("$(printf '%-28s %-5s %-8s %s' "$release" "$encap" "$kind" "$what")")
+				status=1
+				continue
+			fi
+			declare -A f=()
+			for kv in ${line#VMTEST-RESULT }; do
+				f[${kv%%=*}]=${kv#*=}
+			done
+			[[ ${f[verdict]:-} == PASS ]] || status=1
+			rows+=("$(printf "$rowfmt" \
+				"$release" "$encap" "$kind" "${f[tap_coalesce]}" "${f[udp_gso]}" "${f[udp_gro]}" "${f[fallback]}" \
+				"${f[sent]}" "${f[node2]}" "${f[node3]}" "${f[lost2]}/${f[lost3]}" "${f[frames2]}/${f[frames3]}" \
+				"${f[tap_write2]}/${f[tap_write3]}" "${f[verdict]}")")
+			if [[ $kind == takeover ]]; then
+				takeovers+=("$(printf "%-28s %-5s node 2 in %s (paused %s), node 1 in %s (paused %s); underlay 1 to 2 %s; node 2 lost %s at its own takeover, %s at node 1's" \
+					"$release" "$encap" "${f[takeover2]:-?}" "${f[paused2]:-?}" "${f[takeover1]:-?}" "${f[paused1]:-?}" \
+					"${f[underlay12]:-?}" "${f[lost2_at_node2]:-?}" "${f[lost2_at_node1]:-?}")")
+			fi
+			unset f
 		done
-		[[ ${f[verdict]} == PASS ]] || status=1
-		rows+=("$(printf "$rowfmt" \
-			"$release" "$encap" "${f[tap_coalesce]}" "${f[udp_gso]}" "${f[udp_gro]}" "${f[fallback]}" \
-			"${f[sent]}" "${f[node2]}" "${f[node3]}" "${f[frames2]}/${f[frames3]}" \
-			"${f[tap_write2]}/${f[tap_write3]}" "${f[verdict]}")")
-		unset f
 	done
 	while read -r r; do
 		reasons+=("$r")
@@ -436,15 +460,26 @@ done
 
 echo
 echo "== meshcast on older kernels (qemu TCG): default flags, node 1 sends, nodes 2 and 3 receive"
-printf "$rowfmt\n" kernel encap tap_coalesce udp_gso udp_gro fallback sent node2 node3 "TAP frames" tap_write result
+printf "$rowfmt\n" kernel encap case tap_coalesce udp_gso udp_gro fallback sent node2 node3 lost "TAP frames" tap_write result
 for r in "${rows[@]}"; do
 	echo "$r"
 done
 echo
-echo "tap_coalesce, udp_gso, udp_gro: in_use of meshcast status's offloads (the same on every node, else mixed);"
-echo "fallback: their offload_fallback summed over all nodes; sent: datagrams of node 1 (steady, then sendmmsg"
-echo "bursts); node2, node3: distinct datagrams received; TAP frames, tap_write: frames meshcast wrote into the"
+echo "case: delivery, a steady stream and then sendmmsg bursts, every datagram must arrive; takeover, a steady"
+echo "stream during which node 2's daemon and then node 1's are taken over (meshcast run --takeover), each"
+echo "takeover may cost each receiver it affects 5 datagrams. tap_coalesce, udp_gso, udp_gro: in_use of meshcast"
+echo "status's offloads (the same on every node, else mixed; after a takeover, the successors'); fallback: their"
+echo "offload_fallback summed over all nodes; sent: datagrams of node 1; node2, node3: distinct datagrams"
+echo "received; lost: datagrams node 2/3 did not receive; TAP frames, tap_write: frames meshcast wrote into the"
 echo "TAP of nodes 2/3, and its tap_write drops there."
+if ((${#takeovers[@]} > 0)); then
+	echo
+	echo "Takeovers: from the successor's start to its \"meshcast forwarding\" (paused: from the old daemon's"
+	echo "\"handing over\" to that line, by their logs); underlay 1 to 2: packets node 1's daemons sent to node 2"
+	echo "during the stream / node 2's daemons received from node 1, by their counters (the stream and the"
+	echo "daemons' own packets); node 2's loss split between the takeovers by them:"
+	printf '  %s\n' "${takeovers[@]}"
+fi
 if ((${#reasons[@]} > 0)); then
 	echo
 	echo "Why an offload is off, as meshcast reports it:"
@@ -456,7 +491,7 @@ for release in "${releases[@]}"; do
 done
 echo
 if ((status == 0)); then
-	say "PASS: every receiver got every datagram on every kernel"
+	say "PASS: on every kernel every receiver got every datagram, and every takeover cost at most 5"
 else
 	say "FAIL: see the table above and the console logs in $CACHE/logs"
 fi

@@ -3,9 +3,22 @@
 // scripts/vmtest.sh (make vmtest) boots with an older distribution kernel:
 // three meshcast daemons in network namespaces, one sender and two
 // receivers, first with GRE and then with VXLAN, default flags otherwise.
-// It asserts that every receiver got every datagram and that the offloads
-// meshcast status reports fit the kernel, and prints one result line per
-// encapsulation for the script's table.
+// Each encapsulation has two cells, each its own subtest and its own result
+// line for the script's table:
+//
+//   - delivery: a steady stream and then sendmmsg bursts. Every receiver
+//     gets every datagram, and the offloads meshcast status reports fit the
+//     kernel.
+//   - takeover: during a steady stream, node 2's daemon and then node 1's
+//     are replaced with meshcast run --takeover on the same command line.
+//     The successor takes the TAP, the underlay socket, the control socket
+//     and the state over the control socket (SCM_RIGHTS), attaches to the
+//     TAP (TUNSETIFF, TUNGETIFF) and applies its offloads again
+//     (TUNSETOFFLOAD, probed, with the fallback of kernels before 6.2). Each
+//     takeover costs each receiver it affects at most 5 datagrams, the
+//     sender sees no error, the daemon taken over exits 0, every TAP keeps
+//     its interface index, and the successors report the offloads the
+//     kernel allows.
 //
 // On a development host the test skips unless MESHCAST_VMTEST=1: it is
 // meant for the guest, where it is the only thing running.

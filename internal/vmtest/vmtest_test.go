@@ -25,13 +25,14 @@ import (
 
 // The test's environment. scripts/vmtest.sh sets these in the guest.
 const (
-	envEnable   = "MESHCAST_VMTEST"        // must be 1, or the test skips
-	envMeshcast = "MESHCAST_BIN"           // the meshcast binary (default: meshcast on PATH)
-	envProbe    = "MCASTPROBE_BIN"         // the mcastprobe binary (default: mcastprobe on PATH)
-	envEncaps   = "MESHCAST_VMTEST_ENCAPS" // encapsulations to test, default "gre vxlan"
-	envSteady   = "MESHCAST_VMTEST_STEADY" // datagrams of the steady stream, default 1500
-	envBursts   = "MESHCAST_VMTEST_BURSTS" // number of sendmmsg bursts, default 80
-	envBurst    = "MESHCAST_VMTEST_BURST"  // datagrams per burst, default 32
+	envEnable   = "MESHCAST_VMTEST"          // must be 1, or the test skips
+	envMeshcast = "MESHCAST_BIN"             // the meshcast binary (default: meshcast on PATH)
+	envProbe    = "MCASTPROBE_BIN"           // the mcastprobe binary (default: mcastprobe on PATH)
+	envEncaps   = "MESHCAST_VMTEST_ENCAPS"   // encapsulations to test, default "gre vxlan"
+	envSteady   = "MESHCAST_VMTEST_STEADY"   // datagrams of the steady stream, default 1500
+	envBursts   = "MESHCAST_VMTEST_BURSTS"   // number of sendmmsg bursts, default 80
+	envBurst    = "MESHCAST_VMTEST_BURST"    // datagrams per burst, default 32
+	envTakeover = "MESHCAST_VMTEST_TAKEOVER" // datagrams of the takeover stream, default 9000; 0 leaves the takeover cells out
 )
 
 // The overlay of the demo inventory: nodes 198.18.0.K carry 198.19.0.K/24.
@@ -46,6 +47,20 @@ const (
 	port    = 5000
 	size    = 200  // UDP payload bytes of every datagram
 	rate    = 1500 // datagrams per second, steady and bursts alike: TCG is slow
+)
+
+// The takeover cell: node 1 streams at rate; node 2's daemon is taken over
+// takeoverAt after the stream starts, node 1's takeoverGap after node 2's
+// successor forwards and its predecessor has exited. The default stream
+// lasts 6 s, which leaves the stream running well after both takeovers.
+const (
+	defaultTakeover = 6 * rate
+	takeoverAt      = time.Second
+	takeoverGap     = 500 * time.Millisecond
+	takeoverLoss    = 5                // datagrams one takeover may cost a receiver it affects
+	forwardWait     = time.Minute      // until a daemon or a successor logs "meshcast forwarding"
+	exitWait        = 30 * time.Second // until the daemon taken over exits
+	drainWait       = 5 * time.Second  // after the stream, until the receivers give up
 )
 
 // Every datagram carries mcastprobe's payload, so that its receiver counts
@@ -83,12 +98,29 @@ type namedOffload struct {
 
 // status is the part of meshcast status --json this test reads.
 type status struct {
+	PID      int               `json:"pid"`
 	Drops    map[string]uint64 `json:"drops"`
 	Offloads *offloads         `json:"offloads"`
 	Groups   []struct {
 		Group string   `json:"group"`
 		Peers []string `json:"peers"`
 	} `json:"groups"`
+	Peers []struct {
+		Underlay  string `json:"underlay"`
+		TxPackets uint64 `json:"tx_packets"`
+		RxPackets uint64 `json:"rx_packets"`
+	} `json:"peers"`
+}
+
+// peer returns the packets sent to and received from the peer with
+// underlay address underlay, and whether it is listed.
+func (s *status) peer(underlay string) (tx, rx uint64, ok bool) {
+	for _, p := range s.Peers {
+		if p.Underlay == underlay {
+			return p.TxPackets, p.RxPackets, true
+		}
+	}
+	return 0, 0, false
 }
 
 func envInt(t *testing.T, name string, def int) int {
@@ -140,9 +172,11 @@ func kernelRelease(t *testing.T, major, minor int) (string, bool) {
 }
 
 // TestVMDelivery runs three meshcast daemons with default flags, for each
-// encapsulation, and checks that both receivers get every datagram of a
-// steady stream followed by sendmmsg bursts, and that the offloads meshcast
-// reports fit this kernel.
+// encapsulation, in two cells. delivery: both receivers get every datagram
+// of a steady stream followed by sendmmsg bursts, and the offloads meshcast
+// reports fit this kernel. takeover: during a steady stream node 2's and
+// then node 1's daemon are replaced with meshcast run --takeover, and each
+// takeover costs each receiver it affects at most takeoverLoss datagrams.
 func TestVMDelivery(t *testing.T) {
 	if os.Getenv(envEnable) != "1" {
 		t.Skipf("runs inside the virtual machine of make vmtest (scripts/vmtest.sh); set %s=1 to run it here", envEnable)
@@ -156,8 +190,14 @@ func TestVMDelivery(t *testing.T) {
 	if load.total() == 0 {
 		t.Fatal("nothing to send: the steady stream and the bursts are both empty")
 	}
+	takeover := envInt(t, envTakeover, defaultTakeover)
 	for _, encap := range encaps {
-		t.Run(encap, func(t *testing.T) { testEncap(t, encap, bins, load) })
+		t.Run(encap, func(t *testing.T) {
+			t.Run("delivery", func(t *testing.T) { testDelivery(t, encap, bins, load) })
+			if takeover > 0 {
+				t.Run("takeover", func(t *testing.T) { testTakeover(t, encap, bins, takeover) })
+			}
+		})
 	}
 }
 
@@ -170,14 +210,37 @@ func (l load) total() int { return l.steady + l.bursts*l.burst }
 // result is one line of the table that scripts/vmtest.sh prints.
 type result struct {
 	kernel, encap string
+	cell          string // delivery or takeover
 	sent          int
 	received      [2]int    // by receiver: nodes 2 and 3
+	lost          [2]int    // sent but not received, by receiver
 	frames        [2]uint64 // frames meshcast wrote into each receiver's TAP
 	tapWrite      [2]uint64 // tap_write drops of each receiver
 	inUse         map[string]string
 	fallback      uint64
 	seconds       float64
 	pass          bool
+
+	// The takeover cell only.
+	takeovers []takeoverStat
+	// The packets node 1's daemons sent to node 2 during the stream and
+	// node 2's daemons received from node 1, by their counters, which
+	// carry over a takeover; path is false if a status lacked them.
+	path     bool
+	pathSent int
+	pathRecv int
+	// Node 2's loss at node 2's takeover and at node 1's, from the
+	// underlay counters; split is false if they could not tell.
+	split   bool
+	lostAt2 int
+	lostAt1 int
+}
+
+// takeoverStat is how one takeover went.
+type takeoverStat struct {
+	node   int           // 1, 2 or 3
+	took   time.Duration // from the successor's start to its "meshcast forwarding"
+	paused time.Duration // from the predecessor's "handing over to a successor" to the successor's "meshcast forwarding", by their logs; -1 if a log lacks a line
 }
 
 func (r *result) line() string {
@@ -191,17 +254,209 @@ func (r *result) line() string {
 	if r.pass {
 		verdict = "PASS"
 	}
-	return fmt.Sprintf("VMTEST-RESULT kernel=%s encap=%s sent=%d node2=%d node3=%d frames2=%d frames3=%d "+
-		"tap_write2=%d tap_write3=%d tap_coalesce=%s udp_gso=%s udp_gro=%s fallback=%d seconds=%.1f verdict=%s",
-		r.kernel, r.encap, r.sent, r.received[0], r.received[1], r.frames[0], r.frames[1],
-		r.tapWrite[0], r.tapWrite[1], use("tap_coalesce"), use("udp_gso"), use("udp_gro"), r.fallback, r.seconds, verdict)
+	f := []string{
+		"kernel=" + r.kernel, "encap=" + r.encap, "case=" + r.cell,
+		fmt.Sprintf("sent=%d node2=%d node3=%d lost2=%d lost3=%d frames2=%d frames3=%d tap_write2=%d tap_write3=%d",
+			r.sent, r.received[0], r.received[1], r.lost[0], r.lost[1], r.frames[0], r.frames[1], r.tapWrite[0], r.tapWrite[1]),
+		fmt.Sprintf("tap_coalesce=%s udp_gso=%s udp_gro=%s fallback=%d seconds=%.1f",
+			use("tap_coalesce"), use("udp_gso"), use("udp_gro"), r.fallback, r.seconds),
+	}
+	if r.cell == "takeover" {
+		for _, s := range r.takeovers {
+			paused := "?"
+			if s.paused >= 0 {
+				paused = strconv.FormatInt(s.paused.Milliseconds(), 10) + "ms"
+			}
+			f = append(f, fmt.Sprintf("takeover%d=%dms paused%d=%s", s.node, s.took.Milliseconds(), s.node, paused))
+		}
+		path, at2, at1 := "?", "?", "?"
+		if r.path {
+			path = fmt.Sprintf("%d/%d", r.pathSent, r.pathRecv)
+		}
+		if r.split {
+			at2, at1 = strconv.Itoa(r.lostAt2), strconv.Itoa(r.lostAt1)
+		}
+		f = append(f, "underlay12="+path, "lost2_at_node2="+at2, "lost2_at_node1="+at1)
+	}
+	f = append(f, "verdict="+verdict)
+	return "VMTEST-RESULT " + strings.Join(f, " ")
 }
 
-func testEncap(t *testing.T, encap string, bins [2]string, load load) {
+// mesh is three meshcast daemons with default flags, one in each node of a
+// fresh network.
+type mesh struct {
+	meshcast string
+	nodes    []*nstest.Node
+	ctl      []string       // control socket of each node
+	args     [][]string     // each node's meshcast command line, without the binary
+	daemons  []*nstest.Proc // the daemon of each node now
+}
+
+// startMesh starts the three daemons and waits until they forward.
+func startMesh(t *testing.T, meshcast, encap string) *mesh {
+	t.Helper()
+	nt := nstest.NewNet(t, 3)
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "peers")
+	if err := os.WriteFile(inv, []byte(inventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := &mesh{meshcast: meshcast, nodes: nt.Nodes()}
+	for i, n := range m.nodes {
+		ctl := filepath.Join(dir, fmt.Sprintf("ctl%d.sock", i+1))
+		args := []string{"run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap, "--control", ctl}
+		m.ctl = append(m.ctl, ctl)
+		m.args = append(m.args, args)
+		m.daemons = append(m.daemons, n.Start(t, meshcast, args...))
+	}
+	for i, d := range m.daemons {
+		if err := d.WaitOutput("meshcast forwarding", forwardWait); err != nil {
+			t.Fatalf("node %d did not start: %v\n%s", i+1, err, d.Output())
+		}
+	}
+	return m
+}
+
+// startReceivers starts mcastprobe recv on nodes 2 and 3, expecting count
+// datagrams, and waits until node 1's daemon lists both as members.
+func (m *mesh) startReceivers(t *testing.T, probe string, count int) []*nstest.Proc {
+	t.Helper()
+	receivers := m.nodes[1:]
+	recvs := make([]*nstest.Proc, len(receivers))
+	for i, n := range receivers {
+		recvs[i] = n.Start(t, probe, "recv", "--iface", tapName, "--group", group, "--port", strconv.Itoa(port),
+			"--count", strconv.Itoa(count), "--timeout", "10m", "--json")
+		if err := recvs[i].WaitOutput("ready\n", time.Minute); err != nil {
+			t.Fatalf("receiver on node %d: %v\n%s", i+2, err, recvs[i].Output())
+		}
+	}
+	// The receivers' IGMP reports reach node 1 (unregistered groups are
+	// flooded anyway, so this only waits for the normal state).
+	waitMembers(t, m.nodes[0], m.meshcast, m.ctl[0], []string{receivers[0].Underlay.String(), receivers[1].Underlay.String()})
+	return recvs
+}
+
+// tapCounters reads the statistics of the TAP of nodes 2 and 3.
+func (m *mesh) tapCounters(t *testing.T) [2]nstest.Counters {
+	t.Helper()
+	var c [2]nstest.Counters
+	for i, n := range m.nodes[1:] {
+		c[i] = n.MustCounters(t, tapName)
+	}
+	return c
+}
+
+// report reads what each daemon reports (drops and offloads), checks the
+// offloads, records them and the receivers' tap_write drops in res, and
+// returns the statuses by node, nil where status failed.
+func (m *mesh) report(t *testing.T, res *result, release, encap string, tapGSO bool) []*status {
+	t.Helper()
+	sts := make([]*status, len(m.nodes))
+	for i, n := range m.nodes {
+		st, err := readStatus(t, n, m.meshcast, m.ctl[i])
+		if err != nil {
+			t.Errorf("node %d: %v", i+1, err)
+			continue
+		}
+		sts[i] = st
+		if i > 0 {
+			res.tapWrite[i-1] = st.Drops["tap_write"]
+		}
+		var nonzero []string
+		for k, v := range st.Drops {
+			if v != 0 {
+				nonzero = append(nonzero, fmt.Sprintf("%s=%d", k, v))
+			}
+		}
+		slices.Sort(nonzero)
+		if len(nonzero) == 0 {
+			nonzero = []string{"none"}
+		}
+		t.Logf("node %d drops: %s", i+1, strings.Join(nonzero, " "))
+		checkOffloads(t, i+1, st.Offloads, release, encap, tapGSO, res)
+	}
+	return sts
+}
+
+// tapIndex returns the interface index of the TAP of node n.
+func tapIndex(t *testing.T, n *nstest.Node) int {
+	t.Helper()
+	l, err := n.Link(tapName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Attrs().Index
+}
+
+// takeover replaces the daemon of node i (0-based) with meshcast run
+// --takeover on the same command line: the successor must forward, the
+// daemon taken over exit 0, both log the handover, and the TAP keep its
+// interface index, index.
+func (m *mesh) takeover(t *testing.T, i, index int) takeoverStat {
+	t.Helper()
+	n, old := m.nodes[i], m.daemons[i]
+	start := time.Now()
+	next := n.Start(t, m.meshcast, append(slices.Clone(m.args[i]), "--takeover")...)
+	if err := next.WaitOutput("meshcast forwarding", forwardWait); err != nil {
+		t.Fatalf("node %d: the successor did not forward: %v\nthe daemon it was to take over:\n%s", i+1, err, old.Output())
+	}
+	s := takeoverStat{node: i + 1, took: time.Since(start), paused: -1}
+	m.daemons[i] = next
+	if code, err := old.Wait(exitWait); err != nil || code != 0 {
+		t.Errorf("node %d: the daemon taken over exited %d (%v), want 0:\n%s", i+1, code, err, old.Output())
+	}
+	if !strings.Contains(old.Output(), "handed over") {
+		t.Errorf("node %d: the daemon taken over did not log that it handed over:\n%s", i+1, old.Output())
+	}
+	if !strings.Contains(next.Output(), "took over") {
+		t.Errorf("node %d: the successor did not log that it took over:\n%s", i+1, next.Output())
+	}
+	if got := tapIndex(t, n); got != index {
+		t.Errorf("node %d: %s is interface %d after the takeover, was %d: it was recreated", i+1, tapName, got, index)
+	}
+	from, ok1 := logTime(old.Output(), "handing over to a successor")
+	to, ok2 := logTime(next.Output(), "meshcast forwarding")
+	if ok1 && ok2 {
+		s.paused = to.Sub(from)
+	}
+	paused := "unknown (a log lacks its line)"
+	if s.paused >= 0 {
+		paused = s.paused.Round(time.Millisecond).String()
+	}
+	t.Logf("node %d taken over: successor forwarding %v after its start; from handing over to forwarding %s",
+		s.node, s.took.Round(time.Millisecond), paused)
+	return s
+}
+
+// logExtraFrames logs the frames meshcast wrote into node k's TAP beyond
+// the received datagrams of the stream, one frame each where the TAP does
+// not coalesce: the daemons' own packets, such as IGMP.
+func logExtraFrames(t *testing.T, k int, c nstest.Counters, received int) {
+	t.Helper()
+	const frame = 14 + 20 + 8 + size // Ethernet, IPv4, UDP, payload
+	if extra := int(c.RxPackets) - received; extra > 0 {
+		t.Logf("node %d: %d frames in the TAP besides the %d datagrams received, %d bytes besides theirs",
+			k, extra, received, int(c.RxBytes)-received*frame)
+	}
+}
+
+// logTime returns the time of the first line of a meshcast text log whose
+// message starts with msg.
+func logTime(out, msg string) (time.Time, bool) {
+	re := regexp.MustCompile(`(?m)^time=(\S+) level=\S+ msg="?` + regexp.QuoteMeta(msg))
+	m := re.FindStringSubmatch(out)
+	if m == nil {
+		return time.Time{}, false
+	}
+	ts, err := time.Parse(time.RFC3339Nano, m[1])
+	return ts, err == nil
+}
+
+func testDelivery(t *testing.T, encap string, bins [2]string, load load) {
 	meshcast, probe := bins[0], bins[1]
 	release, tapGSO := kernelRelease(t, 6, 2) // UDP segmentation frames into a TAP need 6.2
 	start := time.Now()
-	res := &result{kernel: release, encap: encap, inUse: map[string]string{}}
+	res := &result{kernel: release, encap: encap, cell: "delivery", inUse: map[string]string{}}
 	defer func() {
 		res.seconds = time.Since(start).Seconds()
 		res.pass = !t.Failed()
@@ -209,48 +464,11 @@ func testEncap(t *testing.T, encap string, bins [2]string, load load) {
 	}()
 
 	nstest.LeakCheck(t)
-	nt := nstest.NewNet(t, 3)
-	dir := t.TempDir()
-	inv := filepath.Join(dir, "peers")
-	if err := os.WriteFile(inv, []byte(inventory), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	nodes := nt.Nodes()
-	ctl := make([]string, len(nodes))
-	daemons := make([]*nstest.Proc, len(nodes))
-	for i, n := range nodes {
-		ctl[i] = filepath.Join(dir, fmt.Sprintf("ctl%d.sock", i+1))
-		daemons[i] = n.Start(t, meshcast, "run", "--peers", inv, "--local", n.Underlay.String(),
-			"--encap", encap, "--control", ctl[i])
-	}
-	for i, d := range daemons {
-		if err := d.WaitOutput("meshcast forwarding", time.Minute); err != nil {
-			t.Fatalf("node %d did not start: %v\n%s", i+1, err, d.Output())
-		}
-	}
-
+	m := startMesh(t, meshcast, encap)
+	nodes := m.nodes
 	total := load.total()
-	receivers := nodes[1:]
-	recvs := make([]*nstest.Proc, len(receivers))
-	for i, n := range receivers {
-		recvs[i] = n.Start(t, probe, "recv", "--iface", tapName, "--group", group, "--port", strconv.Itoa(port),
-			"--count", strconv.Itoa(total), "--timeout", "10m", "--json")
-		if err := recvs[i].WaitOutput("ready\n", time.Minute); err != nil {
-			t.Fatalf("receiver on node %d: %v\n%s", i+2, err, recvs[i].Output())
-		}
-	}
-	// The receivers' IGMP reports reach node 1 (unregistered groups are
-	// flooded anyway, so this only waits for the normal state).
-	waitMembers(t, nodes[0], meshcast, ctl[0], []string{receivers[0].Underlay.String(), receivers[1].Underlay.String()})
-
-	var before [2]nstest.Counters
-	for i, n := range receivers {
-		c, err := n.Counters(tapName)
-		if err != nil {
-			t.Fatal(err)
-		}
-		before[i] = c
-	}
+	recvs := m.startReceivers(t, probe, total)
+	before := m.tapCounters(t)
 
 	// The steady stream: mcastprobe, sequence numbers 0 to steady-1.
 	if load.steady > 0 {
@@ -287,41 +505,17 @@ func testEncap(t *testing.T, encap string, bins [2]string, load load) {
 	for i, p := range recvs {
 		got, err := receiverResult(p, deadline)
 		res.received[i] = got
+		res.lost[i] = total - got
 		if err != nil {
 			t.Errorf("receiver on node %d: %v", i+2, err)
 		}
 	}
-	for i, n := range receivers {
-		c, err := n.Counters(tapName)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.frames[i] = c.Sub(before[i]).RxPackets
+	after := m.tapCounters(t)
+	for i := range after {
+		res.frames[i] = after[i].Sub(before[i]).RxPackets
+		logExtraFrames(t, i+2, after[i].Sub(before[i]), res.received[i])
 	}
-
-	// What each daemon reports: drops and offloads.
-	for i, n := range nodes {
-		st, err := readStatus(t, n, meshcast, ctl[i])
-		if err != nil {
-			t.Errorf("node %d: %v", i+1, err)
-			continue
-		}
-		if i > 0 {
-			res.tapWrite[i-1] = st.Drops["tap_write"]
-		}
-		var nonzero []string
-		for k, v := range st.Drops {
-			if v != 0 {
-				nonzero = append(nonzero, fmt.Sprintf("%s=%d", k, v))
-			}
-		}
-		slices.Sort(nonzero)
-		if len(nonzero) == 0 {
-			nonzero = []string{"none"}
-		}
-		t.Logf("node %d drops: %s", i+1, strings.Join(nonzero, " "))
-		checkOffloads(t, i+1, st.Offloads, release, encap, tapGSO, res)
-	}
+	m.report(t, res, release, encap, tapGSO)
 
 	t.Logf("%s on %s: sent %d, node 2 received %d (%d TAP frames), node 3 received %d (%d TAP frames)",
 		encap, release, res.sent, res.received[0], res.frames[0], res.received[1], res.frames[1])
@@ -333,6 +527,141 @@ func testEncap(t *testing.T, encap string, bins [2]string, load load) {
 			t.Errorf("node %d received %d of %d datagrams (tap_write drops %d)", i+2, got, total, res.tapWrite[i])
 		}
 	}
+}
+
+// testTakeover streams count datagrams from node 1 to nodes 2 and 3 and,
+// during the stream, takes over node 2's daemon and then node 1's. Node 2's
+// takeover affects node 2's receiver, node 1's both: each may cost a
+// receiver at most takeoverLoss datagrams. The sender must see no error,
+// every TAP keep its interface index, and the successors report the
+// offloads this kernel allows, as the daemons they took over did.
+func testTakeover(t *testing.T, encap string, bins [2]string, count int) {
+	meshcast, probe := bins[0], bins[1]
+	release, tapGSO := kernelRelease(t, 6, 2)
+	start := time.Now()
+	res := &result{kernel: release, encap: encap, cell: "takeover", inUse: map[string]string{}}
+	defer func() {
+		res.seconds = time.Since(start).Seconds()
+		res.pass = !t.Failed()
+		fmt.Println(res.line())
+	}()
+
+	nstest.LeakCheck(t)
+	m := startMesh(t, meshcast, encap)
+	nodes := m.nodes
+	recvs := m.startReceivers(t, probe, count)
+	before := m.tapCounters(t)
+	index := make([]int, len(nodes))
+	for i, n := range nodes {
+		index[i] = tapIndex(t, n)
+	}
+	// The path from node 1 to node 2 as their daemons count it; the
+	// counters carry over a takeover. What node 1 sent to node 2 during
+	// the stream and node 2 did not receive was lost at node 2's
+	// takeover.
+	tx0, rx0, path0 := m.path(t)
+
+	send := nodes[0].Start(t, probe, "send", "--iface", tapName, "--group", group, "--port", strconv.Itoa(port),
+		"--count", strconv.Itoa(count), "--rate", strconv.Itoa(rate), "--size", strconv.Itoa(size), "--json")
+	begin := time.Now()
+	time.Sleep(time.Until(begin.Add(takeoverAt)))
+	res.takeovers = append(res.takeovers, m.takeover(t, 1, index[1]))
+	time.Sleep(takeoverGap)
+	res.takeovers = append(res.takeovers, m.takeover(t, 0, index[0]))
+	if send.Exited() {
+		t.Errorf("the stream of %d datagrams ended before node 1's takeover was done, %v after it started: "+
+			"the takeover was not checked under traffic (raise %s)", count, time.Since(begin).Round(time.Millisecond), envTakeover)
+	}
+
+	code, err := send.Wait(time.Duration(count/rate)*time.Second + time.Minute)
+	var sr struct {
+		Sent   int `json:"sent"`
+		Errors int `json:"errors"`
+	}
+	if jerr := json.Unmarshal([]byte(lastJSON(send.Output())), &sr); jerr != nil || err != nil || code != 0 ||
+		sr.Errors != 0 || sr.Sent != count {
+		t.Errorf("sender: exit %d (%v), sent %d of %d with %d errors; want all without an error:\n%s",
+			code, err, sr.Sent, count, sr.Errors, send.Output())
+	}
+	res.sent = sr.Sent
+
+	// The receivers end by themselves once they have every datagram;
+	// after a loss they wait until interrupted.
+	deadline := time.Now().Add(drainWait)
+	for i, p := range recvs {
+		got, err := receiverResult(p, deadline)
+		res.received[i] = got
+		res.lost[i] = count - got
+		if err != nil {
+			t.Errorf("receiver on node %d: %v", i+2, err)
+		}
+	}
+	after := m.tapCounters(t)
+	for i := range after {
+		res.frames[i] = after[i].Sub(before[i]).RxPackets
+		logExtraFrames(t, i+2, after[i].Sub(before[i]), res.received[i])
+	}
+	sts := m.report(t, res, release, encap, tapGSO)
+	for i, st := range sts[:2] {
+		if st != nil && st.PID != m.daemons[i].Pid() {
+			t.Errorf("node %d: status answered by pid %d, want the successor %d", i+1, st.PID, m.daemons[i].Pid())
+		}
+	}
+	for i, n := range nodes {
+		if got := tapIndex(t, n); got != index[i] {
+			t.Errorf("node %d: %s is interface %d at the end, was %d", i+1, tapName, got, index[i])
+		}
+	}
+
+	// Split node 2's loss between the two takeovers. The counters carried
+	// over if they cover at least what node 2's receiver got. They count
+	// the daemons' own packets too (IGMP, ping): a difference beyond the
+	// receiver's loss is not the stream's.
+	if tx1, rx1, path1 := m.path(t); path0 && path1 && tx1 >= tx0 && rx1 >= rx0 {
+		res.path, res.pathSent, res.pathRecv = true, int(tx1-tx0), int(rx1-rx0)
+		if got := res.received[0]; res.pathSent >= got && res.pathRecv >= got {
+			res.split = true
+			res.lostAt2 = min(max(res.pathSent-res.pathRecv, 0), res.lost[0])
+			res.lostAt1 = res.lost[0] - res.lostAt2
+		}
+		t.Logf("underlay from node 1 to node 2 during the stream: %d sent, %d received", res.pathSent, res.pathRecv)
+	}
+	if !res.split {
+		t.Logf("the underlay counters do not tell at which takeover node 2 lost what")
+	}
+
+	t.Logf("%s on %s: sent %d; node 2 received %d, lost %d; node 3 received %d, lost %d",
+		encap, release, res.sent, res.received[0], res.lost[0], res.received[1], res.lost[1])
+	if res.lost[0] > 2*takeoverLoss {
+		t.Errorf("node 2 lost %d datagrams over two takeovers (its own and node 1's), want at most %d", res.lost[0], 2*takeoverLoss)
+	}
+	if res.split && (res.lostAt2 > takeoverLoss || res.lostAt1 > takeoverLoss) {
+		t.Errorf("node 2 lost %d datagrams at its own takeover and %d at node 1's, want at most %d at each",
+			res.lostAt2, res.lostAt1, takeoverLoss)
+	}
+	if res.lost[1] > takeoverLoss {
+		t.Errorf("node 3 lost %d datagrams over node 1's takeover, want at most %d", res.lost[1], takeoverLoss)
+	}
+}
+
+// path returns the packets node 1's daemon counts as sent to node 2 and
+// node 2's daemon as received from node 1, and whether both were listed.
+func (m *mesh) path(t *testing.T) (tx, rx uint64, ok bool) {
+	t.Helper()
+	a, b := m.nodes[0], m.nodes[1]
+	sa, err := readStatus(t, a, m.meshcast, m.ctl[0])
+	if err != nil {
+		t.Logf("node 1: %v", err)
+		return 0, 0, false
+	}
+	sb, err := readStatus(t, b, m.meshcast, m.ctl[1])
+	if err != nil {
+		t.Logf("node 2: %v", err)
+		return 0, 0, false
+	}
+	tx, _, oka := sa.peer(b.Underlay.String())
+	_, rx, okb := sb.peer(a.Underlay.String())
+	return tx, rx, oka && okb
 }
 
 // checkOffloads checks node k's offloads object against what this kernel
