@@ -138,9 +138,17 @@ fuzz: ## Run every Fuzz* target for FUZZTIME each (default 30s)
 		$(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=100x "$$pkg"; \
 	done <<< "$$targets"
 
-bench: build ## Compare the userspace and kernel paths in namespaces, quick mode (root): a table, JSON and a chart in bench-out/
+# The quick mode measures what limits a deployment (one daemon per
+# instance): the copies/s one sending node sends to N receiving nodes that
+# count and drop them at their underlay ingress (--measure source), and the
+# datagrams/s one receiving node delivers to an application (--measure
+# receiver); the report estimates the ceiling of one stream from both. The
+# harness prints its method first; --measure e2e is the whole path on one
+# machine.
+bench: build ## Measure what limits a deployment, quick (root): source copies/s at fanout 1, 4, 16 and receiver capacity, userspace and kernel paths; table, JSON, chart in bench-out/
 	mkdir -p bench-out
-	$(BIN)/meshcast-bench --meshcast $(BIN)/meshcast --quick --json bench-out/quick.json --chart bench-out/quick
+	$(BIN)/meshcast-bench --meshcast $(BIN)/meshcast --quick --measure source,receiver --fanout 1,4,16 --payload 64,1400 --encap vxlan,gre \
+		--json bench-out/quick.json --chart bench-out/quick
 
 soak: deps ## Sustained load (root, not part of test): 5 nodes, a steady stream, churn every 30 s, for SOAK (default 10m)
 	MESHCAST_SOAK=$(SOAK) $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 3h ./cmd/meshcast

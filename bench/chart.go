@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -27,27 +28,84 @@ const (
 	legendTop   = 9 * vg.Millimeter // from the top, about where the first panel's data starts
 )
 
-// WriteChart draws copies per second against fanout into prefix+".png" and
-// prefix+".svg", and returns the two file names. There is one panel per
-// encapsulation (a row each) and payload size (a column each), all on one
-// y scale so that panels compare at a glance, with one line per path in
-// the same colour and marker in every panel. The legend stands to the
-// right of the panels, so it never hides a line; a path marked * was
-// sender-limited in some case (it may go faster). Results without a
-// measurement are left out; with none at all WriteChart returns an error.
+// A chartSection is a set of panel rows: one measure, or the deployment
+// estimate.
+type chartSection struct {
+	name   string // a measure, or "estimate"
+	ylabel string
+	title  string // before the encapsulation and payload; "" for e2e
+	log    bool   // a logarithmic y axis
+	// points[encap][payload][path]
+	points map[string]map[int]map[string]plotter.XYs
+	lo, hi float64 // the smallest and largest y
+}
+
+func (s *chartSection) add(encap string, payload int, path string, x, y float64) {
+	if s.points == nil {
+		s.points = map[string]map[int]map[string]plotter.XYs{}
+	}
+	if s.points[encap] == nil {
+		s.points[encap] = map[int]map[string]plotter.XYs{}
+	}
+	if s.points[encap][payload] == nil {
+		s.points[encap][payload] = map[string]plotter.XYs{}
+	}
+	s.points[encap][payload][path] = append(s.points[encap][payload][path], plotter.XY{X: x, Y: y})
+	if s.lo == 0 || y < s.lo {
+		s.lo = y
+	}
+	s.hi = max(s.hi, y)
+}
+
+// WriteChart draws the results into prefix+".png" and prefix+".svg", and
+// returns the two file names. It has a set of panels for each of: the e2e
+// measure (copies per second at the applications against fanout), the
+// source measure (copies per second at the receivers' ingress against
+// fanout) and, with source and receiver results, the deployment estimate
+// (the ceiling of one stream in datagrams per second against fanout, on a
+// logarithmic axis, since it falls with the fanout). Each set has a row
+// per encapsulation and a column per payload size, all on one y scale, so
+// that its panels compare at a glance; every path has one colour and
+// marker in every panel (the better-kernel rows are not drawn: they repeat
+// a kernel shape). The legend stands to the right of the panels, so it
+// never hides a line; a path marked * was sender-limited in some case (it
+// may go faster). Results without a measurement are left out; with none at
+// all WriteChart returns an error.
 func WriteChart(prefix string, results []Result) ([]string, error) {
+	sections := []*chartSection{
+		{name: MeasureE2E, ylabel: "copies/s at < 0.1% loss"},
+		{name: MeasureSource, ylabel: "source copies/s at < 0.5% loss", title: "source: "},
+		{name: "estimate", ylabel: "ceiling, datagrams/s", title: "one stream: ", log: true},
+	}
 	var encaps, paths []string
 	var payloads, fanouts []int
-	top := 0.0
 	limited := map[string]bool{}
+	note := func(encap string, payload, fanout int, path string, senderLimited bool) {
+		encaps, paths = appendNew(encaps, encap), appendNew(paths, path)
+		payloads, fanouts = appendNew(payloads, payload), appendNew(fanouts, fanout)
+		limited[path] = limited[path] || senderLimited
+	}
 	for _, r := range results {
-		if r.Rounds == 0 {
+		if r.Rounds == 0 || r.Path == PathKernel {
 			continue
 		}
-		encaps, paths = appendNew(encaps, r.Encap), appendNew(paths, r.Path)
-		payloads, fanouts = appendNew(payloads, r.Payload), appendNew(fanouts, r.Fanout)
-		top = max(top, r.CopiesPerSec)
-		limited[r.Path] = limited[r.Path] || r.SenderLimited
+		var sec *chartSection
+		switch measureOf(r.Case) {
+		case MeasureE2E:
+			sec = sections[0]
+		case MeasureSource:
+			sec = sections[1]
+		default:
+			continue
+		}
+		note(r.Encap, r.Payload, r.Fanout, r.Path, r.SenderLimited)
+		sec.add(r.Encap, r.Payload, r.Path, float64(r.Fanout), r.CopiesPerSec)
+	}
+	for _, e := range Estimates(results) {
+		if e.Ceiling > 0 && e.Path != PathKernel {
+			note(e.Encap, e.Payload, e.Fanout, e.Path, e.SourceLimited || e.ReceiverLimited)
+			sections[2].add(e.Encap, e.Payload, e.Path, float64(e.Fanout), e.Ceiling)
+		}
 	}
 	if len(payloads) == 0 {
 		return nil, errors.New("bench: no results to chart")
@@ -56,25 +114,29 @@ func WriteChart(prefix string, results []Result) ([]string, error) {
 	slices.SortFunc(paths, comparePaths)
 	slices.Sort(payloads)
 	slices.Sort(fanouts)
-	if top <= 0 {
-		top = 1
-	}
 
-	plots := make([][]*plot.Plot, len(encaps))
-	for i, encap := range encaps {
-		for j, payload := range payloads {
-			p, err := chartPanel(encap, payload, results, fanouts, top*1.05)
-			if err != nil {
-				return nil, err
+	var plots [][]*plot.Plot
+	for _, sec := range sections {
+		for _, encap := range encaps {
+			if sec.points[encap] == nil {
+				continue
 			}
-			if j == 0 {
-				p.Y.Label.Text = "copies/s at < 0.1% loss"
+			var row []*plot.Plot
+			for j, payload := range payloads {
+				p, err := chartPanel(sec, encap, payload, fanouts)
+				if err != nil {
+					return nil, err
+				}
+				if j == 0 {
+					p.Y.Label.Text = sec.ylabel
+				}
+				row = append(row, p)
 			}
-			if i == len(encaps)-1 {
-				p.X.Label.Text = "fanout (subscribers)"
-			}
-			plots[i] = append(plots[i], p)
+			plots = append(plots, row)
 		}
+	}
+	for _, p := range plots[len(plots)-1] {
+		p.X.Label.Text = "fanout (subscribers)"
 	}
 
 	legend := plot.NewLegend()
@@ -88,24 +150,24 @@ func WriteChart(prefix string, results []Result) ([]string, error) {
 		}
 		legend.Add(name, line, dots)
 	}
-	note := ""
+	note2 := ""
 	if slices.ContainsFunc(paths, func(p string) bool { return limited[p] }) {
-		note = "* sender-limited: may go faster"
+		note2 = "* sender-limited: may go faster"
 	}
 	noteStyle := legend.TextStyle
 	noteStyle.Font.Size = vg.Points(9)
 	lr := legend.Rectangle(draw.Canvas{})
 	legendW := lr.Max.X - lr.Min.X
-	if note != "" {
-		legendW = max(legendW, noteStyle.Rectangle(note).Max.X)
+	if note2 != "" {
+		legendW = max(legendW, noteStyle.Rectangle(note2).Max.X)
 	}
 
 	w := vg.Length(len(payloads))*panelWidth + legendGap + legendW + 2*vg.Millimeter
-	h := vg.Length(len(encaps)) * panelHeight
+	h := vg.Length(len(plots)) * panelHeight
 	drawAll := func(c vg.CanvasSizer) {
 		dc := draw.New(c)
 		panels := draw.Crop(dc, 0, -(legendGap + legendW + 2*vg.Millimeter), 0, 0)
-		tiles := draw.Tiles{Rows: len(encaps), Cols: len(payloads), PadX: 8 * vg.Millimeter, PadY: 6 * vg.Millimeter,
+		tiles := draw.Tiles{Rows: len(plots), Cols: len(payloads), PadX: 8 * vg.Millimeter, PadY: 6 * vg.Millimeter,
 			PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 2 * vg.Millimeter}
 		canvases := plot.Align(plots, tiles, panels)
 		for i := range plots {
@@ -115,9 +177,9 @@ func WriteChart(prefix string, results []Result) ([]string, error) {
 		}
 		lc := draw.Crop(dc, panels.Max.X-dc.Min.X+legendGap, 0, 0, -legendTop)
 		legend.Draw(lc)
-		if note != "" {
+		if note2 != "" {
 			lh := lr.Max.Y - lr.Min.Y
-			lc.FillText(noteStyle, vg.Point{X: lc.Min.X, Y: lc.Max.Y - lh - legend.Padding - noteStyle.Rectangle(note).Max.Y}, note)
+			lc.FillText(noteStyle, vg.Point{X: lc.Min.X, Y: lc.Max.Y - lh - legend.Padding - noteStyle.Rectangle(note2).Max.Y}, note2)
 		}
 	}
 
@@ -135,13 +197,19 @@ func WriteChart(prefix string, results []Result) ([]string, error) {
 	return files, nil
 }
 
-// chartPanel draws one encapsulation and payload size: a line per path
-// against fanout, on a y axis from 0 to ymax.
-func chartPanel(encap string, payload int, results []Result, fanouts []int, ymax float64) (*plot.Plot, error) {
+// chartPanel draws one encapsulation and payload size of a section: a line
+// per path against fanout, on the section's y scale.
+func chartPanel(sec *chartSection, encap string, payload int, fanouts []int) (*plot.Plot, error) {
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("%s, payload %d bytes", strings.ToUpper(encap), payload)
-	p.Y.Min, p.Y.Max = 0, ymax
-	p.Y.Tick.Marker = siTicks{}
+	p.Title.Text = fmt.Sprintf("%s%s, payload %d bytes", sec.title, strings.ToUpper(encap), payload)
+	if sec.log {
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = siLogTicks{}
+		p.Y.Min, p.Y.Max = sec.lo/1.5, sec.hi*1.5
+	} else {
+		p.Y.Min, p.Y.Max = 0, max(sec.hi, 1)*1.05
+		p.Y.Tick.Marker = siTicks{}
+	}
 	var ticks []plot.Tick
 	for _, f := range fanouts {
 		ticks = append(ticks, plot.Tick{Value: float64(f), Label: strconv.Itoa(f)})
@@ -155,19 +223,15 @@ func chartPanel(encap string, payload int, results []Result, fanouts []int, ymax
 	}
 	p.Add(plotter.NewGrid())
 
-	points := map[string]plotter.XYs{}
+	points := sec.points[encap][payload]
 	var paths []string
-	for _, r := range results {
-		if r.Encap != encap || r.Payload != payload || r.Rounds == 0 {
-			continue
-		}
-		paths = appendNew(paths, r.Path)
-		points[r.Path] = append(points[r.Path], plotter.XY{X: float64(r.Fanout), Y: r.CopiesPerSec})
+	for path := range points {
+		paths = append(paths, path)
 	}
 	slices.SortFunc(paths, comparePaths)
 	for _, path := range paths {
 		xys := points[path]
-		slices.SortFunc(xys, func(a, b plotter.XY) int { return int(a.X - b.X) })
+		slices.SortFunc(xys, func(a, b plotter.XY) int { return cmp.Compare(a.X, b.X) })
 		line, dots := pathStyle(path, xys)
 		if line == nil {
 			return nil, fmt.Errorf("bench: chart: %s %s payload %d: bad points %v", path, encap, payload, xys)
@@ -205,6 +269,33 @@ func (siTicks) Ticks(min, max float64) []plot.Tick {
 	for i, t := range ticks {
 		if t.Label != "" {
 			ticks[i].Label = siTick(t.Value)
+		}
+	}
+	return ticks
+}
+
+// siLogTicks are ticks for a logarithmic axis labelled like the table: a
+// labelled tick at 1, 2 and 5 times each power of ten, an unlabelled one at
+// the other multiples.
+type siLogTicks struct{}
+
+// Ticks implements plot.Ticker.
+func (siLogTicks) Ticks(min, max float64) []plot.Tick {
+	if !(min > 0) || !(max > min) {
+		return nil
+	}
+	var ticks []plot.Tick
+	for p := math.Pow(10, math.Floor(math.Log10(min))); p <= max; p *= 10 {
+		for k := 1; k <= 9; k++ {
+			v := float64(k) * p
+			if v < min || v > max {
+				continue
+			}
+			t := plot.Tick{Value: v}
+			if k == 1 || k == 2 || k == 5 {
+				t.Label = siTick(v)
+			}
+			ticks = append(ticks, t)
 		}
 	}
 	return ticks

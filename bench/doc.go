@@ -3,6 +3,23 @@
 // --dataplane kernel`: a Linux bridge with IGMP snooping and VXLAN ports) on
 // the same machine, in network namespaces it builds and removes itself.
 //
+// A deployment runs one daemon per instance: a stream to N subscribers
+// costs the sending instance N copies and each receiving instance one. So
+// the harness measures what limits a deployment, each a measure of its own
+// (Options.Measures, meshcast-bench --measure):
+//
+//   - source: what one sending node sends, in copies per second, to N
+//     receiving nodes that only count and drop the copies;
+//   - receiver: what one receiving node delivers to an application, in
+//     datagrams per second;
+//   - e2e: one sending node and N receiving nodes whose daemons deliver to
+//     applications, all on this machine (the default; --quick measures
+//     source and receiver instead).
+//
+// From the first two the report estimates the ceiling of one stream per
+// encapsulation, payload and fanout: min(source copies/s / N, receiver
+// datagrams/s), per path ([Estimates]).
+//
 // [Run] does the work and returns a [Report]; it needs root. The command
 // line is meshcast-bench (cmd/meshcast-bench), a binary of its own so that
 // the daemon links none of this. The rate search ([SearchRate]), the
@@ -43,9 +60,69 @@
 //
 // The paths of one case run interleaved (userspace, kernel, userspace,
 // kernel, ... for Options.Rounds rounds) so that drift on the machine hits
-// all of them, and the report gives medians over the rounds.
+// all of them, and the report gives medians over the rounds. The measures
+// run one after the other: source, receiver, e2e. In the source and
+// receiver measures the report adds a row "kernel", the better of the
+// kernel path's two shapes (by copies per second; in the estimate, by
+// ceiling), naming the shape it copies.
 //
-// # What is measured, per case (encapsulation, fanout, payload) and path
+// # The source measure
+//
+// Node 1 sends; nodes 2 to N+1 receive. Every node runs the path's daemon
+// and every receiver's application joins the group on mcbr-demo, so that
+// the source's path knows N members, as in a deployment; but the copies
+// never reach the receivers' daemons: an nftables rule on each receiver's
+// eth0 ingress (table netdev mcb, hook ingress) counts the stream's copies
+// (packets and bytes: from the source's underlay address to the
+// receiver's, VXLAN or GRE, inner destination 239.1.2.3:5001, matched at
+// its offset in the encapsulation) and drops them. IGMP, ARP and the
+// daemons' own traffic pass, so the memberships stay fresh during the
+// trials (the 2 s query interval would let them expire about 5 s after the
+// last report otherwise) and the source keeps resolving its peers. The
+// source's eth0 gets `ethtool -K eth0 tx-udp-segmentation off`, as on a
+// NIC without UDP segmentation offload: the kernel splits what meshcast
+// hands it with UDP_SEGMENT before the wire, and every copy is one packet
+// (the check below verifies it by the bytes counted). Everything is put
+// back when the daemons stop.
+//
+// Per case and path:
+//
+//   - A check trial at Options.LatencyRate for Options.LatencyDuration:
+//     every receiver must count exactly one copy of every datagram, N in
+//     all (copies per datagram, in the JSON also the least and the most
+//     one receiver counted). A path that sends more copies (duplicates) or
+//     fewer is reported, in a note, in the table (copies/dgram with !) and
+//     by a WRONG COPY COUNT line, not hidden: the loss of the search counts
+//     each receiver for at most the datagrams sent.
+//   - Copies per second: the highest offered rate whose loss, the
+//     datagrams sent times N against the copies counted by the end of
+//     sending plus the lag limit (as in e2e), stays below
+//     Options.CapacityLossThreshold (0.5 %), found by SearchRate; copies
+//     per second are the copies counted over the time from the first
+//     datagram sent to the last copy arriving (the receivers' eth0 packet
+//     counters are polled every millisecond after sending). The sender's
+//     ceiling works as in e2e.
+//   - CPU seconds per million copies at the source: the source's
+//     forwarding process (the meshcast daemon, ovs-vswitchd) utime+stime,
+//     the sending application thread's system time (RUSAGE_THREAD: the
+//     kernel path replicates inside the sender's sendmmsg) and the softirq
+//     time of the whole machine during the trial, which also holds the
+//     underlay bridge's forwarding and the receivers' counting of every
+//     copy, the same on every path. The parts are in the table and JSON.
+//
+// Open vSwitch's userspace datapath reads its ports through AF_PACKET,
+// which sees a packet before the ingress hook drops it; so in the source
+// measure only the source runs Open vSwitch, and with no members known it
+// floods the stream to every peer: N copies too.
+//
+// # The receiver measure
+//
+// One sending node, one receiving node whose daemon delivers to an
+// application: the e2e measure below at fanout 1, with the loss threshold
+// Options.CapacityLossThreshold (0.5 %). Its figure is the datagrams per
+// second the application received.
+//
+// # The e2e measure, per case (encapsulation, fanout, payload) and path
 //
 //   - Copies per second: the datagrams the subscribers' applications
 //     received over a trial, all together, divided by the time from the
@@ -93,10 +170,19 @@
 //
 // # Outputs
 //
-// Run writes progress to its writer (an in-place bar on a terminal, plain
-// lines otherwise) and the table at the end; Options.JSONPath receives every
-// sample and the aggregated results, Options.ChartPath+".png" and ".svg" a
-// chart of copies per second against fanout: a panel per encapsulation and
-// payload size, a line per path, the legend beside the panels
-// ([WriteChart]). meshcast-bench --from FILE draws it again from the JSON.
+// Run writes the method of each measure, progress (an in-place bar on a
+// terminal, plain lines otherwise) and at the end a table per measure, and
+// with the source and receiver measures the deployment estimate: per
+// encapsulation, payload, fanout and path the source's rate (copies/s /
+// N), the receiver's, the ceiling and which of the two sets it, and the
+// ratios userspace/path of the source's copies per second, its CPU per
+// copy, the receiver's rate and the ceiling. Options.JSONPath receives
+// every sample, the aggregated results and the estimates;
+// Options.ChartPath+".png" and ".svg" a chart against fanout with a set of
+// panels per measure: e2e copies per second, source copies per second and
+// the estimated ceiling of one stream (logarithmic), a panel per
+// encapsulation and payload size, a line per path, the legend beside the
+// panels ([WriteChart]). meshcast-bench --from FILE prints the table and
+// draws the chart again from the JSON, also from reports written before
+// there were measures (they are read as e2e).
 package bench

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,6 +95,79 @@ func TestIntegrationBenchQuick(t *testing.T) {
 		if st, err := os.Stat(opts.ChartPath + ext); err != nil || st.Size() == 0 {
 			t.Errorf("chart %s: %v", ext, err)
 		}
+	}
+}
+
+// TestIntegrationBenchSource runs a tiny source measure (fanout 2, one
+// payload, short trials) on every path that can run, with both
+// encapsulations, and checks that the receivers' ingress counted two copies
+// of every datagram of the check trial, one each, of the size the
+// encapsulation makes; and that nothing is left behind.
+func TestIntegrationBenchSource(t *testing.T) {
+	nstest.RequireRoot(t)
+	for _, prog := range []string{"nft", "ethtool"} {
+		if _, err := exec.LookPath(prog); err != nil {
+			nstest.SkipOrFail(t, "the source measure needs %s (make deps installs it): %v", prog, err)
+		}
+	}
+	bin := nstest.BuildBinary(t, "github.com/meshcast/meshcast/cmd/meshcast")
+	fds := namespaceFds(t)
+	opts := tinyOptions(t, bin)
+	opts.Measures = []string{MeasureSource}
+	opts.Fanouts = []int{2}
+	opts.Encaps = []string{"vxlan", "gre"}
+	opts.Paths = nil // every path that can run
+	opts.TrialDuration = 100 * time.Millisecond
+	opts.MaxRate = 20000
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, opts, &out)
+	t.Logf("output:\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkNothingLeft(t, fds)
+
+	ran := map[string]bool{}
+	for _, res := range rep.Results {
+		if res.Path == PathKernel {
+			continue
+		}
+		ran[res.Encap+" "+res.Path] = true
+		if res.Measure != MeasureSource || res.Fanout != 2 || res.Rounds != 1 || len(res.Errors) > 0 {
+			t.Errorf("%v %s: %+v", res.Case, res.Path, res)
+			continue
+		}
+		if res.CopiesPerDatagram != 2 || res.RecvCopiesMin != 1 || res.RecvCopiesMax != 1 {
+			t.Errorf("%v %s: %.4f copies per datagram, %.4f to %.4f per receiver; want 2, 1 and 1",
+				res.Case, res.Path, res.CopiesPerDatagram, res.RecvCopiesMin, res.RecvCopiesMax)
+		}
+		if !(res.Rate > 0) || !(res.CopiesPerSec > 0) || !(res.CPUPerMCopies > 0) {
+			t.Errorf("%v %s: rate %v, copies/s %v, cpu %v; want all above 0", res.Case, res.Path, res.Rate, res.CopiesPerSec, res.CPUPerMCopies)
+		}
+	}
+	if !ran["vxlan "+PathUserspace] || !ran["gre "+PathUserspace] {
+		t.Errorf("the userspace path did not run with both encapsulations: %v", ran)
+	}
+	checks := 0
+	for _, s := range rep.Samples {
+		if s.Kind != KindCheck {
+			continue
+		}
+		checks++
+		if s.Sent == 0 || s.Delivered != 2*s.Sent || !slices.Equal(s.PerApp, []uint64{s.Sent, s.Sent}) {
+			t.Errorf("check trial of %v %s: %d datagrams sent, %v copies counted", s.Case, s.Path, s.Sent, s.PerApp)
+		}
+		if want := uint64(wireLen(s.Encap, s.Payload)) * s.Delivered; s.IngressBytes != want {
+			t.Errorf("check trial of %v %s: %d bytes counted; want %d", s.Case, s.Path, s.IngressBytes, want)
+		}
+	}
+	if checks != len(ran) {
+		t.Errorf("%d check trials for %d paths", checks, len(ran))
+	}
+	if !strings.Contains(out.String(), "== source:") || !strings.Contains(out.String(), "method, source:") {
+		t.Error("the output lacks the method or the source table")
 	}
 }
 

@@ -7,15 +7,20 @@ import (
 )
 
 // Options configure Run. The zero value of every field means its default;
-// with Quick the defaults are those of a short run (about three minutes on two
-// cores).
+// with Quick the defaults are those of a short run (about four and a half
+// minutes on two cores).
 type Options struct {
 	// Binary is the meshcast executable started in the namespaces.
 	// Required.
 	Binary string
 	// Quick selects the short grid and intervals: fanout 1, 4 and 16, payload
-	// 64 and 1400, VXLAN and GRE, one round.
+	// 64 and 1400, VXLAN and GRE, one round, and the measures source and
+	// receiver.
 	Quick bool
+	// Measures to run, from AllMeasures: MeasureSource, MeasureReceiver,
+	// MeasureE2E; default e2e (source and receiver with Quick). They run
+	// one after the other, in the order of AllMeasures.
+	Measures []string
 	// Rounds is how many times each case runs every path, interleaved;
 	// default 3 (1 with Quick).
 	Rounds int
@@ -38,11 +43,11 @@ type Options struct {
 	// TrialDuration is the sending time of one search step; default 500ms
 	// (250ms with Quick).
 	TrialDuration time.Duration
-	// LatencyDuration is the sending time of the latency trial; default 2s
-	// (500ms with Quick).
+	// LatencyDuration is the sending time of the latency trial, and of the
+	// source measure's check trial; default 2s (500ms with Quick).
 	LatencyDuration time.Duration
-	// LatencyRate is the datagrams per second of the latency trial;
-	// default 1000.
+	// LatencyRate is the datagrams per second of the latency trial and of
+	// the check trial; default 1000.
 	LatencyRate float64
 	// StartCopies is the copies per second (rate times fanout) of the
 	// search's first step; default 20000.
@@ -51,8 +56,11 @@ type Options struct {
 	MaxRate float64
 	// Bisections after the ramp; default 4 (3 with Quick).
 	Bisections int
-	// LossThreshold; default 0.001 (0.1 %).
+	// LossThreshold of the e2e measure; default 0.001 (0.1 %).
 	LossThreshold float64
+	// CapacityLossThreshold of the source and receiver measures; default
+	// 0.005 (0.5 %).
+	CapacityLossThreshold float64
 	// QueryInterval is passed to every daemon as --igmp-query-interval
 	// (and half of it as --igmp-response-interval), so the kernel bridge's
 	// querier becomes active soon; default 2s.
@@ -115,8 +123,15 @@ func (o Options) withDefaults() (Options, error) {
 	if len(o.Paths) == 0 {
 		o.Paths = AllPaths
 	}
+	if len(o.Measures) == 0 {
+		o.Measures = []string{MeasureE2E}
+		if o.Quick {
+			o.Measures = []string{MeasureSource, MeasureReceiver}
+		}
+	}
 	o.Fanouts, o.Payloads = slices.Clone(o.Fanouts), slices.Clone(o.Payloads)
 	o.Encaps, o.Paths = slices.Clone(o.Encaps), slices.Clone(o.Paths)
+	o.Measures = slices.Clone(o.Measures)
 	set(&o.TrialDuration, 500*time.Millisecond, 250*time.Millisecond)
 	set(&o.LatencyDuration, 2*time.Second, 500*time.Millisecond)
 	set(&o.QueryInterval, 2*time.Second, 2*time.Second)
@@ -139,6 +154,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.LossThreshold <= 0 {
 		o.LossThreshold = 0.001
 	}
+	if o.CapacityLossThreshold <= 0 {
+		o.CapacityLossThreshold = 0.005
+	}
 
 	for _, f := range o.Fanouts {
 		if f < 1 || f > maxFanout {
@@ -160,7 +178,18 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("bench: path %q: use %v", p, AllPaths)
 		}
 	}
+	for _, m := range o.Measures {
+		if !slices.Contains(AllMeasures, m) {
+			return o, fmt.Errorf("bench: measure %q: use %v", m, AllMeasures)
+		}
+	}
+	if o.LossThreshold >= 1 || o.CapacityLossThreshold >= 1 {
+		return o, fmt.Errorf("bench: a loss threshold is a fraction below 1 (0.001 is 0.1 %%)")
+	}
 	slices.Sort(o.Fanouts)
 	o.Fanouts = slices.Compact(o.Fanouts)
+	// The measures run in the order of AllMeasures, each once.
+	slices.SortFunc(o.Measures, func(a, b string) int { return measureRank(a) - measureRank(b) })
+	o.Measures = slices.Compact(o.Measures)
 	return o, nil
 }

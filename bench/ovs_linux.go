@@ -59,21 +59,22 @@ func ovsAvailable() (schema string, why string) {
 	return "", "the Open vSwitch database schema (vswitch.ovsschema) is not installed"
 }
 
-// startOVS sets up Open vSwitch on every node: fills g.daemons with the
-// ovs-vswitchd processes (the source's first), g.aux with the
-// ovsdb-servers, and g.restore with what puts the testbed back.
-func (r *runner) startOVS(ctx context.Context, g *group, nodes []*nsNode, _ string) error {
+// startOVS sets up Open vSwitch on the nodes of run, with a tunnel to every
+// other node of peers: fills g.daemons with the ovs-vswitchd processes (the
+// source's first), g.aux with the ovsdb-servers, and g.restore with what
+// puts the testbed back.
+func (r *runner) startOVS(ctx context.Context, g *group, run, peers []*nsNode) error {
 	mtu := 1450
 	tunType := "vxlan"
 	if g.encap == "gre" {
 		mtu, tunType = 1462, "gre"
 	}
-	for _, n := range nodes {
+	for _, n := range run {
 		// Registered first: the restore must run even if the setup
 		// fails half way.
 		g.restore = append(g.restore, func() error { return r.restoreNode(n) })
 	}
-	for _, n := range nodes {
+	for _, n := range run {
 		dir := filepath.Join(r.tmp, fmt.Sprintf("ovs-n%d", n.index))
 		if err := os.RemoveAll(dir); err != nil {
 			return err
@@ -112,7 +113,7 @@ func (r *runner) startOVS(ctx context.Context, g *group, nodes []*nsNode, _ stri
 			"add-br", overlayDev, "--", "set", "bridge", overlayDev, "datapath_type=netdev", "mcast_snooping_enable=true", "--",
 			"set", "interface", overlayDev, "mtu_request=" + strconv.Itoa(mtu),
 		}
-		for _, peer := range nodes {
+		for _, peer := range peers {
 			if peer == n {
 				continue
 			}

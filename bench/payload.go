@@ -5,8 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 )
+
+// The group and port of the benchmark traffic.
+var groupAddr = net.IPv4(239, 1, 2, 3)
+
+const groupPort = 5001
 
 // Every datagram starts with a header: magic, trial number, sequence
 // number, send time (Unix nanoseconds, CLOCK_REALTIME). The rest of the

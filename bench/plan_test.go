@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -170,5 +171,130 @@ func TestProgress(t *testing.T) {
 	}
 	if got := progressBar(3, 3, 4); got != "[####] 3/3" {
 		t.Errorf("progressBar = %q", got)
+	}
+}
+
+func TestOptionsMeasures(t *testing.T) {
+	o, err := Options{Binary: "x", Quick: true}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(o.Measures, []string{MeasureSource, MeasureReceiver}) || o.CapacityLossThreshold != 0.005 || o.LossThreshold != 0.001 {
+		t.Errorf("quick: measures %v, thresholds %v %v; want source, receiver, 0.005, 0.001", o.Measures, o.CapacityLossThreshold, o.LossThreshold)
+	}
+	o, err = Options{Binary: "x"}.withDefaults()
+	if err != nil || !slices.Equal(o.Measures, []string{MeasureE2E}) {
+		t.Errorf("default measures %v, %v; want e2e (as before)", o.Measures, err)
+	}
+	// In the order of AllMeasures, each once; the caller's slice untouched.
+	in := []string{MeasureE2E, MeasureReceiver, MeasureE2E, MeasureSource}
+	o, err = Options{Binary: "x", Quick: true, Measures: in}.withDefaults()
+	if err != nil || !slices.Equal(o.Measures, AllMeasures) || in[0] != MeasureE2E {
+		t.Errorf("measures %v (%v) from %v; want %v", o.Measures, err, in, AllMeasures)
+	}
+	for _, bad := range []Options{
+		{Binary: "x", Measures: []string{"sink"}},
+		{Binary: "x", CapacityLossThreshold: 1},
+	} {
+		if err := bad.Check(); err == nil {
+			t.Errorf("no error for %+v", bad)
+		}
+	}
+	if got := fanoutsFor(MeasureReceiver, []int{1, 4, 16}); !slices.Equal(got, []int{1}) {
+		t.Errorf("receiver fanouts %v; want [1]", got)
+	}
+	if got := fanoutsFor(MeasureSource, []int{1, 4, 16}); !slices.Equal(got, []int{1, 4, 16}) {
+		t.Errorf("source fanouts %v", got)
+	}
+}
+
+func TestIngressRuleset(t *testing.T) {
+	src, dst := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.3")
+	vx := ingressRuleset("vxlan", src, dst)
+	for _, want := range []string{
+		"table netdev mcb {", "counter stream {", `type filter hook ingress device "eth0" priority -500; policy accept;`,
+		// The inner IPv4 header starts 8+8+14 = 30 bytes into the outer
+		// UDP header: its destination at byte 46, the inner UDP
+		// destination port at byte 52.
+		`ip saddr 198.18.0.1 ip daddr 198.18.0.3 udp dport 4789 @th,368,32 0xef010203 @th,416,16 5001 counter name "stream" drop`,
+	} {
+		if !strings.Contains(vx, want) {
+			t.Errorf("the VXLAN ruleset lacks %q:\n%s", want, vx)
+		}
+	}
+	if n := strings.Count(vx, "drop"); n != 1 {
+		t.Errorf("the VXLAN ruleset has %d rules; want 1", n)
+	}
+	gre := ingressRuleset("gre", src, dst)
+	for _, want := range []string{
+		// Without a key the inner Ethernet header follows the 4-byte GRE
+		// header: inner IPv4 at byte 18, destination at 34, port at 40.
+		`ip protocol 47 @th,0,32 0x00006558 @th,272,32 0xef010203 @th,320,16 5001 counter name "stream" drop`,
+		// With a key, four bytes later.
+		`ip protocol 47 @th,0,32 0x20006558 @th,304,32 0xef010203 @th,352,16 5001 counter name "stream" drop`,
+	} {
+		if !strings.Contains(gre, want) {
+			t.Errorf("the GRE ruleset lacks %q:\n%s", want, gre)
+		}
+	}
+	if strings.Contains(gre, "udp dport 4789") {
+		t.Error("the GRE ruleset matches VXLAN")
+	}
+	// The overheads of wireLen are the same headers.
+	if wireLen("vxlan", 64) != 20+30+20+8+64 || wireLen("gre", 1400) != 20+18+20+8+1400 {
+		t.Errorf("wireLen: vxlan 64 %d, gre 1400 %d", wireLen("vxlan", 64), wireLen("gre", 1400))
+	}
+}
+
+func TestParseNftCounter(t *testing.T) {
+	js := `{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}},` +
+		` {"counter": {"family": "netdev", "name": "stream", "table": "mcb", "handle": 1, "packets": 12345, "bytes": 1752990}}]}`
+	p, b, err := parseNftCounter([]byte(js))
+	if err != nil || p != 12345 || b != 1752990 {
+		t.Errorf("got %d %d %v", p, b, err)
+	}
+	for _, bad := range []string{`{"nftables": [{"metainfo": {}}]}`, `{`, ``} {
+		if _, _, err := parseNftCounter([]byte(bad)); err == nil {
+			t.Errorf("no error for %q", bad)
+		}
+	}
+}
+
+func TestEthtoolFeature(t *testing.T) {
+	out := `Features for eth0:
+rx-checksumming: on
+tx-checksumming: on
+	tx-checksum-ipv4: off [fixed]
+tcp-segmentation-offload: on
+	tx-udp-segmentation: on
+tx-udp_tnl-segmentation: on
+rx-gro-hw: off [fixed]
+`
+	if on, fixed, ok := ethtoolFeature(out, featureUSO); !on || fixed || !ok {
+		t.Errorf("%s: %v %v %v", featureUSO, on, fixed, ok)
+	}
+	if on, fixed, ok := ethtoolFeature(out, "tx-checksum-ipv4"); on || !fixed || !ok {
+		t.Errorf("tx-checksum-ipv4: %v %v %v", on, fixed, ok)
+	}
+	if _, _, ok := ethtoolFeature(out, "tx-udp"); ok {
+		t.Error("found a feature by a prefix of its name")
+	}
+}
+
+func TestMethodText(t *testing.T) {
+	lines := MethodText([]string{MeasureSource, MeasureReceiver}, 0.001, 0.005, 1000)
+	if len(lines) != 2 {
+		t.Fatalf("%d lines; want 2", len(lines))
+	}
+	for _, want := range []string{"nftables", "eth0 ingress", "tx-udp-segmentation off", "under 0.5%", "1000 datagrams/s", "N copies", "softirq"} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("the source method lacks %q: %s", want, lines[0])
+		}
+	}
+	if !strings.Contains(lines[1], "min(source copies/s / N, receiver datagrams/s)") {
+		t.Errorf("the receiver method does not state the estimate: %s", lines[1])
+	}
+	if e2e := MethodText([]string{MeasureE2E}, 0.001, 0.005, 1000); len(e2e) != 1 || !strings.Contains(e2e[0], "under 0.1%") {
+		t.Errorf("e2e method %q", e2e)
 	}
 }

@@ -53,15 +53,27 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Report, error) {
 	if !strings.Contains(help, "--peers") {
 		return nil, fmt.Errorf("bench: %s does not look like meshcast (its `run --help` lacks --peers); pass the meshcast daemon (Options.Binary, --meshcast)", opts.Binary)
 	}
+	if slices.Contains(opts.Measures, MeasureSource) {
+		for _, prog := range []string{"nft", "ethtool"} {
+			if _, err := exec.LookPath(prog); err != nil {
+				return nil, fmt.Errorf("bench: the source measure counts copies with nft (nftables) and turns segmentation offload off with ethtool; %s is missing (make deps installs both): %w", prog, err)
+			}
+		}
+	}
 
 	r := &runner{opts: opts}
 	rep := &Report{
 		Started: time.Now(), Binary: opts.Binary, Kernel: kernelRelease(), CPUs: runtime.NumCPU(),
-		Quick: opts.Quick, Rounds: opts.Rounds, Fanouts: opts.Fanouts, Payloads: opts.Payloads, Encaps: opts.Encaps,
+		Quick: opts.Quick, Measures: opts.Measures, Rounds: opts.Rounds, Fanouts: opts.Fanouts, Payloads: opts.Payloads, Encaps: opts.Encaps,
+		LossThreshold: opts.LossThreshold, CapacityLossThreshold: opts.CapacityLossThreshold,
 	}
 	r.rep = rep
 
-	tb, err := newTestbed(slices.Max(opts.Fanouts) + 1)
+	nodes := 0
+	for _, m := range opts.Measures {
+		nodes = max(nodes, slices.Max(fanoutsFor(m, opts.Fanouts))+1)
+	}
+	tb, err := newTestbed(nodes)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +97,15 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Report, error) {
 	caps.OVS = caps.OVSWhy == ""
 	plan, skipped := planPaths(opts.Paths, opts.Encaps, caps)
 	rep.Skipped = skipped
-	rep.Notes = append(rep.Notes, "cpu counts the machine-wide softirq time (/proc/stat), which also holds the subscribers' receive processing: compare paths by ratio, not by absolute value")
+	if slices.Contains(opts.Measures, MeasureE2E) || slices.Contains(opts.Measures, MeasureReceiver) {
+		rep.Notes = append(rep.Notes, "cpu counts the machine-wide softirq time (/proc/stat), which also holds the subscribers' receive processing: compare paths by ratio, not by absolute value")
+	}
+	if slices.Contains(opts.Measures, MeasureSource) {
+		rep.Notes = append(rep.Notes, "source cpu counts the machine-wide softirq time, which also holds the underlay switch's forwarding and the receivers' ingress counting of every copy, the same for every path: it narrows the ratios")
+		if slices.Contains(plan["vxlan"], PathOVS) || slices.Contains(plan["gre"], PathOVS) {
+			rep.Notes = append(rep.Notes, "source measure of ovs: only the source runs Open vSwitch (its userspace datapath would read the receivers' eth0 through AF_PACKET, before the ingress rule drops the copies); with no members known it floods the stream to every peer, N copies")
+		}
+	}
 	for _, e := range opts.Encaps {
 		for _, p := range plan[e] {
 			if !slices.Contains(rep.Paths, p) {
@@ -95,10 +115,15 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Report, error) {
 	}
 
 	total := 0
-	for _, e := range opts.Encaps {
-		total += len(opts.Fanouts) * opts.Rounds * len(plan[e])
+	for _, m := range opts.Measures {
+		for _, e := range opts.Encaps {
+			total += len(fanoutsFor(m, opts.Fanouts)) * opts.Rounds * len(plan[e])
+		}
 	}
 	r.prog = newProgress(out, total)
+	for _, line := range MethodText(opts.Measures, opts.LossThreshold, opts.CapacityLossThreshold, opts.LatencyRate) {
+		r.prog.Printf("%s", line)
+	}
 	if !caps.Dataplane {
 		r.prog.Printf("kernel path unavailable: %s run --help lacks --dataplane; running the userspace path only", opts.Binary)
 	}
@@ -113,6 +138,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Report, error) {
 	runErr := r.runGrid(ctx, plan)
 	r.prog.Finish()
 	rep.Results = Aggregate(rep.Measurements)
+	rep.Estimates = Estimates(rep.Results)
 	rep.Seconds = time.Since(rep.Started).Seconds()
 	var errs []error
 	if runErr != nil {
@@ -135,8 +161,12 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Report, error) {
 	if err := WriteTable(out, rep); err != nil {
 		errs = append(errs, err)
 	}
-	fmt.Fprintf(out, "%d cases, paths %s, %d round(s), in %.0f s\n",
-		len(opts.Encaps)*len(opts.Fanouts)*len(opts.Payloads), strings.Join(rep.Paths, ", "), opts.Rounds, rep.Seconds)
+	cases := 0
+	for _, m := range opts.Measures {
+		cases += len(opts.Encaps) * len(fanoutsFor(m, opts.Fanouts)) * len(opts.Payloads)
+	}
+	fmt.Fprintf(out, "%d cases (%s), paths %s, %d round(s), in %.0f s\n",
+		cases, strings.Join(opts.Measures, ", "), strings.Join(rep.Paths, ", "), opts.Rounds, rep.Seconds)
 	return rep, errors.Join(errs...)
 }
 
@@ -152,21 +182,28 @@ type runner struct {
 	ovsSchema string // the OVS database schema, if OVS is installed
 }
 
-// runGrid runs every fanout and encapsulation, and within each, the rounds
-// of interleaved paths; each path run covers every payload size.
+// runGrid runs every measure, and within each every fanout and
+// encapsulation, and within those the rounds of interleaved paths; each
+// path run covers every payload size.
 func (r *runner) runGrid(ctx context.Context, plan map[string][]string) error {
-	for _, fanout := range r.opts.Fanouts {
-		for _, encap := range r.opts.Encaps {
-			for round := 1; round <= r.opts.Rounds; round++ {
-				for _, path := range plan[encap] {
-					if err := ctx.Err(); err != nil {
-						return err
-					}
-					r.prog.Step(fmt.Sprintf("%s fanout %d %s round %d", encap, fanout, path, round))
-					err := r.runPath(ctx, encap, fanout, path, round)
-					r.prog.Done()
-					if err != nil {
-						return err
+	for _, measure := range r.opts.Measures {
+		for _, fanout := range fanoutsFor(measure, r.opts.Fanouts) {
+			for _, encap := range r.opts.Encaps {
+				for round := 1; round <= r.opts.Rounds; round++ {
+					for _, path := range plan[encap] {
+						if err := ctx.Err(); err != nil {
+							return err
+						}
+						label := fmt.Sprintf("%s fanout %d %s round %d", encap, fanout, path, round)
+						if measure != MeasureE2E {
+							label = measure + " " + label
+						}
+						r.prog.Step(label)
+						err := r.runPath(ctx, measure, encap, fanout, path, round)
+						r.prog.Done()
+						if err != nil {
+							return err
+						}
 					}
 				}
 			}
@@ -178,16 +215,17 @@ func (r *runner) runGrid(ctx context.Context, plan map[string][]string) error {
 // A group is one start of the daemons of a path: the source, the
 // subscribers, their receivers and the source's sender.
 type group struct {
-	encap string
-	path  string
-	round int
-	src   *nsNode
-	subs  []*nsNode
+	measure string
+	encap   string
+	path    string
+	round   int
+	src     *nsNode
+	subs    []*nsNode
 	// daemons are the forwarding processes, one per node, the source's
 	// first: its CPU time is measured.
 	daemons []*daemon
 	aux     []*daemon      // helper processes (ovsdb-server)
-	restore []func() error // undo changes to the testbed, after the daemons stop
+	restore []func() error // undo changes to the testbed, after the daemons stop, last first
 	send    *sender
 	recv    []*receiver
 }
@@ -211,15 +249,17 @@ func (r *runner) startMeshcast(g *group, nodes []*nsNode, invPath string) error 
 // payload size, and stops them. A failure to start is recorded as the
 // measurements' error; only a cancelled ctx or an error that leaves the
 // testbed in doubt is returned.
-func (r *runner) runPath(ctx context.Context, encap string, fanout int, path string, round int) error {
-	g := &group{encap: encap, path: path, round: round, src: r.tb.nodes[0], subs: r.tb.nodes[1 : fanout+1]}
+func (r *runner) runPath(ctx context.Context, measure, encap string, fanout int, path string, round int) error {
+	g := &group{measure: measure, encap: encap, path: path, round: round, src: r.tb.nodes[0], subs: r.tb.nodes[1 : fanout+1]}
 	defer r.stopGroup(g)
 	startErr := r.startGroup(ctx, g)
 	for _, payload := range r.opts.Payloads {
-		c := Case{Encap: encap, Fanout: fanout, Payload: payload}
+		c := Case{Measure: measure, Encap: encap, Fanout: fanout, Payload: payload}
 		m := Measurement{Case: c, Path: path, Round: round}
 		err := startErr
-		if err == nil {
+		if err == nil && measure == MeasureSource {
+			m.Metrics, err = r.measureSource(ctx, g, c)
+		} else if err == nil {
 			m.Metrics, err = r.measure(ctx, g, c)
 		}
 		if ctx.Err() != nil {
@@ -237,7 +277,11 @@ func (r *runner) runPath(ctx context.Context, encap string, fanout int, path str
 // startGroup writes the inventory, starts a daemon on every node, waits
 // until each holds its overlay address, opens the sender and the
 // receivers, and waits until every receiver gets traffic (and, on a
-// snooping kernel bridge, until its querier is active).
+// snooping kernel bridge, until its querier is active). For the source
+// measure it first turns segmentation offload off on the source's eth0,
+// and then puts the counting rule on every subscriber's eth0, whose
+// counters, not the applications, tell when every subscriber gets the
+// traffic.
 func (r *runner) startGroup(ctx context.Context, g *group) error {
 	nodes := append([]*nsNode{g.src}, g.subs...)
 	var inv strings.Builder
@@ -249,11 +293,27 @@ func (r *runner) startGroup(ctx context.Context, g *group) error {
 	if err := os.WriteFile(invPath, []byte(inv.String()), 0o644); err != nil {
 		return fmt.Errorf("bench: inventory: %w", err)
 	}
+	source := g.measure == MeasureSource
+	// The nodes that run the path: every node, but in the source measure
+	// of Open vSwitch the source alone (see the note in Run).
+	active := nodes
+	if source && g.path == PathOVS {
+		active = nodes[:1]
+	}
+	if source {
+		undo, err := segmentationOff(ctx, g.src)
+		if undo != nil {
+			g.restore = append(g.restore, undo)
+		}
+		if err != nil {
+			return err
+		}
+	}
 	var err error
 	if g.path == PathOVS {
-		err = r.startOVS(ctx, g, nodes, invPath)
+		err = r.startOVS(ctx, g, active, nodes)
 	} else {
-		err = r.startMeshcast(g, nodes, invPath)
+		err = r.startMeshcast(g, active, invPath)
 	}
 	if err != nil {
 		return err
@@ -261,7 +321,7 @@ func (r *runner) startGroup(ctx context.Context, g *group) error {
 
 	deadline := time.Now().Add(r.opts.StartTimeout)
 	var srcUp time.Time
-	for i, n := range nodes {
+	for i, n := range active {
 		for {
 			if _, ok := n.overlayReady(); ok {
 				break
@@ -285,23 +345,71 @@ func (r *runner) startGroup(ctx context.Context, g *group) error {
 	if g.send, err = openSender(g.src); err != nil {
 		return err
 	}
-	for _, n := range g.subs {
+	for _, n := range active[1:] {
 		rc, err := openReceiver(n)
 		if err != nil {
 			return err
 		}
 		g.recv = append(g.recv, rc)
 	}
+	if source {
+		undo, err := installIngress(ctx, g.src, g.subs, g.encap)
+		if undo != nil {
+			g.restore = append(g.restore, undo)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := r.waitReady(ctx, g, deadline); err != nil {
+		return err
+	}
+	if g.path == PathKernelPair || g.path == PathKernelHRE {
+		return r.waitQuerier(ctx, g, srcUp)
+	}
+	return nil
+}
 
-	// Every subscriber must get (nearly) all the traffic, twice in a row:
-	// the daemons learn the group, ARP resolves the underlay, the bridges
-	// get their ports. A subscriber that misses traffic joins again, in
-	// case its membership reports were lost while the paths came up (Open
-	// vSwitch has no querier to ask again).
-	for good := 0; good < 2; {
-		id := r.trial.Add(1)
+// waitReady waits until every subscriber gets (nearly) all the traffic,
+// twice in a row: the daemons learn the group, ARP resolves the underlay,
+// the bridges get their ports. It counts at the applications, or in the
+// source measure at the subscribers' ingress. A subscriber that misses
+// traffic joins again, in case its membership reports were lost while the
+// paths came up (Open vSwitch has no querier to ask again).
+func (r *runner) waitReady(ctx context.Context, g *group, deadline time.Time) error {
+	var base []ingressCount
+	reset := func(id uint32) (err error) {
+		if g.measure == MeasureSource {
+			base, err = readIngress(ctx, g.subs)
+			return err
+		}
 		for _, rc := range g.recv {
 			rc.reset(id, false)
+		}
+		return nil
+	}
+	counts := func() ([]uint64, error) {
+		if g.measure == MeasureSource {
+			now, err := readIngress(ctx, g.subs)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]uint64, len(now))
+			for i := range now {
+				out[i] = now[i].packets - base[i].packets
+			}
+			return out, nil
+		}
+		out := make([]uint64, len(g.recv))
+		for i, rc := range g.recv {
+			out[i] = rc.received()
+		}
+		return out, nil
+	}
+	for good := 0; good < 2; {
+		id := r.trial.Add(1)
+		if err := reset(id); err != nil {
+			return err
 		}
 		st, err := g.send.send(ctx, id, 500, 100*time.Millisecond, headerLen)
 		if err != nil {
@@ -310,12 +418,18 @@ func (r *runner) startGroup(ctx context.Context, g *group) error {
 		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
+		got, err := counts()
+		if err != nil {
+			return err
+		}
 		good++
-		for _, rc := range g.recv {
-			if got := rc.received(); got*20 < st.sent*19 {
+		for i, n := range got {
+			if n*20 < st.sent*19 {
 				good = 0
-				if err := rc.rejoin(); err != nil {
-					return err
+				if len(g.recv) == len(g.subs) {
+					if err := g.recv[i].rejoin(); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -325,12 +439,16 @@ func (r *runner) startGroup(ctx context.Context, g *group) error {
 			}
 		}
 		if good == 0 && time.Now().After(deadline) {
-			var got []string
-			for _, rc := range g.recv {
-				got = append(got, fmt.Sprintf("%s: %d/%d", rc.node.name, rc.received(), st.sent))
+			var s []string
+			for i, n := range got {
+				s = append(s, fmt.Sprintf("%s: %d/%d", g.subs[i].name, n, st.sent))
 			}
-			return fmt.Errorf("%s: not every subscriber receives the group after %v (%s)%s", g.path, r.opts.StartTimeout,
-				strings.Join(got, ", "), indentTail(g.daemons[0].out.String()))
+			where := "not every subscriber receives the group"
+			if g.measure == MeasureSource {
+				where = "not every subscriber's ingress counts the stream"
+			}
+			return fmt.Errorf("%s: %s after %v (%s)%s", g.path, where, r.opts.StartTimeout,
+				strings.Join(s, ", "), indentTail(g.daemons[0].out.String()))
 		}
 		if good == 0 {
 			// Give fresh reports time to arrive.
@@ -338,10 +456,6 @@ func (r *runner) startGroup(ctx context.Context, g *group) error {
 				return err
 			}
 		}
-	}
-
-	if g.path == PathKernelPair || g.path == PathKernelHRE {
-		return r.waitQuerier(ctx, g, srcUp)
 	}
 	return nil
 }
@@ -395,23 +509,30 @@ func (r *runner) stopGroup(g *group) {
 			}
 		}
 	}
-	for _, undo := range g.restore {
+	// Last in, first out: the counting rules, then what the daemons'
+	// setup changed (Open vSwitch's offloads), then segmentation offload.
+	for _, undo := range slices.Backward(g.restore) {
 		if err := undo(); err != nil {
 			r.note(fmt.Sprintf("%s: restoring the testbed: %v", g.path, err))
 		}
 	}
 }
 
-// measure runs the rate search and the latency trial of one case.
+// measure runs the rate search and the latency trial of one case of the
+// e2e or receiver measure.
 func (r *runner) measure(ctx context.Context, g *group, c Case) (Metrics, error) {
 	var m Metrics
 	var samples []Sample
+	loss := r.opts.LossThreshold
+	if g.measure == MeasureReceiver {
+		loss = r.opts.CapacityLossThreshold
+	}
 	cfg := SearchConfig{
 		Start:         r.opts.StartCopies / float64(c.Fanout),
 		Max:           r.opts.MaxRate,
 		Min:           50,
 		Bisections:    r.opts.Bisections,
-		LossThreshold: r.opts.LossThreshold,
+		LossThreshold: loss,
 	}
 	res, err := SearchRate(cfg, func(rate float64) (float64, float64, error) {
 		s, err := r.trialRun(ctx, g, c, rate, r.opts.TrialDuration, false)
@@ -419,7 +540,7 @@ func (r *runner) measure(ctx context.Context, g *group, c Case) (Metrics, error)
 			return 0, 0, err
 		}
 		s.Kind, s.Step = KindSearch, len(samples)
-		s.Pass = s.Loss < r.opts.LossThreshold
+		s.Pass = s.Loss < loss
 		samples = append(samples, s)
 		if s.Seconds > 0 && float64(s.Sent)/s.Seconds < 0.9*rate {
 			err = ErrCeiling // the sender is the bottleneck
@@ -435,7 +556,7 @@ func (r *runner) measure(ctx context.Context, g *group, c Case) (Metrics, error)
 		return m, err
 	}
 	lat.Kind = KindLatency
-	lat.Pass = lat.Loss < r.opts.LossThreshold
+	lat.Pass = lat.Loss < loss
 	r.rep.Samples = append(r.rep.Samples, lat)
 
 	m.LatencyP50us, m.LatencyP99us = lat.LatencyP50us, lat.LatencyP99us
@@ -447,7 +568,7 @@ func (r *runner) measure(ctx context.Context, g *group, c Case) (Metrics, error)
 		m.DeliveryPct = 100 * (1 - lat.Loss)
 	}
 	if res.BestStep < 0 {
-		return m, fmt.Errorf("no rate down to %.0f datagrams/s had loss below %g%%", cfg.Min, 100*r.opts.LossThreshold)
+		return m, fmt.Errorf("no rate down to %.0f datagrams/s had loss below %s", cfg.Min, pct(loss))
 	}
 	best := samples[res.BestStep]
 	if best.Span > 0 {

@@ -202,3 +202,59 @@ func TestSearchRateCeiling(t *testing.T) {
 		t.Errorf("best %v after %d steps; want 50000 after 5: %+v", res.Best, len(res.Steps), res.Steps)
 	}
 }
+
+// TestTallyIngress: the source measure's loss counts each subscriber for
+// at most the datagrams sent, so duplicates at one do not hide what another
+// missed, and late copies do not count as on time.
+func TestTallyIngress(t *testing.T) {
+	// 1000 datagrams sent: the first subscriber counts each twice, the
+	// second each once, and 200 more late.
+	c0 := []ingressCount{{100, 10000}, {50, 5000}}
+	c1 := []ingressCount{{100 + 2000, 10000 + 2000*142}, {50 + 1000, 5000 + 1000*142}}
+	c2 := []ingressCount{{100 + 2000, 10000 + 2000*142}, {50 + 1200, 5000 + 1200*142}}
+	var s Sample
+	tallyIngress(&s, 1000, c0, c1, c2)
+	if s.Sent != 1000 || s.OnTime != 3000 || s.Delivered != 3200 || !slices.Equal(s.PerApp, []uint64{2000, 1200}) || s.IngressBytes != 3200*142 {
+		t.Errorf("tally %+v", s)
+	}
+	// The first counts for 1000: 2000 of 2000.
+	if s.Loss != 0 {
+		t.Errorf("loss %v; want 0 (1000 + 1000 of 2000)", s.Loss)
+	}
+	// The second misses half: 1500 of 2000, though 2500 copies came.
+	c1[1].packets = 50 + 500
+	tallyIngress(&s, 1000, c0, c1, c2)
+	if math.Abs(s.Loss-0.25) > 1e-12 {
+		t.Errorf("loss %v; want 0.25: the duplicates at the first must not hide the second's 500 missing", s.Loss)
+	}
+	tallyIngress(&s, 0, c0, c0, c0)
+	if s.Loss != 1 {
+		t.Errorf("nothing sent: loss %v; want 1", s.Loss)
+	}
+}
+
+// TestSearchRateCapacityThreshold: the source and receiver measures pass a
+// step at less than 0.5 % loss, the e2e measure at less than 0.1 %.
+func TestSearchRateCapacityThreshold(t *testing.T) {
+	measure := func(rate float64) (float64, float64, error) {
+		loss := 0.0
+		switch {
+		case rate > 80000:
+			loss = 0.05
+		case rate > 40000:
+			loss = 0.003 // between the two thresholds
+		}
+		return rate * (1 - loss), rate, nil
+	}
+	capacity, err := SearchRate(SearchConfig{Start: 10000, Max: 1e6, Bisections: 3, LossThreshold: 0.005}, measure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2e, err := SearchRate(SearchConfig{Start: 10000, Max: 1e6, Bisections: 3, LossThreshold: 0.001}, measure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if capacity.Best < 70000 || capacity.Best > 80000 || e2e.Best < 35000 || e2e.Best > 40000 {
+		t.Errorf("best %v at 0.5%% and %v at 0.1%%; want about 80000 and 40000", capacity.Best, e2e.Best)
+	}
+}

@@ -14,13 +14,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The group and port of the benchmark traffic.
-var groupAddr = net.IPv4(239, 1, 2, 3)
-
 const (
-	groupPort = 5001
-	batchMax  = 64      // datagrams per sendmmsg and recvmmsg
-	sockBuf   = 8 << 20 // socket buffers, set with the FORCE options (root)
+	batchMax = 64      // datagrams per sendmmsg and recvmmsg
+	sockBuf  = 8 << 20 // socket buffers, set with the FORCE options (root)
 )
 
 // A receiver is the application of one subscriber: a UDP socket opened in

@@ -3,6 +3,14 @@
 // second at the loss threshold, CPU per million copies, one-way latency and
 // delivery, with the userspace/kernel ratio per case. It needs root.
 //
+// --measure picks what limits a deployment, which runs one daemon per
+// instance: source (the copies per second one sending node sends to N
+// receiving nodes, counted at their underlay ingress), receiver (the
+// datagrams per second one receiving node delivers to an application), and
+// e2e (everything on one machine, the default); --quick measures source and
+// receiver, and the report then estimates the ceiling of one stream per
+// fanout.
+//
 // It is a binary of its own so that the meshcast daemon, which runs with
 // CAP_NET_ADMIN, links none of the charting code. It starts the daemons it
 // measures from a meshcast binary: --meshcast PATH, by default the meshcast
@@ -106,7 +114,8 @@ func parseArgs(args []string, stderr io.Writer) (o bench.Options, from string, e
 	fs.StringVar(&o.Binary, "meshcast", "", "meshcast daemon `PATH` to benchmark (default: the meshcast next to this executable, else on PATH)")
 	fs.StringVar(&o.Binary, "binary", "", "old name of --meshcast")
 	fs.MarkDeprecated("binary", "use --meshcast")
-	fs.BoolVar(&o.Quick, "quick", false, "short run: fanout 1,4,16, payload 64,1400, vxlan and gre, 1 round, short trials (about 3 minutes)")
+	fs.BoolVar(&o.Quick, "quick", false, "short run: --measure source,receiver, fanout 1,4,16, payload 64,1400, vxlan and gre, 1 round, short trials (about 5 minutes on 2 cores)")
+	fs.StringSliceVar(&o.Measures, "measure", nil, "what to measure, repeatable or comma-separated: source (copies/s one sending node sends to N receiving nodes, counted and dropped at their ingress), receiver (datagrams/s one receiving node delivers to an application), e2e (N receiving nodes delivering to applications) (default e2e; source,receiver with --quick)")
 	fs.IntVar(&o.Rounds, "rounds", 0, "rounds of interleaved paths per case; the report gives medians (default 3, 1 with --quick)")
 	fs.StringVar(&o.JSONPath, "json", "", "write every sample and the results as JSON to `FILE`")
 	fs.StringVar(&o.ChartPath, "chart", "", "write a chart of copies/s against fanout to `PREFIX`.png and PREFIX.svg")
@@ -115,8 +124,8 @@ func parseArgs(args []string, stderr io.Writer) (o bench.Options, from string, e
 	fs.StringSliceVar(&o.Encaps, "encap", nil, "encapsulations: gre, vxlan (default both)")
 	fs.StringSliceVar(&o.Paths, "paths", nil, "paths: userspace, kernel-pair, kernel-hre, ovs (default all; those that cannot run are listed as skipped)")
 	fs.DurationVar(&o.TrialDuration, "trial", 0, "sending time of one step of the rate search (default 500ms, 250ms with --quick)")
-	fs.DurationVar(&o.LatencyDuration, "latency-trial", 0, "sending time of the latency trial (default 2s, 500ms with --quick)")
-	fs.Float64Var(&o.LatencyRate, "latency-rate", 0, "datagrams/s of the latency trial (default 1000)")
+	fs.DurationVar(&o.LatencyDuration, "latency-trial", 0, "sending time of the latency trial, and of the source measure's copy-count check (default 2s, 500ms with --quick)")
+	fs.Float64Var(&o.LatencyRate, "latency-rate", 0, "datagrams/s of the latency trial and of the copy-count check (default 1000)")
 	fs.StringVar(&from, "from", "", "measure nothing: print the table of the report that --json saved in `FILE`, and with --chart draw its chart again (no root needed)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: meshcast-bench [flags]
@@ -126,9 +135,16 @@ Compare the userspace path (meshcast run) with the kernel path (meshcast run
 latency and delivery. Needs root. Namespaces are named mcb-*; all are removed
 at the end, also on Ctrl-C.
 
+A deployment runs one daemon per instance: a stream to N subscribers costs
+the sending instance N copies and each receiving instance one. --measure
+source measures the first, --measure receiver the second, and with both the
+report estimates the ceiling of one stream: min(source copies/s / N,
+receiver datagrams/s).
+
 Examples:
   meshcast-bench --quick
   meshcast-bench --meshcast bin/meshcast --quick --json out.json --chart out
+  meshcast-bench --measure source --measure receiver --encap vxlan --rounds 3 --json out.json --chart out
   meshcast-bench --fanout 1,4,16 --payload 64,1400 --encap vxlan --json out.json --chart out
   meshcast-bench --from out.json --chart out
 

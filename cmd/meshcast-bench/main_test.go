@@ -24,6 +24,21 @@ func TestParseArgs(t *testing.T) {
 		t.Errorf("got %+v\nwant %+v", o, want)
 	}
 
+	// --measure: repeatable, comma-separated, or both.
+	for _, args := range [][]string{
+		{"--measure", "source,receiver"},
+		{"--measure", "source", "--measure", "receiver"},
+		{"--measure=source", "--measure=receiver"},
+	} {
+		o, _, err := parseArgs(args, &stderr)
+		if err != nil || !reflect.DeepEqual(o.Measures, []string{bench.MeasureSource, bench.MeasureReceiver}) {
+			t.Errorf("%q: measures %q, %v", args, o.Measures, err)
+		}
+	}
+	if _, _, err := parseArgs([]string{"--from", "r.json", "--measure", "source"}, &stderr); err == nil {
+		t.Error("--from with --measure: no error")
+	}
+
 	// The old name still works, and says what to use instead.
 	stderr.Reset()
 	o, _, err = parseArgs([]string{"--binary", "/y/meshcast"}, &stderr)
@@ -105,6 +120,16 @@ func TestMainUsage(t *testing.T) {
 	stderr.Reset()
 	if code := Main([]string{"--meshcast", "/x", "--payload", "9999"}, &stdout, &stderr); code != exitUsage {
 		t.Errorf("bad payload: exit %d; want %d", code, exitUsage)
+	}
+	stderr.Reset()
+	if code := Main([]string{"--meshcast", "/x", "--measure", "source,sink"}, &stdout, &stderr); code != exitUsage ||
+		!strings.Contains(stderr.String(), `"sink"`) {
+		t.Errorf("bad measure: exit %d, output %q; want %d naming it", code, stderr.String(), exitUsage)
+	}
+	stderr.Reset()
+	if code := Main([]string{"--help"}, &stdout, &stderr); code != exitOK || !strings.Contains(stderr.String(), "--measure") ||
+		!strings.Contains(stderr.String(), "min(source copies/s / N") {
+		t.Errorf("--help does not explain --measure: %q", stderr.String())
 	}
 	stderr.Reset()
 	t.Setenv("PATH", t.TempDir())
