@@ -86,6 +86,11 @@ type Conn struct {
 	// The offloads of a VXLAN Conn (nil for GRE): whether they are in
 	// use, and why not.
 	groOff, gsoOff *Offload
+
+	// AF_PACKET egress (both encapsulations): pkt is nil when it is off,
+	// and pktOff says why; segOff is its segmentation offload (VXLAN).
+	pkt            *packetTx
+	pktOff, segOff *Offload
 }
 
 // DefaultBatch is the number of messages a Conn moves per system call.
@@ -110,9 +115,16 @@ type Options struct {
 	// Batch is the number of messages one system call moves; 0 means
 	// DefaultBatch.
 	Batch int
-	// NoOffload turns off UDP segmentation and receive offload for VXLAN:
-	// every copy is then its own packet, sent through a raw socket.
+	// NoOffload turns off UDP segmentation and receive offload for VXLAN
+	// and AF_PACKET egress for both encapsulations: every copy is then
+	// its own packet, sent through a raw socket.
 	NoOffload bool
+	// NoPacketEgress turns off AF_PACKET egress alone (see ListenGRE):
+	// every copy then crosses the kernel's IP output path, including
+	// netfilter's OUTPUT and POSTROUTING hooks and the interface's
+	// queueing discipline and tc egress filters, which AF_PACKET egress
+	// skips.
+	NoPacketEgress bool
 	// Logger receives warnings: a socket option or an offload the kernel
 	// refuses. nil means slog.Default().
 	Logger *slog.Logger
@@ -186,6 +198,41 @@ const (
 // ListenGRE opens a raw IPv4 socket for protocol 47 bound to local. It
 // receives every GRE packet addressed to this host, outer IPv4 header
 // included, and sends with the kernel writing the outer header.
+//
+// Unless opts.NoPacketEgress or opts.NoOffload is set, both ListenGRE and
+// ListenVXLAN also open AF_PACKET egress (OffloadPacketTx): an AF_PACKET
+// socket bound to the interface that holds local (it must be an Ethernet
+// interface). It skips the queueing discipline (PACKET_QDISC_BYPASS, where
+// the kernel takes it) while the interface has only default ones
+// (noqueue, pfifo_fast, fq_codel, fq, mq...); where an operator installed
+// another or tc egress filters, its copies go through them. A copy to a
+// peer whose route leaves through that interface and whose next hop has a
+// usable neighbour entry (REACHABLE, STALE, DELAY, PROBE or PERMANENT)
+// leaves through it behind an Ethernet and IPv4 header that WriteBatch
+// writes as the socket would: the interface's address to the neighbour's;
+// TTL and TOS as the socket reports them (the route's hop limit if it has
+// one); DF where the socket sets it (path MTU discovery, the default); an
+// ID that counts the copies to the peer, or 0 where the socket leaves it
+// 0; and the protocol. For VXLAN the UDP header is the one Encap wrote,
+// with a checksum of zero, as the raw socket sends it, except that the
+// copies of a flow that has several to one peer in a batch leave as one
+// packet behind a virtio-net header asking for UDP segmentation
+// (OffloadPacketGSO, Linux 6.2; through a second AF_PACKET socket, which
+// goes through the queueing discipline, where the kernel splits it): those
+// copies carry a UDP checksum, as a UDP_SEGMENT send's do. Every other copy
+// goes through the socket as before: to peers not resolved yet (whose
+// first copies make the kernel ask ARP), routed through another interface,
+// or behind IPsec policies; copies larger than the route's MTU; and, every
+// 10 s, one copy to each peer whose entry is STALE, so that the kernel
+// confirms it. The Conn follows the kernel's route, rule, link, neighbour,
+// traffic control and IPsec policy updates, and reads everything again
+// every 10 s. A copy the AF_PACKET socket refuses is sent again at once
+// through the socket and counted in OffloadPacketTx's Fallbacks. Copies
+// through AF_PACKET skip netfilter's OUTPUT and POSTROUTING hooks, and
+// with the bypass packet captures on the source's interface do not see
+// them: turn AF_PACKET egress off where those must see meshcast's traffic.
+// The Conn must be opened in the network namespace it sends in, from a
+// thread that stays there during the call.
 func ListenGRE(local netip.Addr, opts Options) (*Conn, error) {
 	var fd int
 	var err error
@@ -198,7 +245,12 @@ func ListenGRE(local netip.Addr, opts Options) (*Conn, error) {
 		return nil, fmt.Errorf("open raw GRE socket on %v: %w", local, err)
 	}
 	f := os.NewFile(uintptr(fd), "gre")
-	return newConn(f, f, opts.Batch, false)
+	c, err := newConn(f, f, opts.Batch, false)
+	if err != nil {
+		return nil, err
+	}
+	c.openPacket(local, ProtoGRE, opts)
+	return c, nil
 }
 
 // ListenVXLAN opens a UDP socket on local:port to receive VXLAN and a raw
@@ -219,7 +271,8 @@ func ListenGRE(local netip.Addr, opts Options) (*Conn, error) {
 // at once, copy by copy through the raw socket, and the offload is off
 // from then on. The flow sockets are opened by WriteBatch when a flow
 // first appears, in the network namespace of the calling thread: call it
-// from the namespace the Conn was opened in.
+// from the namespace the Conn was opened in. With AF_PACKET egress (see
+// ListenGRE), these sockets carry only the copies it does not take.
 func ListenVXLAN(local netip.Addr, port uint16, opts Options) (*Conn, error) {
 	var rx int
 	var err error
@@ -265,7 +318,49 @@ func ListenVXLAN(local netip.Addr, port uint16, opts Options) (*Conn, error) {
 	if gsoOff.InUse() {
 		c.gso = newGSOSender(local, c.wr, gsoOff, opts.Logger)
 	}
+	c.openPacket(local, ProtoUDP, opts)
 	return c, nil
+}
+
+// openPacket opens AF_PACKET egress unless opts turn it off, and logs
+// once why it could not.
+func (c *Conn) openPacket(local netip.Addr, proto uint8, opts Options) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	c.pktOff = newOffload(OffloadPacketTx, log)
+	if proto == ProtoUDP {
+		c.segOff = newOffload(OffloadPacketGSO, log)
+	}
+	if opts.NoOffload || opts.NoPacketEgress {
+		c.pktOff.disable(OffloadOffByConfig)
+		if c.segOff != nil {
+			c.segOff.disable(OffloadOffByConfig)
+		}
+		return
+	}
+	p, err := openPacketTx(local, proto, len(c.wr.hdrs), func() (sockHeader, error) { return readSockHeader(c.txc) }, c.pktOff, c.segOff, log)
+	if p != nil {
+		c.pkt = p
+		return
+	}
+	reason := c.pktOff.Status().Reason
+	if err != nil {
+		log.Warn("AF_PACKET egress off: every copy goes through the IP socket",
+			"offload", OffloadPacketTx, "reason", reason, "errno", ErrnoName(Errno(err)))
+	} else {
+		log.Info("AF_PACKET egress off: every copy goes through the IP socket", "offload", OffloadPacketTx, "reason", reason)
+	}
+}
+
+// PacketEgress reports what AF_PACKET egress sent and how many peers it
+// resolved; it is zero when AF_PACKET egress is off (see Offloads).
+func (c *Conn) PacketEgress() PacketEgressStats {
+	if c.pkt == nil {
+		return PacketEgressStats{}
+	}
+	return c.pkt.stats()
 }
 
 // socket opens a nonblocking IPv4 socket bound to local:port, with large
@@ -331,13 +426,22 @@ func receiveNothing(fd int) error {
 	return nil
 }
 
-// Offloads reports the offloads of a VXLAN Conn (OffloadUDPGSO and
-// OffloadUDPGRO); a GRE Conn has none.
+// Offloads reports the offloads of the Conn: for both encapsulations
+// OffloadPacketTx, and for VXLAN also OffloadUDPGSO, OffloadUDPGRO and
+// OffloadPacketGSO, in the order OffloadUDPGSO, OffloadUDPGRO,
+// OffloadPacketTx, OffloadPacketGSO.
 func (c *Conn) Offloads() []OffloadStatus {
-	if c.gsoOff == nil {
-		return nil
+	var s []OffloadStatus
+	if c.gsoOff != nil {
+		s = append(s, c.gsoOff.Status(), c.groOff.Status())
 	}
-	return []OffloadStatus{c.gsoOff.Status(), c.groOff.Status()}
+	if c.pktOff != nil {
+		s = append(s, c.pktOff.Status())
+	}
+	if c.segOff != nil {
+		s = append(s, c.segOff.Status())
+	}
+	return s
 }
 
 func newConn(rx, tx *os.File, batch int, gro bool) (*Conn, error) {
@@ -477,6 +581,15 @@ func (b *batchIO) call(fd uintptr, trap uintptr) bool {
 func (c *Conn) WriteBatch(msgs []Message) (failed int, err error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.pkt != nil {
+		return c.pkt.writeBatch(msgs, c.writeSocket)
+	}
+	return c.writeSocket(msgs)
+}
+
+// writeSocket sends msgs through the IP sockets: with segmentation
+// offload where it is in use, else one by one through the tx socket.
+func (c *Conn) writeSocket(msgs []Message) (failed int, err error) {
 	if c.gso != nil && c.gsoOff.InUse() {
 		return c.gso.writeBatch(msgs, c.writeRaw)
 	}
@@ -542,6 +655,9 @@ func (c *Conn) SetReadDeadline(d time.Time) error { return c.rx.SetReadDeadline(
 // Close closes the sockets.
 func (c *Conn) Close() error {
 	var errs []error
+	if c.pkt != nil {
+		errs = append(errs, c.pkt.close())
+	}
 	if c.gso != nil {
 		errs = append(errs, c.gso.close())
 	}

@@ -23,6 +23,16 @@ const (
 	// OffloadUDPGRO: the VXLAN receive socket coalesces the datagrams of
 	// one sender (UDP_GRO, Linux 5.0).
 	OffloadUDPGRO = "udp_gro"
+	// OffloadPacketTx: copies to peers whose next hop is resolved leave
+	// through an AF_PACKET socket on the underlay interface, with an
+	// outer header meshcast writes, instead of the IP output path.
+	// Fallbacks counts the copies that socket refused and that were sent
+	// again through the IP sockets.
+	OffloadPacketTx = "af_packet_tx"
+	// OffloadPacketGSO: the VXLAN copies of one flow to one peer in a
+	// batch leave through AF_PACKET as one VIRTIO_NET_HDR_GSO_UDP_L4
+	// packet, which the kernel or the NIC splits (Linux 6.2).
+	OffloadPacketGSO = "af_packet_gso"
 )
 
 // OffloadOffByConfig is the OffloadStatus.Reason of an offload that the
