@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -91,6 +92,16 @@ type Conn struct {
 	// and pktOff says why; segOff is its segmentation offload (VXLAN).
 	pkt            *packetTx
 	pktOff, segOff *Offload
+
+	// GRE receive through the AF_PACKET ring: prx is nil when it is off
+	// (or closed, after its interface was deleted), and rxOff says why.
+	// drainRaw: the raw socket may hold packets a predecessor without
+	// the ring left, to read before the ring's. quiesced: readied for a
+	// successor that holds both sockets (Quiesce).
+	prx      atomic.Pointer[packetReceiver]
+	rxOff    *Offload
+	drainRaw bool
+	quiesced atomic.Bool
 }
 
 // DefaultBatch is the number of messages a Conn moves per system call.
@@ -135,6 +146,12 @@ type Options struct {
 	// returns an error wrapping ErrNotOurSocket if it does not fit. The
 	// Conn owns it from then on.
 	Receive *os.File
+	// ReceiveRing, if not nil, is the GRE receive ring of an earlier Conn
+	// of the same address (ReceiveRingConn), handed over with Receive:
+	// ListenGRE reads what waits in it first. One that does not fit is
+	// closed, with a warning, and a ring opened instead. The Conn owns it
+	// from then on.
+	ReceiveRing *os.File
 }
 
 // ErrNotOurSocket is returned by ListenGRE and ListenVXLAN when
@@ -250,7 +267,86 @@ func ListenGRE(local netip.Addr, opts Options) (*Conn, error) {
 		return nil, err
 	}
 	c.openPacket(local, ProtoGRE, opts)
+	c.openRing(local, opts)
 	return c, nil
+}
+
+// openRing opens GRE receive through the AF_PACKET ring, or adopts
+// opts.ReceiveRing, unless opts.NoOffload is set, and logs once why it
+// could not. Without the ring, the raw socket receives (again).
+func (c *Conn) openRing(local netip.Addr, opts Options) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	c.rxOff = newOffload(OffloadPacketRx, log)
+	inherited := opts.ReceiveRing
+	if opts.NoOffload {
+		c.rxOff.disable(OffloadOffByConfig)
+		if inherited != nil {
+			inherited.Close()
+		}
+		c.receiveOnRaw(log)
+		return
+	}
+	var p *packetReceiver
+	var err error
+	if inherited != nil {
+		p, err = adoptPacketReceiver(inherited, local, c.rxc, packetRxConfig{})
+		if err != nil {
+			log.Warn("inherited GRE receive ring ignored: opening one; what waited in it is lost", "err", err)
+			inherited.Close()
+		}
+	}
+	if p == nil {
+		p, err = openPacketReceiver(local, c.rxc, packetRxConfig{})
+	}
+	if err != nil {
+		c.rxOff.disable(probeError("open the GRE receive ring", err, ""))
+		c.receiveOnRaw(log)
+		attrs := []any{"offload", OffloadPacketRx, "reason", c.rxOff.Status().Reason}
+		if e := Errno(err); e != 0 {
+			log.Warn("AF_PACKET receive ring off: GRE arrives through the raw socket", append(attrs, "errno", ErrnoName(e))...)
+		} else {
+			log.Info("AF_PACKET receive ring off: GRE arrives through the raw socket", attrs...)
+		}
+		return
+	}
+	c.drainRaw = opts.Receive != nil
+	c.prx.Store(p)
+	c.rxOff.enable()
+}
+
+// receiveOnRaw removes a filter a ring left on the raw socket, so that it
+// receives.
+func (c *Conn) receiveOnRaw(log *slog.Logger) {
+	var ferr error
+	if err := c.rxc.Control(func(fd uintptr) { ferr = receiveAll(int(fd)) }); err == nil && ferr != nil {
+		log.Warn("raw GRE socket: cannot remove the filter of the receive ring; GRE is not received", "err", ferr, "errno", ErrnoName(Errno(ferr)))
+	}
+}
+
+// ReceiveRingConn returns the GRE receive ring's socket, for a successor
+// or the service manager to keep with ReceiveConn (Options.ReceiveRing),
+// or nil when the Conn receives on the raw socket.
+func (c *Conn) ReceiveRingConn() syscall.RawConn {
+	if p := c.prx.Load(); p != nil {
+		return p.rc
+	}
+	return nil
+}
+
+// Quiesce readies the GRE receive ring for a successor that takes over
+// both receive sockets: once no ReadBatch runs and the caller is done
+// with the last batch, it leaves in the ring exactly the packets not
+// returned yet, and Close then leaves the raw socket's filter in place.
+// A ReadBatch afterwards (the successor did not take over) goes on where
+// it stopped.
+func (c *Conn) Quiesce() {
+	if p := c.prx.Load(); p != nil {
+		p.quiesce()
+		c.quiesced.Store(true)
+	}
 }
 
 // ListenVXLAN opens a UDP socket on local:port to receive VXLAN and a raw
@@ -427,9 +523,10 @@ func receiveNothing(fd int) error {
 }
 
 // Offloads reports the offloads of the Conn: for both encapsulations
-// OffloadPacketTx, and for VXLAN also OffloadUDPGSO, OffloadUDPGRO and
-// OffloadPacketGSO, in the order OffloadUDPGSO, OffloadUDPGRO,
-// OffloadPacketTx, OffloadPacketGSO.
+// OffloadPacketTx, for VXLAN also OffloadUDPGSO, OffloadUDPGRO and
+// OffloadPacketGSO, and for GRE OffloadPacketRx, in the order
+// OffloadUDPGSO, OffloadUDPGRO, OffloadPacketTx, OffloadPacketGSO (VXLAN)
+// or OffloadPacketTx, OffloadPacketRx (GRE).
 func (c *Conn) Offloads() []OffloadStatus {
 	var s []OffloadStatus
 	if c.gsoOff != nil {
@@ -440,6 +537,9 @@ func (c *Conn) Offloads() []OffloadStatus {
 	}
 	if c.segOff != nil {
 		s = append(s, c.segOff.Status())
+	}
+	if c.rxOff != nil {
+		s = append(s, c.rxOff.Status())
 	}
 	return s
 }
@@ -492,6 +592,32 @@ func (c *Conn) Offload() (gro, gso bool) { return c.gro, c.gsoOff.InUse() }
 // packet that did not fit its buffer comes back empty, for the caller to
 // drop. It returns the number of messages set.
 func (c *Conn) ReadBatch(msgs []Message) (int, error) {
+	c.quiesced.Store(false)
+	if p := c.prx.Load(); p != nil {
+		if c.drainRaw {
+			if n, err := c.readSocket(msgs, false); n > 0 || err != nil {
+				return n, err
+			}
+			c.drainRaw = false
+		}
+		n, err := p.ReadBatch(msgs)
+		if err == nil || !errors.Is(err, unix.ENODEV) {
+			return n, err
+		}
+		// The interface was deleted: receive on the raw socket, which
+		// receives on any interface.
+		if c.prx.CompareAndSwap(p, nil) {
+			p.Close()
+			c.rxOff.disable(fmt.Sprintf("%v; receiving on the raw socket since", err))
+			c.rxOff.log.Warn("AF_PACKET receive ring closed: GRE arrives through the raw socket", "offload", OffloadPacketRx, "err", err, "errno", "ENODEV")
+		}
+	}
+	return c.readSocket(msgs, true)
+}
+
+// readSocket is ReadBatch on the receive socket; without wait, it returns
+// 0 at once when nothing waits there.
+func (c *Conn) readSocket(msgs []Message, wait bool) (int, error) {
 	b := c.rd
 	if c.rest.i >= c.rest.n {
 		for i := range b.hdrs {
@@ -505,7 +631,11 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 			b.hdrs[i].len = 0
 		}
 		b.start, b.cnt, b.n, b.errno = 0, len(b.hdrs), 0, 0
-		if err := c.rxc.Read(b.fn); err != nil {
+		if !wait {
+			if err := c.rxc.Control(func(fd uintptr) { c.recv(fd) }); err != nil {
+				return 0, err
+			}
+		} else if err := c.rxc.Read(b.fn); err != nil {
 			return 0, err
 		}
 		if b.errno != 0 {
@@ -650,11 +780,27 @@ func perMessage(errno unix.Errno) bool {
 // SetReadDeadline interrupts ReadBatch at d (a time in the past: at once)
 // once the packets of the last receive are returned; the zero time lets it
 // wait again. What arrives meanwhile waits in the socket's buffer.
-func (c *Conn) SetReadDeadline(d time.Time) error { return c.rx.SetReadDeadline(d) }
+func (c *Conn) SetReadDeadline(d time.Time) error {
+	if p := c.prx.Load(); p != nil {
+		if err := p.SetReadDeadline(d); err != nil {
+			return err
+		}
+	}
+	return c.rx.SetReadDeadline(d)
+}
 
 // Close closes the sockets.
 func (c *Conn) Close() error {
 	var errs []error
+	if p := c.prx.Swap(nil); p != nil {
+		// Before the raw socket; a successor that holds both receives
+		// through the ring, so its filter stays.
+		if c.quiesced.Load() {
+			errs = append(errs, p.release())
+		} else {
+			errs = append(errs, p.Close())
+		}
+	}
 	if c.pkt != nil {
 		errs = append(errs, c.pkt.close())
 	}
