@@ -136,6 +136,11 @@ type Options struct {
 	// queueing discipline and tc egress filters, which AF_PACKET egress
 	// skips.
 	NoPacketEgress bool
+	// NoPacketRx turns off GRE receive through the AF_PACKET ring alone
+	// (see ListenGRE): GRE then arrives through the raw socket, after the
+	// IP stack's netfilter input hooks, which the ring (like every packet
+	// socket) sees packets before.
+	NoPacketRx bool
 	// Logger receives warnings: a socket option or an offload the kernel
 	// refuses. nil means slog.Default().
 	Logger *slog.Logger
@@ -281,7 +286,7 @@ func (c *Conn) openRing(local netip.Addr, opts Options) {
 	}
 	c.rxOff = newOffload(OffloadPacketRx, log)
 	inherited := opts.ReceiveRing
-	if opts.NoOffload {
+	if opts.NoOffload || opts.NoPacketRx {
 		c.rxOff.disable(OffloadOffByConfig)
 		if inherited != nil {
 			inherited.Close()

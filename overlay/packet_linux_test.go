@@ -455,7 +455,7 @@ func TestIntegrationPacketEgressStatus(t *testing.T) {
 		}
 		c := listenIn(t, n, codec, port, Options{})
 		want := map[string]string{
-			"gre":   OffloadPacketTx,
+			"gre":   OffloadPacketTx + "," + OffloadPacketRx,
 			"vxlan": OffloadUDPGSO + "," + OffloadUDPGRO + "," + OffloadPacketTx + "," + OffloadPacketGSO,
 		}[codec]
 		if got := names(c); got != want {
