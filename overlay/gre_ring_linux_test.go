@@ -36,13 +36,7 @@ func greListen(t testing.TB, n *nstest.Node, opts Options) *Conn {
 // ringStatus returns the Conn's OffloadPacketRx.
 func ringStatus(t testing.TB, c *Conn) OffloadStatus {
 	t.Helper()
-	for _, s := range c.Offloads() {
-		if s.Name == OffloadPacketRx {
-			return s
-		}
-	}
-	t.Fatalf("no %s in %+v", OffloadPacketRx, c.Offloads())
-	return OffloadStatus{}
+	return offloadNamed(t, c, OffloadPacketRx)
 }
 
 // TestIntegrationGRERing checks that a GRE Conn receives through the ring

@@ -185,12 +185,18 @@ func routeElsewhere(t testing.TB, n *nstest.Node) netip.Addr {
 // statusOf returns the OffloadPacketTx status of c.
 func statusOf(t testing.TB, c *Conn) OffloadStatus {
 	t.Helper()
+	return offloadNamed(t, c, OffloadPacketTx)
+}
+
+// offloadNamed returns the Conn's offload name.
+func offloadNamed(t testing.TB, c *Conn, name string) OffloadStatus {
+	t.Helper()
 	for _, s := range c.Offloads() {
-		if s.Name == OffloadPacketTx {
+		if s.Name == name {
 			return s
 		}
 	}
-	t.Fatalf("no %s in %+v", OffloadPacketTx, c.Offloads())
+	t.Fatalf("no %s in %+v", name, c.Offloads())
 	return OffloadStatus{}
 }
 

@@ -155,11 +155,7 @@ func openPacketReceiver(local netip.Addr, raw syscall.RawConn, cfg packetRxConfi
 	if !local.Is4() || local.IsUnspecified() || local.IsMulticast() {
 		return nil, fmt.Errorf("GRE receive ring: local address %v is not a unicast IPv4 address", local)
 	}
-	bs, nb, tov, err := ringGeometry(cfg)
-	if err != nil {
-		return nil, err
-	}
-	ifindex, ifname, err := ringInterface(local)
+	bs, nb, tov, ifindex, ifname, err := ringTarget(local, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -182,13 +178,8 @@ func openPacketReceiver(local netip.Addr, raw syscall.RawConn, cfg packetRxConfi
 	}()
 	// Protocol 0 receives nothing until bind, by when the filter and the
 	// ring are in place.
-	prog, err := greFilter(local)
-	if err != nil {
+	if err := attachGREFilter(fd, local); err != nil {
 		return nil, err
-	}
-	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
-		&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}); err != nil {
-		return nil, fmt.Errorf("attach the GRE filter (SO_ATTACH_FILTER): %w", err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
 		return nil, fmt.Errorf("setsockopt PACKET_VERSION TPACKET_V3: %w", err)
@@ -234,19 +225,51 @@ func openPacketReceiver(local netip.Addr, raw syscall.RawConn, cfg packetRxConfi
 	if p.rc, err = p.file.SyscallConn(); err != nil {
 		return nil, err
 	}
-	p.wait = p.waitBlock
-	p.peek = func(uintptr) bool { p.ready = p.blockReady(p.cur); return true }
-	if raw != nil {
-		var ferr error
-		if err := raw.Control(func(fd uintptr) { ferr = receiveNothing(int(fd)) }); err != nil {
-			return nil, fmt.Errorf("raw GRE socket: %w", err)
-		}
-		if ferr != nil {
-			return nil, fmt.Errorf("raw GRE socket: %w", ferr)
-		}
-		p.raw = raw
+	if err := p.start(raw); err != nil {
+		return nil, err
 	}
 	return p, nil
+}
+
+// ringTarget checks cfg and local's interface: the ring's geometry (see
+// ringGeometry) and the interface's index and name.
+func ringTarget(local netip.Addr, cfg packetRxConfig) (bs, nb int, tov uint32, ifindex int, ifname string, err error) {
+	if bs, nb, tov, err = ringGeometry(cfg); err != nil {
+		return
+	}
+	ifindex, ifname, err = ringInterface(local)
+	return
+}
+
+// attachGREFilter attaches the ring's socket filter for local to fd; it
+// replaces an earlier filter at once.
+func attachGREFilter(fd int, local netip.Addr) error {
+	prog, err := greFilter(local)
+	if err != nil {
+		return err
+	}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
+		&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}); err != nil {
+		return fmt.Errorf("attach the GRE filter (SO_ATTACH_FILTER): %w", err)
+	}
+	return nil
+}
+
+// start readies the reader of an open ring and silences raw, the raw GRE
+// socket (nil: none), which the caller then must not close before the
+// ring.
+func (p *packetReceiver) start(raw syscall.RawConn) error {
+	p.wait = p.waitBlock
+	p.peek = func(uintptr) bool { p.ready = p.blockReady(p.cur); return true }
+	if raw == nil {
+		return nil
+	}
+	var ferr error
+	if err := raw.Control(func(fd uintptr) { ferr = receiveNothing(int(fd)) }); err != nil || ferr != nil {
+		return fmt.Errorf("raw GRE socket: %w", errors.Join(err, ferr))
+	}
+	p.raw = raw
+	return nil
 }
 
 // adoptPacketReceiver takes over ring, the socket of a receive ring that
@@ -261,11 +284,7 @@ func openPacketReceiver(local netip.Addr, raw syscall.RawConn, cfg packetRxConfi
 // untouched. On success the receiver owns a duplicate of ring's
 // descriptor, and raw receives nothing, as with openPacketReceiver.
 func adoptPacketReceiver(ring *os.File, local netip.Addr, raw syscall.RawConn, cfg packetRxConfig) (_ *packetReceiver, err error) {
-	bs, nb, _, err := ringGeometry(cfg)
-	if err != nil {
-		return nil, err
-	}
-	ifindex, ifname, err := ringInterface(local)
+	bs, nb, _, ifindex, ifname, err := ringTarget(local, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -309,13 +328,8 @@ func adoptPacketReceiver(ring *os.File, local netip.Addr, raw syscall.RawConn, c
 		return nil, notOurs(fmt.Sprintf("mmap %d blocks of %d bytes", nb, bs), err)
 	}
 	// The filter, again for local (it replaces the earlier one at once).
-	prog, err := greFilter(local)
-	if err != nil {
+	if err := attachGREFilter(fd, local); err != nil {
 		return nil, err
-	}
-	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
-		&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}); err != nil {
-		return nil, fmt.Errorf("attach the GRE filter (SO_ATTACH_FILTER): %w", err)
 	}
 	if err := unix.SetNonblock(fd, true); err != nil {
 		return nil, err
@@ -327,16 +341,10 @@ func adoptPacketReceiver(ring *os.File, local netip.Addr, raw syscall.RawConn, c
 		return nil, err
 	}
 	p.cur = p.firstBlock()
-	p.wait = p.waitBlock
-	p.peek = func(uintptr) bool { p.ready = p.blockReady(p.cur); return true }
-	if raw != nil {
-		var ferr error
-		if err := raw.Control(func(fd uintptr) { ferr = receiveNothing(int(fd)) }); err != nil || ferr != nil {
-			p.file.Close()
-			fd = -1
-			return nil, fmt.Errorf("raw GRE socket: %w", errors.Join(err, ferr))
-		}
-		p.raw = raw
+	if err := p.start(raw); err != nil {
+		p.file.Close()
+		fd = -1
+		return nil, err
 	}
 	ring.Close()
 	return p, nil
