@@ -409,7 +409,7 @@ done
 
 # ---- the table ------------------------------------------------------------------
 
-readonly rowfmt='%-28s %-5s %-8s %-12s %-7s %-7s %8s %5s %5s %5s %7s %11s %11s  %s'
+readonly rowfmt='%-28s %-5s %-8s %-12s %-7s %-7s %-12s %-13s %-12s %8s %5s %5s %5s %7s %11s %11s  %s'
 status=0
 rows=()
 reasons=()
@@ -437,7 +437,7 @@ for release in "${releases[@]}"; do
 			done
 			[[ ${f[verdict]:-} == PASS ]] || status=1
 			rows+=("$(printf "$rowfmt" \
-				"$release" "$encap" "$kind" "${f[tap_coalesce]}" "${f[udp_gso]}" "${f[udp_gro]}" "${f[fallback]}" \
+				"$release" "$encap" "$kind" "${f[tap_coalesce]}" "${f[udp_gso]}" "${f[udp_gro]}" "${f[af_packet_tx]:-absent}" "${f[af_packet_gso]:-absent}" "${f[af_packet_rx]:-absent}" "${f[fallback]}" \
 				"${f[sent]}" "${f[node2]}" "${f[node3]}" "${f[lost2]}/${f[lost3]}" "${f[frames2]}/${f[frames3]}" \
 				"${f[tap_write2]}/${f[tap_write3]}" "${f[verdict]}")")
 			if [[ $kind == takeover ]]; then
@@ -460,14 +460,14 @@ done
 
 echo
 echo "== meshcast on older kernels (qemu TCG): default flags, node 1 sends, nodes 2 and 3 receive"
-printf "$rowfmt\n" kernel encap case tap_coalesce udp_gso udp_gro fallback sent node2 node3 lost "TAP frames" tap_write result
+printf "$rowfmt\n" kernel encap case tap_coalesce udp_gso udp_gro af_packet_tx af_packet_gso af_packet_rx fallback sent node2 node3 lost "TAP frames" tap_write result
 for r in "${rows[@]}"; do
 	echo "$r"
 done
 echo
 echo "case: delivery, a steady stream and then sendmmsg bursts, every datagram must arrive; takeover, a steady"
 echo "stream during which node 2's daemon and then node 1's are taken over (meshcast run --takeover), each"
-echo "takeover may cost each receiver it affects 5 datagrams. tap_coalesce, udp_gso, udp_gro: in_use of meshcast"
+echo "takeover may cost each receiver it affects 5 datagrams. tap_coalesce ... af_packet_rx: in_use of meshcast"
 echo "status's offloads (the same on every node, else mixed; after a takeover, the successors'); fallback: their"
 echo "offload_fallback summed over all nodes; sent: datagrams of node 1; node2, node3: distinct datagrams"
 echo "received; lost: datagrams node 2/3 did not receive; TAP frames, tap_write: frames meshcast wrote into the"

@@ -62,14 +62,24 @@ func localAdvice(le *discovery.LocalError) string {
 	}
 }
 
-// offloadReason returns the reason an offload is off as meshcast shows it:
-// the library's overlay.OffloadOffByConfig becomes the flag that did it,
-// and any other reason is returned unchanged.
-func offloadReason(reason string) string {
-	if reason == overlay.OffloadOffByConfig {
-		return "turned off by --offload off"
+// offloadReason returns the reason offload name is off as meshcast shows
+// it: the library's overlay.OffloadOffByConfig becomes the flag that did
+// it (--offload off turns every offload off, --egress socket the AF_PACKET
+// egress ones, --ingress socket the receive ring), and any other reason is
+// returned unchanged.
+func offloadReason(name, reason string, cfg *runConfig) string {
+	if reason != overlay.OffloadOffByConfig {
+		return reason
 	}
-	return reason
+	if cfg != nil && !cfg.noOffload {
+		switch {
+		case (name == overlay.OffloadPacketTx || name == overlay.OffloadPacketGSO) && cfg.socketEgress:
+			return "turned off by --egress socket"
+		case name == overlay.OffloadPacketRx && cfg.socketRx:
+			return "turned off by --ingress socket"
+		}
+	}
+	return "turned off by --offload off"
 }
 
 // withAdvice appends err's flag advice, if any, to msg.

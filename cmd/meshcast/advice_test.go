@@ -102,13 +102,26 @@ func TestFlagAdvice(t *testing.T) {
 }
 
 func TestOffloadReason(t *testing.T) {
-	for in, want := range map[string]string{
-		overlay.OffloadOffByConfig: "turned off by --offload off",
-		"sendmmsg with UDP_SEGMENT refused with EIO (input/output error) on Linux 6.1; sent without the offload since": "sendmmsg with UDP_SEGMENT refused with EIO (input/output error) on Linux 6.1; sent without the offload since",
-		"": "",
+	const refused = "sendmmsg with UDP_SEGMENT refused with EIO (input/output error) on Linux 6.1; sent without the offload since"
+	offloadOff := &runConfig{noOffload: true}
+	socketEgress := &runConfig{socketEgress: true}
+	both := &runConfig{noOffload: true, socketEgress: true}
+	for _, tt := range []struct {
+		name, in string
+		cfg      *runConfig
+		want     string
+	}{
+		{overlay.OffloadUDPGSO, overlay.OffloadOffByConfig, offloadOff, "turned off by --offload off"},
+		{overlay.OffloadPacketTx, overlay.OffloadOffByConfig, offloadOff, "turned off by --offload off"},
+		{overlay.OffloadPacketTx, overlay.OffloadOffByConfig, socketEgress, "turned off by --egress socket"},
+		{overlay.OffloadPacketGSO, overlay.OffloadOffByConfig, socketEgress, "turned off by --egress socket"},
+		{overlay.OffloadPacketGSO, overlay.OffloadOffByConfig, both, "turned off by --offload off"},
+		{overlay.OffloadPacketRx, overlay.OffloadOffByConfig, &runConfig{socketRx: true}, "turned off by --ingress socket"},
+		{overlay.OffloadUDPGSO, refused, socketEgress, refused},
+		{overlay.OffloadTAPCoalesce, "", nil, ""},
 	} {
-		if got := offloadReason(in); got != want {
-			t.Errorf("offloadReason(%q) = %q, want %q", in, got, want)
+		if got := offloadReason(tt.name, tt.in, tt.cfg); got != tt.want {
+			t.Errorf("offloadReason(%s, %q, %+v) = %q, want %q", tt.name, tt.in, tt.cfg, got, tt.want)
 		}
 	}
 }

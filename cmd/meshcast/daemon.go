@@ -857,7 +857,7 @@ func (d *daemon) logStart() {
 		attrs = append(attrs, "vni", v.VNI(), "port", v.Port())
 	}
 	off := d.offloadState()
-	attrs = append(attrs, "kernel", off.Kernel, "tap_coalesce", off.TAPCoalesce.InUse, "udp_gso", off.UDPGSO.InUse, "udp_gro", off.UDPGRO.InUse)
+	attrs = append(attrs, "kernel", off.Kernel, "tap_coalesce", off.TAPCoalesce.InUse, "udp_gso", off.UDPGSO.InUse, "udp_gro", off.UDPGRO.InUse, "af_packet_tx", off.PacketTx.InUse, "af_packet_gso", off.PacketGSO.InUse)
 	if d.dropPrivileges() {
 		attrs = append(attrs, "capabilities", "cap_net_admin")
 	}
@@ -865,7 +865,7 @@ func (d *daemon) logStart() {
 	if d.offloads != nil {
 		for _, s := range d.offloads() {
 			if !s.InUse {
-				d.log.Info("offload off; meshcast works without it", "offload", s.Name, "reason", offloadReason(s.Reason))
+				d.log.Info("offload off; meshcast works without it", "offload", s.Name, "reason", offloadReason(s.Name, s.Reason, d.cfg))
 			}
 		}
 	}

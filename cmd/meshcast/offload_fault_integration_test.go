@@ -32,17 +32,28 @@ func faultBinary(t *testing.T) string {
 // TestIntegrationOffloadFault makes the kernel refuse an offload once, in
 // running daemons, through the test-only seam: the receivers' first
 // coalesced TAP write fails with EINVAL, as it does on Linux 6.1, and with
-// VXLAN the sender's first UDP_SEGMENT send fails with EINVAL too. Every
-// datagram must still arrive; each refused offload is counted once, off
-// afterwards, logged once with its errno, and no frame is counted as
-// dropped.
+// VXLAN the sender's first segmentation-offload send fails with EINVAL
+// too: through AF_PACKET (VIRTIO_NET_HDR_GSO_UDP_L4) by default, through
+// the UDP socket (UDP_SEGMENT) with --egress socket. Every datagram must
+// still arrive; each refused offload is counted once, off afterwards,
+// logged once with its errno, and no frame is counted as dropped.
 func TestIntegrationOffloadFault(t *testing.T) {
-	for _, encap := range []string{"gre", "vxlan"} {
-		t.Run(encap, func(t *testing.T) { testOffloadFault(t, encap) })
+	for _, tt := range []struct {
+		name, encap, sender string
+		args                []string
+	}{
+		{"gre", "gre", "", nil},
+		{"vxlan", "vxlan", overlay.OffloadPacketGSO, nil},
+		{"vxlan-egress-socket", "vxlan", overlay.OffloadUDPGSO, []string{"--egress", "socket"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testOffloadFault(t, tt.encap, tt.sender, tt.args) })
 	}
 }
 
-func testOffloadFault(t *testing.T, encap string) {
+// testOffloadFault runs the test with encap; sender names the offload the
+// sender's fault refuses ("": none), and args are added to every
+// daemon's.
+func testOffloadFault(t *testing.T, encap, sender string, args []string) {
 	nt := nstest.NewNet(t, 3)
 	nstest.LeakCheck(t)
 	_, probe := binaries(t)
@@ -56,12 +67,12 @@ func testOffloadFault(t *testing.T, encap string) {
 	daemons := make([]*nstest.Proc, 3)
 	for i, n := range nodes {
 		fault := "tap_coalesce=EINVAL"
-		if i == 0 && encap == "vxlan" {
-			fault = "udp_gso=EINVAL"
+		if i == 0 && sender != "" {
+			fault = sender + "=EINVAL"
 		}
 		socks[i] = ctlPath(t)
-		daemons[i] = n.Start(t, "env", overlay.FaultEnv+"="+fault, bin, "run", "--peers", inv,
-			"--local", n.Underlay.String(), "--encap", encap, "--control", socks[i])
+		daemons[i] = n.Start(t, "env", append([]string{overlay.FaultEnv + "=" + fault, bin, "run", "--peers", inv,
+			"--local", n.Underlay.String(), "--encap", encap, "--control", socks[i]}, args...)...)
 	}
 	for i, d := range daemons {
 		if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
@@ -121,8 +132,10 @@ func testOffloadFault(t *testing.T, encap string) {
 		switch {
 		case i > 0:
 			check(i, overlay.OffloadTAPCoalesce, st.Offloads.TAPCoalesce, daemons[i])
-		case encap == "vxlan":
-			check(i, overlay.OffloadUDPGSO, st.Offloads.UDPGSO, daemons[i])
+		case sender == overlay.OffloadUDPGSO:
+			check(i, sender, st.Offloads.UDPGSO, daemons[i])
+		case sender == overlay.OffloadPacketGSO:
+			check(i, sender, st.Offloads.PacketGSO, daemons[i])
 		}
 	}
 }

@@ -338,8 +338,10 @@ func exitCode(err error) int {
 
 // TestIntegrationPingNotJoined checks what meshcast ping says when the
 // prober's daemon does not know a peer as a member of the ping group: node
-// 1 never hears node 3's IGMP (an nft rule at its IP input drops the GRE
-// packets from node 3 whose inner frame is IGMP), so it knows node 2 alone
+// 1 never hears node 3's IGMP (an nft rule at the ingress of its underlay
+// interface drops the GRE packets from node 3 whose inner frame is IGMP;
+// GRE's receive ring sees packets after that hook, but before the IP
+// stack's input hook), so it knows node 2 alone
 // as a member and sends its multicast probes to node 2 alone. Ping on node
 // 1 loses every multicast probe to node 3, exits 1, and names node 3, and
 // only node 3, as not yet known in the ping group.
@@ -349,9 +351,9 @@ func TestIntegrationPingNotJoined(t *testing.T) {
 	// Outer IPv4 (20 bytes) + GRE without key (4) + Ethernet (14): the
 	// inner IPv4 protocol byte is at offset 47 of the packet, bit 376.
 	for _, rule := range [][]string{
-		{"add", "table", "ip", "mctest"},
-		{"add", "chain", "ip", "mctest", "input", "{ type filter hook input priority 0; }"},
-		{"add", "rule", "ip", "mctest", "input", "ip", "saddr", nodes[2].Underlay.String(), "ip", "protocol", "gre",
+		{"add", "table", "netdev", "mctest"},
+		{"add", "chain", "netdev", "mctest", "ingress", "{ type filter hook ingress device " + nstest.NodeLink + " priority 0; }"},
+		{"add", "rule", "netdev", "mctest", "ingress", "ip", "saddr", nodes[2].Underlay.String(), "ip", "protocol", "gre",
 			"@nh,376,8", "2", "counter", "drop"},
 	} {
 		if _, err := exec.LookPath("nft"); err != nil {
@@ -391,7 +393,7 @@ func TestIntegrationPingNotJoined(t *testing.T) {
 			t.Errorf("the output lacks %q", want)
 		}
 	}
-	if drops, err := nodes[0].Exec(t, "nft", "list", "chain", "ip", "mctest", "input"); err != nil || strings.Contains(drops, "packets 0 ") {
+	if drops, err := nodes[0].Exec(t, "nft", "list", "chain", "netdev", "mctest", "ingress"); err != nil || strings.Contains(drops, "packets 0 ") {
 		t.Errorf("the rule dropped none of node 3's IGMP: %v\n%s", err, drops)
 	}
 }

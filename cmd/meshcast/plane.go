@@ -81,19 +81,34 @@ func openUserPlane(pc userPlaneConfig) (_ *userPlane, err error) {
 			p.release()
 		}
 	}()
-	listen := func(recv *os.File) (*overlay.Conn, error) {
-		opts := overlay.Options{NoOffload: cfg.noOffload, Logger: log, Receive: recv}
+	listen := func(recv, ring *os.File) (*overlay.Conn, error) {
+		opts := overlay.Options{NoOffload: cfg.noOffload, NoPacketEgress: cfg.socketEgress, NoPacketRx: cfg.socketRx, Logger: log, Receive: recv, ReceiveRing: ring}
 		if cfg.encap == "gre" {
 			return overlay.ListenGRE(pc.local, opts)
 		}
 		return overlay.ListenVXLAN(pc.local, cfg.vxlanPort, opts)
 	}
-	if f := pc.inherited[underlayFDName]; f != nil {
+	f, ring := pc.inherited[underlayFDName], (*os.File)(nil)
+	if raw := pc.inherited[ringRawFDName]; raw != nil {
+		// GRE through the previous process's receive ring, which holds
+		// what peers sent meanwhile. (Listening for VXLAN refuses the
+		// raw socket as any other that does not fit.)
+		if f != nil {
+			f.Close()
+		}
+		f, ring = raw, pc.inherited[ringFDName]
+	}
+	for _, name := range []string{underlayFDName, ringRawFDName, ringFDName} {
+		delete(pc.inherited, name)
+	}
+	if f != nil {
 		// The receive socket of the previous process: what peers sent
 		// meanwhile waits in its buffer.
-		delete(pc.inherited, underlayFDName)
-		p.conn, err = listen(f)
+		p.conn, err = listen(f, ring)
 		f.Close()
+		if ring != nil {
+			ring.Close()
+		}
 		switch {
 		case err == nil:
 			log.Info("attached to the previous process's underlay socket", "encap", cfg.encap)
@@ -106,7 +121,7 @@ func openUserPlane(pc userPlaneConfig) (_ *userPlane, err error) {
 		}
 	}
 	if p.conn == nil {
-		p.conn, err = listen(nil)
+		p.conn, err = listen(nil, nil)
 	}
 	if err != nil {
 		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
@@ -175,10 +190,17 @@ func (p *userPlane) setPeers(ps []replicate.PeerInfo) ([]netip.Addr, []netip.Add
 func (p *userPlane) run(ctx context.Context) error { return p.eng.Run(ctx, p.tap, p.conn) }
 
 func (p *userPlane) files() []control.File {
-	return []control.File{{Name: tapFDName, Conn: p.tap.SyscallConn()}, {Name: underlayFDName, Conn: p.conn.ReceiveConn()}}
+	files := []control.File{{Name: tapFDName, Conn: p.tap.SyscallConn()}}
+	if ring := p.conn.ReceiveRingConn(); ring != nil {
+		return append(files, control.File{Name: ringRawFDName, Conn: p.conn.ReceiveConn()}, control.File{Name: ringFDName, Conn: ring})
+	}
+	return append(files, control.File{Name: underlayFDName, Conn: p.conn.ReceiveConn()})
 }
 
 func (p *userPlane) export(now time.Time) planeState {
+	// The engine is paused: leave in the GRE receive ring what it did not
+	// read, for the successor or the next start.
+	p.conn.Quiesce()
 	t := p.snoop.Table.Export(now)
 	q := p.snoop.Querier.Export(now)
 	e := p.eng.Export(now)

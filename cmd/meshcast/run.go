@@ -40,9 +40,11 @@ type runConfig struct {
 	igmp         igmp.Config
 	unregistered replicate.Unregistered
 
-	noOffload bool // --offload off
-	maxFanout int
-	rateLimit float64
+	noOffload    bool // --offload off
+	socketEgress bool // --egress socket
+	socketRx     bool // --ingress socket
+	maxFanout    int
+	rateLimit    float64
 
 	control     string
 	metrics     string
@@ -94,7 +96,9 @@ func addRunFlags(fs *pflag.FlagSet, cfg *runConfig) func() error {
 	fs.StringVar(&unregistered, "unregistered", "flood", "traffic for groups no peer joined: `flood` to every peer, or drop (router peers still get it)")
 	fs.StringVar(&level, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	fs.StringVar(&format, "log-format", "text", "log `FORMAT`: text or json")
-	var dataplane, kvx, offload string
+	var dataplane, kvx, offload, egress, ingress string
+	fs.StringVar(&ingress, "ingress", "packet", "how GRE arrives: `packet` (an AF_PACKET ring on the underlay interface, which sees packets after the interface's ingress hooks but before the IP stack's netfilter input hooks) or socket (the raw GRE socket, after them)")
+	fs.StringVar(&egress, "egress", "packet", "how copies leave: `packet` (an AF_PACKET socket on the underlay interface with the outer headers meshcast writes, skipping the IP output path, for every peer whose next hop the kernel has resolved; the others, and any copy it refuses, go through the sockets) or socket (always through the kernel's IP sockets)")
 	fs.StringVar(&offload, "offload", "on", "`on`: send the copies of a burst to a peer as one UDP segmentation-offload packet and coalesce on receive (VXLAN), and hand the TAP runs of one UDP flow as one frame; off: every copy and frame on its own (for comparison or troubleshooting)")
 	fs.StringVar(&dataplane, "dataplane", "userspace", "`userspace` (meshcast forwards) or kernel (a Linux bridge with IGMP snooping and one tunnel port per peer, for comparison)")
 	fs.StringVar(&kvx, "kernel-vxlan", "pair", "kernel VXLAN ports: `pair` (one device per peer, per-pair VNI, pruned per peer) or hre (one device with head-end replication, interoperates with userspace nodes)")
@@ -204,6 +208,22 @@ func addRunFlags(fs *pflag.FlagSet, cfg *runConfig) func() error {
 			cfg.noOffload = true
 		default:
 			return usagef("--offload %q is not known: use on or off", offload)
+		}
+		switch egress {
+		case "packet":
+			cfg.socketEgress = false
+		case "socket":
+			cfg.socketEgress = true
+		default:
+			return usagef("--egress %q is not known: use packet or socket", egress)
+		}
+		switch ingress {
+		case "packet":
+			cfg.socketRx = false
+		case "socket":
+			cfg.socketRx = true
+		default:
+			return usagef("--ingress %q is not known: use packet or socket", ingress)
 		}
 		switch unregistered {
 		case "flood":

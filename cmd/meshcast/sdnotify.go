@@ -22,9 +22,15 @@ import (
 // tapFDName is the name of the TAP's descriptor in the store, and
 // underlayFDName that of the underlay receive socket (GRE's raw socket or
 // VXLAN's UDP socket), which keeps what peers send during a restart.
+// GRE that receives through the AF_PACKET ring keeps the ring instead
+// (ringFDName), with its raw socket, whose filter lets nothing in, under
+// another name (ringRawFDName): a meshcast without the ring, which would
+// read nothing from that socket, opens its own.
 const (
 	tapFDName      = "tap"
 	underlayFDName = "underlay"
+	ringRawFDName  = "underlay-raw"
+	ringFDName     = "underlay-ring"
 )
 
 // sdNotifier talks to the service manager; its zero value (no

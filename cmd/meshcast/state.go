@@ -199,15 +199,17 @@ func (d *daemon) offloadState() control.Offloads {
 	o := control.Offloads{Kernel: overlay.KernelRelease()}
 	if d.offloads == nil {
 		o.TAPCoalesce = off("the kernel dataplane forwards in the kernel")
-		o.UDPGSO, o.UDPGRO = o.TAPCoalesce, o.TAPCoalesce
+		o.UDPGSO, o.UDPGRO, o.PacketTx, o.PacketGSO, o.PacketRx = o.TAPCoalesce, o.TAPCoalesce, o.TAPCoalesce, o.TAPCoalesce, o.TAPCoalesce
 		return o
 	}
 	if d.codec.Name() != "vxlan" {
 		o.UDPGSO = off(d.codec.Name() + " has no UDP offload")
-		o.UDPGRO = o.UDPGSO
+		o.UDPGRO, o.PacketGSO = o.UDPGSO, o.UDPGSO
+	} else {
+		o.PacketRx = off("VXLAN arrives through its UDP socket (udp_gro)")
 	}
 	for _, s := range d.offloads() {
-		c := control.Offload{InUse: s.InUse, Reason: offloadReason(s.Reason), Fallbacks: s.Fallbacks}
+		c := control.Offload{InUse: s.InUse, Reason: offloadReason(s.Name, s.Reason, d.cfg), Fallbacks: s.Fallbacks}
 		switch s.Name {
 		case overlay.OffloadTAPCoalesce:
 			o.TAPCoalesce = c
@@ -215,6 +217,12 @@ func (d *daemon) offloadState() control.Offloads {
 			o.UDPGSO = c
 		case overlay.OffloadUDPGRO:
 			o.UDPGRO = c
+		case overlay.OffloadPacketTx:
+			o.PacketTx = c
+		case overlay.OffloadPacketGSO:
+			o.PacketGSO = c
+		case overlay.OffloadPacketRx:
+			o.PacketRx = c
 		}
 	}
 	return o

@@ -105,7 +105,7 @@ func printOffloads(w io.Writer, o control.Offloads) {
 	for _, x := range []struct {
 		name string
 		o    control.Offload
-	}{{"tap_coalesce", o.TAPCoalesce}, {"udp_gso", o.UDPGSO}, {"udp_gro", o.UDPGRO}} {
+	}{{"tap_coalesce", o.TAPCoalesce}, {"udp_gso", o.UDPGSO}, {"udp_gro", o.UDPGRO}, {"af_packet_tx", o.PacketTx}, {"af_packet_gso", o.PacketGSO}, {"af_packet_rx", o.PacketRx}} {
 		use := "no"
 		if x.o.InUse {
 			use = "yes"

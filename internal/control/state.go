@@ -45,6 +45,18 @@ type Offloads struct {
 	TAPCoalesce Offload `json:"tap_coalesce"` // UDP segmentation frames written to the TAP (Linux 6.2)
 	UDPGSO      Offload `json:"udp_gso"`      // UDP_SEGMENT sends of VXLAN copies (Linux 4.18)
 	UDPGRO      Offload `json:"udp_gro"`      // UDP_GRO on the VXLAN receive socket (Linux 5.0)
+	// PacketTx: copies leave through an AF_PACKET socket on the underlay
+	// interface, with the outer headers meshcast writes, instead of the
+	// IP output path; peers whose next hop is not resolved yet use the
+	// sockets.
+	PacketTx Offload `json:"af_packet_tx"`
+	// PacketGSO: VXLAN copies of one flow to one peer leave AF_PACKET as
+	// one packet that the kernel segments (VIRTIO_NET_HDR_GSO_UDP_L4,
+	// Linux 6.2).
+	PacketGSO Offload `json:"af_packet_gso"`
+	// PacketRx: GRE arrives through an AF_PACKET receive ring on the
+	// underlay interface instead of the raw socket.
+	PacketRx Offload `json:"af_packet_rx"`
 }
 
 // Offload is one kernel offload: in use, or off and why. Fallbacks

@@ -203,7 +203,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		for _, x := range []struct {
 			name string
 			o    control.Offload
-		}{{"tap_coalesce", o.TAPCoalesce}, {"udp_gso", o.UDPGSO}, {"udp_gro", o.UDPGRO}} {
+		}{{"tap_coalesce", o.TAPCoalesce}, {"udp_gso", o.UDPGSO}, {"udp_gro", o.UDPGRO}, {"af_packet_tx", o.PacketTx}, {"af_packet_gso", o.PacketGSO}, {"af_packet_rx", o.PacketRx}} {
 			e.gauge(c.offloadInUse, boolValue(x.o.InUse), x.name)
 			e.counter(c.offloadFallbacks, x.o.Fallbacks, x.name)
 		}
