@@ -101,6 +101,7 @@ type Conn struct {
 	prx      atomic.Pointer[packetReceiver]
 	rxOff    *Offload
 	drainRaw bool
+	drainFn  func(fd uintptr) // recvmmsg without waiting
 	quiesced atomic.Bool
 }
 
@@ -580,6 +581,7 @@ func newConn(rx, tx *os.File, batch int, gro bool) (*Conn, error) {
 	}
 	c.rd.fn = c.recv
 	c.wr.fn = c.send
+	c.drainFn = func(fd uintptr) { c.recv(fd) }
 	return c, nil
 }
 
@@ -637,7 +639,7 @@ func (c *Conn) readSocket(msgs []Message, wait bool) (int, error) {
 		}
 		b.start, b.cnt, b.n, b.errno = 0, len(b.hdrs), 0, 0
 		if !wait {
-			if err := c.rxc.Control(func(fd uintptr) { c.recv(fd) }); err != nil {
+			if err := c.rxc.Control(c.drainFn); err != nil {
 				return 0, err
 			}
 		} else if err := c.rxc.Read(b.fn); err != nil {

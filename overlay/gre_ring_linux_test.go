@@ -157,3 +157,45 @@ func TestIntegrationGRERingHandover(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegrationGRERingZeroAllocs checks that a GRE Conn that receives
+// through the ring allocates nothing per batch read, the raw socket's
+// queue of a predecessor drained first included.
+func TestIntegrationGRERingZeroAllocs(t *testing.T) {
+	nstest.LeakCheck(t)
+	nt := nstest.NewNet(t, 2)
+	snd, rcv := nt.Node(1), nt.Node(2)
+	tx := greListen(t, snd, Options{NoOffload: true})
+	pred := greListen(t, rcv, Options{NoOffload: true})
+	g := NewGRE(testKey, true)
+	msgs, _ := greMsgs(g, rcv.Underlay, 60, 200, 1400, 90, 64, 1000, 300, 500)
+	// Two batches wait in the predecessor's raw socket: AllocsPerRun
+	// runs once more than asked.
+	writeIn(t, snd, tx, msgs)
+	writeIn(t, snd, tx, msgs)
+	time.Sleep(20 * time.Millisecond)
+	rx := greListen(t, rcv, Options{Receive: dupFile(t, pred.ReceiveConn(), "raw")})
+	if !ringStatus(t, rx).InUse {
+		t.Fatalf("%+v", ringStatus(t, rx))
+	}
+	in := make([]Message, 64)
+	rx.SetReadDeadline(time.Now().Add(ioTimeout))
+	round := func() {
+		for got := 0; got < len(msgs); {
+			n, err := rx.ReadBatch(in[:len(msgs)-got])
+			if err != nil {
+				t.Fatal(err)
+			}
+			got += n
+		}
+	}
+	if n := testing.AllocsPerRun(1, round); n != 0 { // the drained queue
+		t.Errorf("%v allocations per batch drained from the raw socket", n)
+	}
+	if n := testing.AllocsPerRun(20, func() { writeIn(t, snd, tx, msgs) }); n < 0 {
+		t.Fatal(n)
+	}
+	if n := testing.AllocsPerRun(20, round); n != 0 {
+		t.Errorf("%v allocations per batch read through the ring", n)
+	}
+}
