@@ -228,7 +228,7 @@ func BenchmarkSendGRE(b *testing.B) {
 	e := newEgressBench(b)
 	for _, method := range []string{"socket", "packet"} {
 		for _, size := range []int{64, 1400} {
-			b.Run(fmt.Sprintf("%s/frame=%d", method, size), func(b *testing.B) {
+			b.Run(fmt.Sprintf("method=%s/frame=%d", method, size), func(b *testing.B) {
 				c := listenIn(b, e.src, "gre", 0, Options{NoPacketEgress: method == "socket"})
 				e.run(b, c, e.batch(codecOf("gre"), size, 1), method == "packet")
 			})
@@ -246,7 +246,7 @@ func BenchmarkSendVXLAN(b *testing.B) {
 	for _, method := range []string{"socket", "gso", "packet", "packet-noseg"} {
 		for _, size := range []int{64, 1400} {
 			for _, flows := range []int{1, 16} {
-				b.Run(fmt.Sprintf("%s/frame=%d/flows=%d", method, size, flows), func(b *testing.B) {
+				b.Run(fmt.Sprintf("method=%s/frame=%d/flows=%d", method, size, flows), func(b *testing.B) {
 					opts := map[string]Options{
 						"socket": {NoOffload: true},
 						"gso":    {NoPacketEgress: true},
@@ -274,7 +274,7 @@ func BenchmarkPacketTxRing(b *testing.B) {
 	e := newEgressBench(b)
 	for _, method := range []string{"sendmmsg", "ring"} {
 		for _, size := range []int{64, 1400} {
-			b.Run(fmt.Sprintf("%s/frame=%d", method, size), func(b *testing.B) {
+			b.Run(fmt.Sprintf("method=%s/frame=%d", method, size), func(b *testing.B) {
 				c := listenIn(b, e.src, "gre", 0, Options{})
 				msgs := e.batch(codecOf("gre"), size, 1)
 				if method == "sendmmsg" {

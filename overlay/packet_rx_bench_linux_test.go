@@ -77,7 +77,7 @@ func BenchmarkReceiveGRE(b *testing.B) {
 	g := NewGRE(testKey, true)
 	for _, method := range []string{"socket", "ring"} {
 		for _, size := range []int{64, 1400} {
-			b.Run(fmt.Sprintf("%s/frame=%d", method, size), func(b *testing.B) {
+			b.Run(fmt.Sprintf("method=%s/frame=%d", method, size), func(b *testing.B) {
 				benchReceive(b, method, size, pinned, g, tx, rcv, dst)
 			})
 		}
