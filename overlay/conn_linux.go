@@ -102,6 +102,7 @@ type Conn struct {
 	rxOff    *Offload
 	drainRaw bool
 	drainFn  func(fd uintptr) // recvmmsg without waiting
+	ringWarn time.Time        // when the last warning of ring drops was logged
 	quiesced atomic.Bool
 }
 
@@ -608,6 +609,9 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 			c.drainRaw = false
 		}
 		n, err := p.ReadBatch(msgs)
+		if p.losing {
+			c.ringLosing(p)
+		}
 		if err == nil || !errors.Is(err, unix.ENODEV) {
 			return n, err
 		}
@@ -620,6 +624,31 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 		}
 	}
 	return c.readSocket(msgs, true)
+}
+
+// ringWarnEvery spaces the warnings of packets the full ring dropped.
+const ringWarnEvery = 10 * time.Second
+
+// ringLosing logs, at most once per ringWarnEvery, that the ring was full
+// and the kernel dropped packets, with how many in all (ReceiveDrops).
+func (c *Conn) ringLosing(p *packetReceiver) {
+	now := time.Now()
+	if !c.ringWarn.IsZero() && now.Sub(c.ringWarn) < ringWarnEvery {
+		return
+	}
+	p.losing = false
+	c.ringWarn = now
+	c.rxOff.log.Warn("the GRE receive ring was full: the kernel dropped packets meshcast did not read in time",
+		"offload", OffloadPacketRx, "dropped_total", p.Drops(), "errno", "ENOBUFS")
+}
+
+// ReceiveDrops returns the packets the kernel dropped because the GRE
+// receive ring was full (0 without the ring).
+func (c *Conn) ReceiveDrops() uint64 {
+	if p := c.prx.Load(); p != nil {
+		return p.Drops()
+	}
+	return 0
 }
 
 // readSocket is ReadBatch on the receive socket; without wait, it returns

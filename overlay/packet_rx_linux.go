@@ -104,6 +104,7 @@ type packetReceiver struct {
 	left   int   // packets of cur not returned yet
 	off    int   // offset in cur of the next of them
 	took   bool  // a packet of cur was returned in this ReadBatch
+	losing bool  // a block said that the kernel dropped packets (TP_STATUS_LOSING)
 	held   []int // blocks whose packets the caller may still use
 	passed int   // blocks opened by this ReadBatch
 	ready  bool  // result of peek
@@ -661,6 +662,9 @@ func (p *packetReceiver) read(msgs []Message) (int, error) {
 // openBlock starts reading block cur, which the kernel handed over.
 func (p *packetReceiver) openBlock() {
 	b := p.block(p.cur)
+	if atomic.LoadUint32(p.status(p.cur))&unix.TP_STATUS_LOSING != 0 {
+		p.losing = true
+	}
 	p.open, p.took = true, false
 	p.left = int(binary.NativeEndian.Uint32(b[blkNumPkts:]))
 	p.off = int(binary.NativeEndian.Uint32(b[blkFirstPkt:]))

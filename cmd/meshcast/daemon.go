@@ -89,6 +89,7 @@ type daemon struct {
 	snoop     *replicate.Snooping // nil with the kernel dataplane
 	kern      *overlay.Kernel     // nil with the userspace dataplane
 	offloads  func() []overlay.OffloadStatus
+	ringDrops func() uint64 // GRE receive ring: packets the kernel dropped, nil without
 	responder *ping.Responder
 	metricsrv *metrics.Server
 	ping      control.PingService
@@ -451,6 +452,9 @@ func (d *daemon) openPlane() error {
 	}
 	d.plane, d.eng, d.snoop = p, p.eng, p.snoop
 	d.offloads = func() []overlay.OffloadStatus { return append(p.tap.Offloads(), p.conn.Offloads()...) }
+	if p.conn.ReceiveRingConn() != nil {
+		d.ringDrops = p.conn.ReceiveDrops
+	}
 	return nil
 }
 
@@ -857,7 +861,7 @@ func (d *daemon) logStart() {
 		attrs = append(attrs, "vni", v.VNI(), "port", v.Port())
 	}
 	off := d.offloadState()
-	attrs = append(attrs, "kernel", off.Kernel, "tap_coalesce", off.TAPCoalesce.InUse, "udp_gso", off.UDPGSO.InUse, "udp_gro", off.UDPGRO.InUse, "af_packet_tx", off.PacketTx.InUse, "af_packet_gso", off.PacketGSO.InUse)
+	attrs = append(attrs, "kernel", off.Kernel, "tap_coalesce", off.TAPCoalesce.InUse, "udp_gso", off.UDPGSO.InUse, "udp_gro", off.UDPGRO.InUse, "af_packet_tx", off.PacketTx.InUse, "af_packet_gso", off.PacketGSO.InUse, "af_packet_rx", off.PacketRx.InUse)
 	if d.dropPrivileges() {
 		attrs = append(attrs, "capabilities", "cap_net_admin")
 	}

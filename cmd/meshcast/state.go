@@ -126,6 +126,9 @@ func (d *daemon) state() control.State {
 	}
 	st.Dataplane = "userspace"
 	st.Drops = d.eng.Drops()
+	if d.ringDrops != nil {
+		st.Drops["rx_ring_full"] = d.ringDrops()
+	}
 	if v, ok := d.codec.(*overlay.VXLAN); ok {
 		st.VNI, st.Port = v.VNI(), v.Port()
 	}
