@@ -138,11 +138,15 @@ type Options struct {
 	// queueing discipline and tc egress filters, which AF_PACKET egress
 	// skips.
 	NoPacketEgress bool
-	// NoPacketRx turns off GRE receive through the AF_PACKET ring alone
-	// (see ListenGRE): GRE then arrives through the raw socket, after the
-	// IP stack's netfilter input hooks, which the ring (like every packet
-	// socket) sees packets before.
-	NoPacketRx bool
+	// PacketRx has GRE arrive through an AF_PACKET receive ring on the
+	// underlay interface instead of the raw socket (unless NoOffload is
+	// set): more packets per second for less CPU, but the kernel hands
+	// the ring over a block at a time, when it is full or its timeout
+	// (1 ms; on older kernels a timer tick) expired, so that at light
+	// traffic a packet waits up to that long. The ring (like every packet
+	// socket) sees packets before the IP stack's netfilter hooks; the raw
+	// socket after them.
+	PacketRx bool
 	// Logger receives warnings: a socket option or an offload the kernel
 	// refuses. nil means slog.Default().
 	Logger *slog.Logger
@@ -255,8 +259,14 @@ const (
 // through AF_PACKET skip netfilter's OUTPUT and POSTROUTING hooks, and
 // with the bypass packet captures on the source's interface do not see
 // them: turn AF_PACKET egress off where those must see meshcast's traffic.
-// The Conn must be opened in the network namespace it sends in, from a
-// thread that stays there during the call.
+//
+// With opts.PacketRx (and without opts.NoOffload), GRE arrives through a
+// TPACKET_V3 ring on the same interface (OffloadPacketRx) instead of the
+// raw socket, which stays open with a filter that lets nothing in; with
+// opts.ReceiveRing, a predecessor's ring is adopted (see Quiesce). Where
+// the ring cannot be opened, or its interface is deleted, the raw socket
+// receives. The Conn must be opened in the network namespace it sends in,
+// from a thread that stays there during the call.
 func ListenGRE(local netip.Addr, opts Options) (*Conn, error) {
 	var fd int
 	var err error
@@ -288,7 +298,7 @@ func (c *Conn) openRing(local netip.Addr, opts Options) {
 	}
 	c.rxOff = newOffload(OffloadPacketRx, log)
 	inherited := opts.ReceiveRing
-	if opts.NoOffload || opts.NoPacketRx {
+	if opts.NoOffload || !opts.PacketRx {
 		c.rxOff.disable(OffloadOffByConfig)
 		if inherited != nil {
 			inherited.Close()

@@ -40,8 +40,8 @@ func ringStatus(t testing.TB, c *Conn) OffloadStatus {
 }
 
 // TestIntegrationGRERing checks that a GRE Conn receives through the ring
-// by default, with the raw socket silenced, and through the raw socket
-// with NoOffload.
+// with PacketRx, with the raw socket silenced, and through the raw socket
+// by default and with NoOffload.
 func TestIntegrationGRERing(t *testing.T) {
 	nstest.LeakCheck(t)
 	nt := nstest.NewNet(t, 2)
@@ -52,7 +52,7 @@ func TestIntegrationGRERing(t *testing.T) {
 		name string
 		opts Options
 		ring bool
-	}{{"default", Options{}, true}, {"offload off", Options{NoOffload: true}, false}} {
+	}{{"packet rx", Options{PacketRx: true}, true}, {"default", Options{}, false}, {"offload off", Options{NoOffload: true, PacketRx: true}, false}} {
 		t.Run(tt.name, func(t *testing.T) {
 			rx := greListen(t, rcv, tt.opts)
 			st := ringStatus(t, rx)
@@ -106,9 +106,9 @@ func TestIntegrationGRERingHandover(t *testing.T) {
 		pred, succ       Options
 		predRing, onRing bool
 	}{
-		{"ring to ring", Options{}, Options{}, true, true},
-		{"raw to ring", Options{NoOffload: true}, Options{}, false, true},
-		{"ring to raw", Options{}, Options{NoOffload: true}, true, false},
+		{"ring to ring", Options{PacketRx: true}, Options{PacketRx: true}, true, true},
+		{"raw to ring", Options{}, Options{PacketRx: true}, false, true},
+		{"ring to raw", Options{PacketRx: true}, Options{}, true, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			pred := greListen(t, rcv, tt.pred)
@@ -174,7 +174,7 @@ func TestIntegrationGRERingZeroAllocs(t *testing.T) {
 	writeIn(t, snd, tx, msgs)
 	writeIn(t, snd, tx, msgs)
 	time.Sleep(20 * time.Millisecond)
-	rx := greListen(t, rcv, Options{Receive: dupFile(t, pred.ReceiveConn(), "raw")})
+	rx := greListen(t, rcv, Options{PacketRx: true, Receive: dupFile(t, pred.ReceiveConn(), "raw")})
 	if !ringStatus(t, rx).InUse {
 		t.Fatalf("%+v", ringStatus(t, rx))
 	}

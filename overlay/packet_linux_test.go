@@ -459,7 +459,7 @@ func TestIntegrationPacketEgressStatus(t *testing.T) {
 			}
 			return strings.Join(s, ",")
 		}
-		c := listenIn(t, n, codec, port, Options{})
+		c := listenIn(t, n, codec, port, Options{PacketRx: true})
 		want := map[string]string{
 			"gre":   OffloadPacketTx + "," + OffloadPacketRx,
 			"vxlan": OffloadUDPGSO + "," + OffloadUDPGRO + "," + OffloadPacketTx + "," + OffloadPacketGSO,
