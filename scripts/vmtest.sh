@@ -466,7 +466,8 @@ for r in "${rows[@]}"; do
 done
 echo
 echo "case: delivery, a steady stream and then sendmmsg bursts, every datagram must arrive; takeover, a steady"
-echo "stream during which node 2's daemon and then node 1's are taken over (meshcast run --takeover), each"
+echo "stream during which node 2's daemon and then node 1's are taken over (meshcast run --takeover; GRE with"
+echo "--ingress packet, so that its receive ring is handed over), each"
 echo "takeover may cost each receiver it affects 5 datagrams. tap_coalesce ... af_packet_rx: in_use of meshcast"
 echo "status's offloads (the same on every node, else mixed; after a takeover, the successors'); fallback: their"
 echo "offload_fallback summed over all nodes; sent: datagrams of node 1; node2, node3: distinct datagrams"

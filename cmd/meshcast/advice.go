@@ -65,7 +65,7 @@ func localAdvice(le *discovery.LocalError) string {
 // offloadReason returns the reason offload name is off as meshcast shows
 // it: the library's overlay.OffloadOffByConfig becomes the flag that did
 // it (--offload off turns every offload off, --egress socket the AF_PACKET
-// egress ones, --ingress socket the receive ring), and any other reason is
+// egress ones; the receive ring is on with --ingress packet), and any other reason is
 // returned unchanged.
 func offloadReason(name, reason string, cfg *runConfig) string {
 	if reason != overlay.OffloadOffByConfig {
@@ -75,8 +75,8 @@ func offloadReason(name, reason string, cfg *runConfig) string {
 		switch {
 		case (name == overlay.OffloadPacketTx || name == overlay.OffloadPacketGSO) && cfg.socketEgress:
 			return "turned off by --egress socket"
-		case name == overlay.OffloadPacketRx && cfg.socketRx:
-			return "turned off by --ingress socket"
+		case name == overlay.OffloadPacketRx:
+			return "off unless --ingress packet"
 		}
 	}
 	return "turned off by --offload off"

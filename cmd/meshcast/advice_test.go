@@ -116,7 +116,8 @@ func TestOffloadReason(t *testing.T) {
 		{overlay.OffloadPacketTx, overlay.OffloadOffByConfig, socketEgress, "turned off by --egress socket"},
 		{overlay.OffloadPacketGSO, overlay.OffloadOffByConfig, socketEgress, "turned off by --egress socket"},
 		{overlay.OffloadPacketGSO, overlay.OffloadOffByConfig, both, "turned off by --offload off"},
-		{overlay.OffloadPacketRx, overlay.OffloadOffByConfig, &runConfig{socketRx: true}, "turned off by --ingress socket"},
+		{overlay.OffloadPacketRx, overlay.OffloadOffByConfig, &runConfig{}, "off unless --ingress packet"},
+		{overlay.OffloadPacketRx, overlay.OffloadOffByConfig, offloadOff, "turned off by --offload off"},
 		{overlay.OffloadUDPGSO, refused, socketEgress, refused},
 		{overlay.OffloadTAPCoalesce, "", nil, ""},
 	} {

@@ -82,7 +82,7 @@ func openUserPlane(pc userPlaneConfig) (_ *userPlane, err error) {
 		}
 	}()
 	listen := func(recv, ring *os.File) (*overlay.Conn, error) {
-		opts := overlay.Options{NoOffload: cfg.noOffload, NoPacketEgress: cfg.socketEgress, NoPacketRx: cfg.socketRx, Logger: log, Receive: recv, ReceiveRing: ring}
+		opts := overlay.Options{NoOffload: cfg.noOffload, NoPacketEgress: cfg.socketEgress, PacketRx: cfg.packetRx, Logger: log, Receive: recv, ReceiveRing: ring}
 		if cfg.encap == "gre" {
 			return overlay.ListenGRE(pc.local, opts)
 		}

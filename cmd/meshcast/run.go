@@ -42,7 +42,7 @@ type runConfig struct {
 
 	noOffload    bool // --offload off
 	socketEgress bool // --egress socket
-	socketRx     bool // --ingress socket
+	packetRx     bool // --ingress packet
 	maxFanout    int
 	rateLimit    float64
 
@@ -97,7 +97,7 @@ func addRunFlags(fs *pflag.FlagSet, cfg *runConfig) func() error {
 	fs.StringVar(&level, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	fs.StringVar(&format, "log-format", "text", "log `FORMAT`: text or json")
 	var dataplane, kvx, offload, egress, ingress string
-	fs.StringVar(&ingress, "ingress", "packet", "how GRE arrives: `packet` (an AF_PACKET ring on the underlay interface, which sees packets after the interface's ingress hooks but before the IP stack's netfilter input hooks) or socket (the raw GRE socket, after them)")
+	fs.StringVar(&ingress, "ingress", "socket", "how GRE arrives: `socket` (the raw GRE socket, after the IP stack's netfilter hooks) or packet (an AF_PACKET ring on the underlay interface, which sees packets before those hooks: a higher receive rate for less CPU, but the kernel hands the ring over a block at a time, so that at light traffic a packet waits up to 1 ms, a timer tick on older kernels)")
 	fs.StringVar(&egress, "egress", "packet", "how copies leave: `packet` (an AF_PACKET socket on the underlay interface with the outer headers meshcast writes, skipping the IP output path, for every peer whose next hop the kernel has resolved; the others, and any copy it refuses, go through the sockets) or socket (always through the kernel's IP sockets)")
 	fs.StringVar(&offload, "offload", "on", "`on`: send the copies of a burst to a peer as one UDP segmentation-offload packet and coalesce on receive (VXLAN), and hand the TAP runs of one UDP flow as one frame; off: every copy and frame on its own (for comparison or troubleshooting)")
 	fs.StringVar(&dataplane, "dataplane", "userspace", "`userspace` (meshcast forwards) or kernel (a Linux bridge with IGMP snooping and one tunnel port per peer, for comparison)")
@@ -219,9 +219,9 @@ func addRunFlags(fs *pflag.FlagSet, cfg *runConfig) func() error {
 		}
 		switch ingress {
 		case "packet":
-			cfg.socketRx = false
+			cfg.packetRx = true
 		case "socket":
-			cfg.socketRx = true
+			cfg.packetRx = false
 		default:
 			return usagef("--ingress %q is not known: use packet or socket", ingress)
 		}

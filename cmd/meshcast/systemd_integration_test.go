@@ -238,19 +238,26 @@ func (d *sdDaemon) stop(t *testing.T) int {
 // survives each restart with its address, and the stream loses at most a
 // few datagrams per restart.
 func TestIntegrationSystemdRestart(t *testing.T) {
-	for _, encap := range []string{"gre", "vxlan"} {
-		t.Run(encap, func(t *testing.T) { testSystemdRestart(t, encap) })
+	for _, c := range []struct {
+		name, encap string
+		extra       []string
+	}{
+		{"gre", "gre", nil},
+		{"gre-ring", "gre", []string{"--ingress", "packet"}},
+		{"vxlan", "vxlan", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) { testSystemdRestart(t, c.encap, c.extra...) })
 	}
 	t.Run("no-notify-socket", testNoNotifySocketRemovesTAP)
 }
 
-func testSystemdRestart(t *testing.T, encap string) {
+func testSystemdRestart(t *testing.T, encap string, extra ...string) {
 	nodes, inv, bin, probe := twoNodes(t)
 	mgrs := make([]*serviceManager, len(nodes))
 	daemons := make([]*sdDaemon, len(nodes))
 	socks := make([]string, len(nodes))
 	args := func(i int) []string {
-		return []string{"run", "--peers", inv, "--local", nodes[i].Underlay.String(), "--encap", encap, "--control", socks[i]}
+		return append([]string{"run", "--peers", inv, "--local", nodes[i].Underlay.String(), "--encap", encap, "--control", socks[i]}, extra...)
 	}
 	for i, n := range nodes {
 		mgrs[i] = newServiceManager(t)
@@ -264,10 +271,10 @@ func testSystemdRestart(t *testing.T, encap string) {
 		if _, err := m.wait("FDSTORE=1", 0, 5*time.Second); err != nil {
 			t.Fatalf("node %d: %v\n%s", i+1, err, daemons[i].out.String())
 		}
-		// GRE keeps its receive ring and the raw socket the ring
-		// silences; VXLAN its UDP socket.
+		// GRE with --ingress packet keeps its receive ring and the raw
+		// socket the ring silences; otherwise the receive socket.
 		want := []string{tapFDName, underlayFDName}
-		if encap == "gre" {
+		if len(extra) > 0 {
 			want = []string{tapFDName, ringRawFDName, ringFDName}
 		}
 		if _, err := m.wait("FDNAME="+want[len(want)-1], 0, 5*time.Second); err != nil {
@@ -315,7 +322,7 @@ func testSystemdRestart(t *testing.T, encap string) {
 	// meanwhile waits in the stored underlay socket's receive buffer. The
 	// budget is 50 per restart.
 	streamAcross(t, streamRun{
-		label: encap, event: "restart",
+		label: strings.Join(append([]string{encap}, extra...), " "), event: "restart",
 		nodes: nodes, bin: bin, probe: probe, socks: socks,
 		firstAt: 3 * time.Second,
 		replace: restart,

@@ -22,12 +22,16 @@ import (
 // loses at most 5 datagrams, the sender sees no error, the server answers
 // throughout, and the TAP keeps its interface index.
 func TestIntegrationTakeover(t *testing.T) {
-	for _, c := range []struct{ name, encap, dataplane string }{
-		{"gre", "gre", "userspace"},
-		{"vxlan", "vxlan", "userspace"},
-		{"kernel-vxlan", "vxlan", "kernel"},
+	for _, c := range []struct {
+		name, encap, dataplane string
+		extra                  []string
+	}{
+		{"gre", "gre", "userspace", nil},
+		{"gre-ring", "gre", "userspace", []string{"--ingress", "packet"}},
+		{"vxlan", "vxlan", "userspace", nil},
+		{"kernel-vxlan", "vxlan", "kernel", nil},
 	} {
-		t.Run(c.name, func(t *testing.T) { testTakeover(t, c.encap, c.dataplane) })
+		t.Run(c.name, func(t *testing.T) { testTakeover(t, c.encap, c.dataplane, c.extra...) })
 	}
 	t.Run("refusals", testTakeoverRefusals)
 }
@@ -182,12 +186,12 @@ func (e *echoServer) close() {
 	e.wg.Wait()
 }
 
-func testTakeover(t *testing.T, encap, dataplane string) {
+func testTakeover(t *testing.T, encap, dataplane string, extra ...string) {
 	nodes, inv, bin, probe := twoNodes(t)
 	socks := []string{ctlPath(t), ctlPath(t)}
 	args := func(i int, more ...string) []string {
-		a := []string{"run", "--peers", inv, "--local", nodes[i].Underlay.String(), "--encap", encap,
-			"--dataplane", dataplane, "--control", socks[i]}
+		a := append([]string{"run", "--peers", inv, "--local", nodes[i].Underlay.String(), "--encap", encap,
+			"--dataplane", dataplane, "--control", socks[i]}, extra...)
 		if dataplane == "kernel" {
 			a = append(a, "--kernel-vxlan", "pair", "--igmp-query-interval", "2s", "--igmp-response-interval", "1s")
 		}
@@ -252,7 +256,7 @@ func testTakeover(t *testing.T, encap, dataplane string) {
 	}
 	var esent, eans int
 	var longest, sinceLast time.Duration
-	label := dataplane + "/" + encap
+	label := strings.Join(append([]string{dataplane + "/" + encap}, extra...), " ")
 	streamAcross(t, streamRun{
 		label: label, event: "takeover",
 		nodes: nodes, bin: bin, probe: probe, socks: socks,
