@@ -33,6 +33,7 @@ func TestConfigErrors(t *testing.T) {
 		{"short interval", []string{"run", "--peers", good, "--interval", "10ms"}, "--interval"},
 		{"overlay with static", []string{"run", "--peers", good, "--overlay", "198.19.0.1/24"}, "--discovery ec2"},
 		{"bad overlay", []string{"run", "--discovery", "ec2", "--overlay", "198.19.0.1"}, "prefix"},
+		{"IPv6 in --overlay", []string{"run", "--discovery", "ec2", "--overlay", "198.19.0.1/24,fd00::1/64"}, "an IPv6 one goes in the instance's tag"},
 		{"empty tag key", []string{"run", "--discovery", "ec2", "--tag-key", ""}, "--tag-key"},
 		{"unknown flag", []string{"run", "--peers", good, "--bogus"}, "unknown flag: --bogus"},
 		{"stray argument", []string{"run", "--peers", good, "extra"}, "unexpected argument"},
@@ -91,7 +92,7 @@ func TestVersionAndHelp(t *testing.T) {
 			"--tap", "--control", "--metrics", "--interval", "--unregistered", "--igmp-query-interval",
 			"--igmp-response-interval", "--igmp-robustness", "--igmp-last-member-interval", "--log-level",
 			"--log-format", "--config", "--tag-key", "--overlay", "--dataplane", "--kernel-vxlan",
-			"--offload", "--max-fanout", "--rate-limit"},
+			"--offload", "--egress", "--ingress", "--max-fanout", "--rate-limit"},
 		"status": {"--json", "--control"},
 		"ping":   {"--control", "--count", "--interval", "--group", "--port"},
 	} {
