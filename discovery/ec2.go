@@ -226,7 +226,7 @@ func (e *EC2) member(in types.Instance) (Member, Problem, bool) {
 	if !found {
 		return Member{}, Problem{id, "malformed_tag", fmt.Sprintf("no tag %s", e.tagKey)}, false
 	}
-	community, overlay, err := ParseTag(tag)
+	t, err := ParseTag(tag)
 	if err != nil {
 		return Member{}, Problem{id, "malformed_tag", fmt.Sprintf("tag %s: %v", e.tagKey, err)}, false
 	}
@@ -234,7 +234,7 @@ func (e *EC2) member(in types.Instance) (Member, Problem, bool) {
 	if err != nil || !ip.Is4() {
 		return Member{}, Problem{id, "no_private_ip", "instance has no private IPv4 address; give it one or remove its tag"}, false
 	}
-	return Member{Underlay: ip, Community: community, Overlay: overlay, ID: id}, Problem{}, true
+	return Member{Underlay: ip, Community: t.Community, Overlay: t.Overlay, Overlay6: t.Overlay6, ID: id}, Problem{}, true
 }
 
 // consistent leaves out, per community, instances that claim an overlay or

@@ -10,13 +10,17 @@ import (
 )
 
 func ExampleParseTag() {
-	community, overlay, err := discovery.ParseTag("demo,198.19.0.1/24")
-	fmt.Println(community, overlay, err)
+	tag, err := discovery.ParseTag("demo,198.19.0.1/24")
+	fmt.Println(tag.Community, tag.Overlay, err)
 
-	_, _, err = discovery.ParseTag("demo,198.19.0.1/32")
+	tag, err = discovery.ParseTag("demo,198.19.0.1/24,fd00:198:19::1/64")
+	fmt.Println(tag.Community, tag.Overlay, tag.Overlay6, err)
+
+	_, err = discovery.ParseTag("demo,198.19.0.1/32")
 	fmt.Println(err)
 	// Output:
 	// demo 198.19.0.1/24 <nil>
+	// demo 198.19.0.1/24 fd00:198:19::1/64 <nil>
 	// overlay "198.19.0.1/32" has prefix length /32, which gives no on-link peers; write the community's subnet length, such as 198.19.0.1/24
 }
 

@@ -29,12 +29,35 @@ func checkOverlay(p netip.Prefix) string {
 	return ""
 }
 
+// checkOverlay6 returns what is wrong with an IPv6 overlay prefix ParseTag
+// returned, or "" (the zero Prefix: none).
+func checkOverlay6(p netip.Prefix) string {
+	a := p.Addr()
+	switch {
+	case !p.IsValid():
+		if p != (netip.Prefix{}) {
+			return "invalid"
+		}
+		return ""
+	case !a.Is6() || a.Is4In6() || a.Zone() != "":
+		return "not plain IPv6"
+	case p.Bits() < 1 || p.Bits() > 127:
+		return "prefix length out of range"
+	case a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a.IsLinkLocalUnicast():
+		return "not a global or unique local unicast address"
+	case p.Bits() < 127 && a == p.Masked().Addr():
+		return "subnet-router anycast address"
+	}
+	return ""
+}
+
 func FuzzParseTag(f *testing.F) {
 	for _, tt := range tagTests {
 		f.Add(tt.in)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
-		c, o, err := ParseTag(v)
+		tag, err := ParseTag(v)
+		c, o := tag.Community, tag.Overlay
 		if err != nil {
 			if msg := err.Error(); !strings.Contains(msg, "; ") || len(msg) > maxMsg {
 				t.Fatalf("ParseTag(%q) error %q does not say what to write instead, or is too long", v, msg)
@@ -47,11 +70,14 @@ func FuzzParseTag(f *testing.F) {
 		if bad := checkOverlay(o); bad != "" {
 			t.Fatalf("ParseTag(%q) overlay %v: %s", v, o, bad)
 		}
+		if bad := checkOverlay6(tag.Overlay6); bad != "" {
+			t.Fatalf("ParseTag(%q) IPv6 overlay %v: %s", v, tag.Overlay6, bad)
+		}
 		// Re-formatting parses back to the same values.
-		s := c + "," + o.String()
-		c2, o2, err := ParseTag(s)
-		if err != nil || c2 != c || o2 != o {
-			t.Fatalf("ParseTag(%q) = %q, %v; re-parsing %q gave %q, %v, %v", v, c, o, s, c2, o2, err)
+		s := tag.String()
+		again, err := ParseTag(s)
+		if err != nil || again != tag {
+			t.Fatalf("ParseTag(%q) = %+v; re-parsing %q gave %+v, %v", v, tag, s, again, err)
 		}
 		// The canonical form is the input without its surrounding whitespace
 		// (ParseTag accepts no other spellings).
@@ -98,9 +124,9 @@ func FuzzParseInventory(f *testing.F) {
 				t.Fatalf("member %v: ID is not f:LINE in increasing order", m)
 			}
 			prev = n
-			tag := m.Community + "," + m.Overlay.String()
-			if c, o, err := ParseTag(tag); err != nil || c != m.Community || o != m.Overlay {
-				t.Fatalf("member %v: tag %q parses back as %q, %v, %v", m, tag, c, o, err)
+			tag := Tag{m.Community, m.Overlay, m.Overlay6}.String()
+			if back, err := ParseTag(tag); err != nil || back.Community != m.Community || back.Overlay != m.Overlay || back.Overlay6 != m.Overlay6 {
+				t.Fatalf("member %v: tag %q parses back as %+v, %v", m, tag, back, err)
 			}
 			canon.WriteString(u.String() + " " + tag + "\n")
 		}

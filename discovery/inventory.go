@@ -84,9 +84,10 @@ func unwrapPath(err error) error {
 // ParseInventory parses an inventory: one instance per line, its underlay
 // IPv4 address, whitespace, then its tag value exactly as ParseTag accepts it:
 //
-//	# underlay      COMMUNITY,OVERLAY-IP/PREFIX
+//	# underlay      COMMUNITY,OVERLAY-IP/PREFIX[,OVERLAY-IPv6/PREFIX]
 //	198.18.0.1      demo,198.19.0.1/24
 //	198.18.0.2      demo,198.19.0.2/24   # trailing comment
+//	198.18.0.3      demo,198.19.0.3/24,fd00:198:19::3/64
 //
 // Blank lines are skipped. A '#' at the start of a line, or after
 // whitespace, starts a comment that runs to the end of the line. Lines may
@@ -156,6 +157,13 @@ func ParseInventory(r io.Reader, name string) ([]Member, error) {
 				return nil, fail(n, "overlay %s is already used on line %d in community %s; give each instance its own overlay address", m.Overlay.Addr(), prev, m.Community)
 			}
 			underlay[uk], overlay[ovk] = n, n
+			if m.Overlay6.IsValid() {
+				o6 := key{m.Community, m.Overlay6.Addr()}
+				if prev, dup := overlay[o6]; dup {
+					return nil, fail(n, "IPv6 overlay %s is already used on line %d in community %s; give each instance its own overlay address", m.Overlay6.Addr(), prev, m.Community)
+				}
+				overlay[o6] = n
+			}
 			members = append(members, m)
 		}
 		if err == io.EOF {
@@ -206,7 +214,7 @@ func parseLine(line string) (m Member, ok bool, msg string) {
 	if err != nil {
 		return Member{}, false, err.Error()
 	}
-	c, o, err := ParseTag(f[1])
+	tag, err := ParseTag(f[1])
 	if err != nil {
 		msg := err.Error()
 		if strings.Contains(f[1], "#") {
@@ -214,5 +222,5 @@ func parseLine(line string) (m Member, ok bool, msg string) {
 		}
 		return Member{}, false, msg
 	}
-	return Member{Underlay: u, Community: c, Overlay: o}, true, ""
+	return Member{Underlay: u, Community: tag.Community, Overlay: tag.Overlay, Overlay6: tag.Overlay6}, true, ""
 }

@@ -20,11 +20,11 @@ const designExample = `# underlay      COMMUNITY,OVERLAY-IP/PREFIX
 
 // member builds a Member for test expectations.
 func member(underlay, tag, id string) Member {
-	c, o, err := ParseTag(tag)
+	t, err := ParseTag(tag)
 	if err != nil {
 		panic(err)
 	}
-	return Member{Underlay: netip.MustParseAddr(underlay), Community: c, Overlay: o, ID: id}
+	return Member{Underlay: netip.MustParseAddr(underlay), Community: t.Community, Overlay: t.Overlay, Overlay6: t.Overlay6, ID: id}
 }
 
 // inventoryTests are the ParseInventory cases, parsed under the name
@@ -46,6 +46,20 @@ var inventoryTests = []struct {
 		},
 	},
 	{name: "empty", in: ""},
+	{
+		name: "IPv6 overlay",
+		in:   "198.18.0.1 demo,198.19.0.1/24,fd00:198:19::1/64\n198.18.0.2 demo,198.19.0.2/24\n",
+		want: []Member{
+			member("198.18.0.1", "demo,198.19.0.1/24,fd00:198:19::1/64", "peers.txt:1"),
+			member("198.18.0.2", "demo,198.19.0.2/24", "peers.txt:2"),
+		},
+	},
+	{
+		name:    "duplicate IPv6 overlay",
+		in:      "198.18.0.1 demo,198.19.0.1/24,fd00:198:19::1/64\n198.18.0.2 demo,198.19.0.2/24,fd00:198:19::1/64\n",
+		errLine: 2,
+		errSub:  "IPv6 overlay fd00:198:19::1 is already used on line 1 in community demo",
+	},
 	{name: "only comments", in: "# a\n\n   \n\t# b\n#\n"},
 	{
 		name: "comments and spacing",

@@ -14,6 +14,7 @@ type Member struct {
 	Underlay  netip.Addr   // IPv4 underlay address: where tunnels to this instance go
 	Community string       // community name from the tag
 	Overlay   netip.Prefix // overlay address with its prefix length, e.g. 198.19.0.1/24 (not masked)
+	Overlay6  netip.Prefix // optional IPv6 overlay address, e.g. fd00:198:19::1/64; the zero Prefix if none
 	ID        string       // identity: "FILE:LINE" for the static inventory, the instance ID for EC2
 }
 
@@ -158,8 +159,9 @@ func LocalAddrs() (func(netip.Addr) bool, error) {
 
 // Validate checks the member list of one community: every member has the
 // same community name, a valid overlay address, and the same overlay prefix
-// (length and network) as the first member, and no two members share an
-// underlay address or an overlay address. It reports every problem found,
+// (length and network) as the first member; the members with an IPv6
+// overlay address share one IPv6 prefix; and no two members share an
+// underlay address or an overlay address of either family. It reports every problem found,
 // each naming the members' IDs; it returns nil for a consistent list.
 func Validate(members []Member) error {
 	if len(members) == 0 {
@@ -169,7 +171,9 @@ func Validate(members []Member) error {
 		errs     []error
 		first    = members[0]
 		underlay = map[netip.Addr]Member{}
-		overlay  = map[netip.Addr]Member{}
+		overlay  = map[netip.Addr]Member{} // IPv4 and IPv6 overlay addresses
+		first6   netip.Prefix              // the first IPv6 overlay, and whose
+		first6ID string
 	)
 	add := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("community %s: "+format, append([]any{first.Community}, args...)...))
@@ -192,6 +196,18 @@ func Validate(members []Member) error {
 			add("%s and %s both have overlay %s; give each instance its own address", prev.ID, m.ID, m.Overlay.Addr())
 		} else {
 			overlay[m.Overlay.Addr()] = m
+		}
+		if m.Overlay6.IsValid() {
+			if prev, dup := overlay[m.Overlay6.Addr()]; dup {
+				add("%s and %s both have IPv6 overlay %s; give each instance its own address", prev.ID, m.ID, m.Overlay6.Addr())
+			} else {
+				overlay[m.Overlay6.Addr()] = m
+			}
+			if !first6.IsValid() {
+				first6, first6ID = m.Overlay6, m.ID
+			} else if m.Overlay6.Masked() != first6.Masked() {
+				add("%s has IPv6 overlay %s outside %s, the IPv6 subnet of %s; put every member in %s", m.ID, m.Overlay6, first6.Masked(), first6ID, first6.Masked())
+			}
 		}
 		if i == 0 || !first.Overlay.IsValid() {
 			continue

@@ -210,6 +210,28 @@ func TestValidate(t *testing.T) {
 			members: []Member{a, b, member("198.18.0.9", "demo,198.19.0.2/24", "i-z")},
 			errSubs: []string{"i-b and i-z both have overlay 198.19.0.2"},
 		},
+		{name: "IPv6 on some members", members: []Member{
+			a,
+			member("198.18.0.2", "demo,198.19.0.2/24,fd00:198:19::2/64", "i-b"),
+			member("198.18.0.3", "demo,198.19.0.3/24,fd00:198:19::3/64", "i-c"),
+		}},
+		{
+			name: "duplicate IPv6 overlay",
+			members: []Member{
+				member("198.18.0.1", "demo,198.19.0.1/24,fd00:198:19::1/64", "i-a"),
+				member("198.18.0.2", "demo,198.19.0.2/24,fd00:198:19::1/64", "i-b"),
+			},
+			errSubs: []string{"i-a and i-b both have IPv6 overlay fd00:198:19::1"},
+		},
+		{
+			name: "IPv6 overlay in another subnet",
+			members: []Member{
+				a,
+				member("198.18.0.2", "demo,198.19.0.2/24,fd00:198:19::2/64", "i-b"),
+				member("198.18.0.3", "demo,198.19.0.3/24,fd00:198:20::3/64", "i-c"),
+			},
+			errSubs: []string{"i-c has IPv6 overlay fd00:198:20::3/64 outside fd00:198:19::/64, the IPv6 subnet of i-b"},
+		},
 		{
 			name:    "prefix length differs",
 			members: []Member{a, b, member("198.18.0.9", "demo,198.19.0.9/16", "i-z")},

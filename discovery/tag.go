@@ -13,13 +13,34 @@ import (
 // MaxCommunityLength is the longest community name ParseTag accepts, in bytes.
 const MaxCommunityLength = 63
 
-// ParseTag parses a tag value of the form COMMUNITY,IP/PREFIX: the value of
-// the EC2 tag `multicast`, and the second column of the inventory file. It is
-// the one grammar both peer sources use.
+// Tag is a parsed tag value.
+type Tag struct {
+	Community string
+	// Overlay is the IPv4 overlay address with its prefix length, host
+	// bits kept (198.19.0.1/24).
+	Overlay netip.Prefix
+	// Overlay6 is the optional IPv6 overlay address with its prefix
+	// length, host bits kept (fd00:198:19::1/64); the zero Prefix when
+	// the tag has none.
+	Overlay6 netip.Prefix
+}
+
+// String returns the tag in its canonical form, which ParseTag accepts.
+func (t Tag) String() string {
+	s := t.Community + "," + t.Overlay.String()
+	if t.Overlay6.IsValid() {
+		s += "," + t.Overlay6.String()
+	}
+	return s
+}
+
+// ParseTag parses a tag value of the form COMMUNITY,IP/PREFIX[,IPv6/PREFIX]:
+// the value of the EC2 tag `multicast`, and the second column of the
+// inventory file. It is the one grammar both peer sources use.
 //
 // The rules are:
 //   - Whitespace around the whole value is trimmed; none is allowed inside it.
-//   - There is exactly one comma.
+//   - There are one or two commas.
 //   - COMMUNITY is 1 to 63 bytes of letters, digits, '_', '.' and '-', and
 //     starts with a letter or digit.
 //   - IP/PREFIX is an IPv4 address in dotted-quad form without leading
@@ -30,36 +51,112 @@ const MaxCommunityLength = 63
 //     and not the broadcast address, except in a /31, where both addresses
 //     are usable (RFC 3021). It is not multicast, loopback, unspecified
 //     (0.0.0.0) or the limited broadcast address 255.255.255.255.
+//   - The optional IPv6/PREFIX after a second comma is an IPv6 address in
+//     its canonical form (RFC 5952: lower case, the longest run of zero
+//     groups compressed; no zone, no IPv4-mapped form) and a decimal prefix
+//     length from 1 to 127. It is a global unicast or unique local address:
+//     not link-local (the TAP has its own, from its MAC), multicast,
+//     loopback or unspecified, and not the subnet-router anycast address
+//     of its prefix (all host bits zero).
 //
-// The returned prefix keeps the host bits (198.19.0.1/24, not 198.19.0.0/24).
-// Errors say what is wrong and what to write instead.
-func ParseTag(v string) (community string, overlay netip.Prefix, err error) {
+// The returned prefixes keep the host bits (198.19.0.1/24, not
+// 198.19.0.0/24). Errors say what is wrong and what to write instead.
+func ParseTag(v string) (Tag, error) {
 	v = strings.TrimSpace(v)
 	if v == "" {
-		return "", netip.Prefix{}, errors.New("tag is empty; write COMMUNITY,IP/PREFIX, such as demo,198.19.0.1/24")
+		return Tag{}, errors.New("tag is empty; write COMMUNITY,IP/PREFIX, such as demo,198.19.0.1/24")
 	}
 	if strings.IndexFunc(v, unicode.IsSpace) >= 0 {
-		return "", netip.Prefix{}, fmt.Errorf("tag %q contains whitespace; write it without spaces, such as demo,198.19.0.1/24", clip(v))
+		return Tag{}, fmt.Errorf("tag %q contains whitespace; write it without spaces, such as demo,198.19.0.1/24", clip(v))
 	}
 	switch n := strings.Count(v, ","); n {
 	case 0:
-		return "", netip.Prefix{}, fmt.Errorf("tag %q has no comma; write COMMUNITY,IP/PREFIX, such as demo,198.19.0.1/24", clip(v))
-	case 1:
+		return Tag{}, fmt.Errorf("tag %q has no comma; write COMMUNITY,IP/PREFIX, such as demo,198.19.0.1/24", clip(v))
+	case 1, 2:
 	default:
-		return "", netip.Prefix{}, fmt.Errorf("tag %q has %d commas; write exactly one, between COMMUNITY and IP/PREFIX", clip(v), n)
+		return Tag{}, fmt.Errorf("tag %q has %d commas; write COMMUNITY,IP/PREFIX with an optional ,IPv6/PREFIX, such as demo,198.19.0.1/24,fd00:198:19::1/64", clip(v), n)
 	}
-	community, ov, _ := strings.Cut(v, ",")
+	community, rest, _ := strings.Cut(v, ",")
+	ov, ov6, has6 := strings.Cut(rest, ",")
 	if err := checkCommunity(community); err != nil {
-		return "", netip.Prefix{}, err
+		return Tag{}, err
 	}
 	if ov == "" {
-		return "", netip.Prefix{}, fmt.Errorf("tag %q has no overlay address; write IP/PREFIX after the comma, such as %s,198.19.0.1/24", clip(v), community)
+		return Tag{}, fmt.Errorf("tag %q has no overlay address; write IP/PREFIX after the comma, such as %s,198.19.0.1/24", clip(v), community)
 	}
-	overlay, err = parseOverlay(ov)
-	if err != nil {
-		return "", netip.Prefix{}, err
+	t := Tag{Community: community}
+	var err error
+	if t.Overlay, err = parseOverlay(ov); err != nil {
+		return Tag{}, err
 	}
-	return community, overlay, nil
+	if has6 {
+		if t.Overlay6, err = parseOverlay6(ov6); err != nil {
+			return Tag{}, err
+		}
+	}
+	return t, nil
+}
+
+// parseOverlay6 parses the optional IPv6/PREFIX of a tag.
+func parseOverlay6(s string) (netip.Prefix, error) {
+	const example = "fd00:198:19::1/64"
+	as, bs, hasBits := strings.Cut(s, "/")
+	a, err := netip.ParseAddr(as)
+	switch {
+	case s == "":
+		return netip.Prefix{}, fmt.Errorf("IPv6 overlay is empty after the second comma; write one, such as %s, or leave out the comma", example)
+	case err != nil && strings.Contains(as, "%"):
+		return netip.Prefix{}, fmt.Errorf("IPv6 overlay %q has a zone; write a plain address, such as %s", clip(s), example)
+	case err != nil || !a.Is6():
+		return netip.Prefix{}, fmt.Errorf("IPv6 overlay %q is not an IPv6 address; write one, such as %s", clip(s), example)
+	case a.Zone() != "":
+		return netip.Prefix{}, fmt.Errorf("IPv6 overlay %q has a zone; write a plain address, such as %s", clip(s), example)
+	case a.Is4In6():
+		return netip.Prefix{}, fmt.Errorf("IPv6 overlay %q is IPv4-mapped; write a global or unique local IPv6 address, such as %s", clip(s), example)
+	case as != a.String():
+		return netip.Prefix{}, fmt.Errorf("IPv6 overlay %q is not in canonical form; write %s", clip(s), a)
+	}
+	var kind string
+	switch {
+	case a.IsUnspecified():
+		kind = "the unspecified address"
+	case a.IsLoopback():
+		kind = "the loopback address"
+	case a.IsMulticast():
+		kind = "a multicast address"
+	case a.IsLinkLocalUnicast():
+		kind = "link-local (the TAP has its own, from its MAC)"
+	}
+	if kind != "" {
+		return netip.Prefix{}, fmt.Errorf("IPv6 overlay %s is %s; write a global or unique local address, such as %s", a, kind, example)
+	}
+	if !hasBits {
+		return netip.Prefix{}, fmt.Errorf("IPv6 overlay %q has no prefix length; write it as %s/64", clip(s), a)
+	}
+	bits, ok := parseBits6(bs)
+	if !ok || bits < 1 || bits > 127 {
+		return netip.Prefix{}, fmt.Errorf("IPv6 overlay %q has prefix length %q; write a number from 1 to 127, such as %s/64", clip(s), clip(bs), a)
+	}
+	p := netip.PrefixFrom(a, bits)
+	if bits < 127 && a == p.Masked().Addr() {
+		return netip.Prefix{}, fmt.Errorf("IPv6 overlay %s is the subnet-router anycast address of %s; use a host address, such as %s/%d", p, p.Masked(), p.Masked().Addr().Next(), bits)
+	}
+	return p, nil
+}
+
+// parseBits6 parses an IPv6 prefix length: one to three decimal digits,
+// without a sign or a leading zero.
+func parseBits6(s string) (int, bool) {
+	if len(s) == 0 || len(s) > 3 || (len(s) > 1 && s[0] == '0') {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil
 }
 
 // checkCommunity enforces the community name rules of ParseTag.

@@ -13,10 +13,31 @@ var tagTests = []struct {
 	in        string
 	community string
 	want      string
+	want6     string // the IPv6 overlay, if any
 	errSub    string
 }{
 	// Valid.
 	{in: "demo,198.19.0.1/24", community: "demo", want: "198.19.0.1/24"},
+	{in: "demo,198.19.0.1/24,fd00:198:19::1/64", community: "demo", want: "198.19.0.1/24", want6: "fd00:198:19::1/64"},
+	{in: "demo,198.19.0.1/24,2001:db8::7/127", community: "demo", want: "198.19.0.1/24", want6: "2001:db8::7/127"},
+	{in: "demo,198.19.0.1/24,2001:db8::/127", community: "demo", want: "198.19.0.1/24", want6: "2001:db8::/127"},
+	// IPv6 overlay errors.
+	{in: "demo,198.19.0.1/24,", errSub: "IPv6 overlay is empty after the second comma"},
+	{in: "demo,198.19.0.1/24,fd00:198:19::1", errSub: "has no prefix length; write it as fd00:198:19::1/64"},
+	{in: "demo,198.19.0.1/24,FD00:198:19::1/64", errSub: "not in canonical form; write fd00:198:19::1"},
+	{in: "demo,198.19.0.1/24,fd00:198:19:0:0:0:0:1/64", errSub: "not in canonical form; write fd00:198:19::1"},
+	{in: "demo,198.19.0.1/24,fe80::1/64", errSub: "is link-local"},
+	{in: "demo,198.19.0.1/24,ff0e::1/64", errSub: "is a multicast address"},
+	{in: "demo,198.19.0.1/24,::1/64", errSub: "is the loopback address"},
+	{in: "demo,198.19.0.1/24,::/64", errSub: "is the unspecified address"},
+	{in: "demo,198.19.0.1/24,::ffff:198.19.0.1/64", errSub: "is IPv4-mapped"},
+	{in: "demo,198.19.0.1/24,fd00::1%eth0/64", errSub: "has a zone"},
+	{in: "demo,198.19.0.1/24,198.19.0.2/24", errSub: "is not an IPv6 address"},
+	{in: "demo,198.19.0.1/24,fd00::1/128", errSub: "write a number from 1 to 127"},
+	{in: "demo,198.19.0.1/24,fd00::1/0", errSub: "write a number from 1 to 127"},
+	{in: "demo,198.19.0.1/24,fd00::1/064", errSub: "write a number from 1 to 127"},
+	{in: "demo,198.19.0.1/24,fd00::/64", errSub: "subnet-router anycast address of fd00::/64; use a host address, such as fd00::1/64"},
+	{in: "demo,198.19.0.1/24,fd00::1/64,x", errSub: "has 3 commas"},
 	{in: "  demo,198.19.0.1/24\t\n", community: "demo", want: "198.19.0.1/24"},
 	{in: "a,10.0.0.1/8", community: "a", want: "10.0.0.1/8"},
 	{in: "0,10.0.0.1/8", community: "0", want: "10.0.0.1/8"},
@@ -37,8 +58,8 @@ var tagTests = []struct {
 	{in: "demo,198.19.0.1 /24", errSub: "contains whitespace"},
 	{in: "demo,198.19.0.1/\u00a024", errSub: "contains whitespace"},
 	{in: "demo198.19.0.1/24", errSub: "has no comma"},
-	{in: "demo,198.19.0.1/24,x", errSub: "has 2 commas; write exactly one"},
-	{in: ",,", errSub: "has 2 commas"},
+	{in: "demo,198.19.0.1/24,x", errSub: "IPv6 overlay \"x\" is not an IPv6 address"},
+	{in: ",,", errSub: "empty community"},
 
 	// Community.
 	{in: ",198.19.0.1/24", errSub: "empty community"},
@@ -91,7 +112,8 @@ var tagTests = []struct {
 
 func TestParseTag(t *testing.T) {
 	for _, tt := range tagTests {
-		c, p, err := ParseTag(tt.in)
+		tag, err := ParseTag(tt.in)
+		c, p := tag.Community, tag.Overlay
 		if tt.errSub != "" {
 			if err == nil {
 				t.Errorf("ParseTag(%q) = %q, %v; want error containing %q", tt.in, c, p, tt.errSub)
@@ -107,13 +129,20 @@ func TestParseTag(t *testing.T) {
 		if want := netip.MustParsePrefix(tt.want); c != tt.community || p != want {
 			t.Errorf("ParseTag(%q) = %q, %v; want %q, %v", tt.in, c, p, tt.community, want)
 		}
+		var want6 netip.Prefix
+		if tt.want6 != "" {
+			want6 = netip.MustParsePrefix(tt.want6)
+		}
+		if tag.Overlay6 != want6 {
+			t.Errorf("ParseTag(%q) IPv6 overlay %v, want %v", tt.in, tag.Overlay6, want6)
+		}
 	}
 }
 
 // Every error says what to do about it.
 func TestParseTagErrorsSuggestFix(t *testing.T) {
 	for _, tt := range tagTests {
-		if _, _, err := ParseTag(tt.in); err != nil && !strings.Contains(err.Error(), "; ") {
+		if _, err := ParseTag(tt.in); err != nil && !strings.Contains(err.Error(), "; ") {
 			t.Errorf("ParseTag(%q) error %q has no suggestion after \"; \"", tt.in, err)
 		}
 	}

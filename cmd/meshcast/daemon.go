@@ -866,6 +866,9 @@ func (d *daemon) logStart() {
 		attrs = append(attrs, "capabilities", "cap_net_admin")
 	}
 	d.log.Info("meshcast forwarding", attrs...)
+	if d.self.Overlay6.IsValid() {
+		d.log.Warn("IPv6 overlay address not in use yet: this version carries IPv4 only across the overlay", "overlay6", d.self.Overlay6)
+	}
 	if d.offloads != nil {
 		for _, s := range d.offloads() {
 			if !s.InUse {

@@ -306,3 +306,24 @@ func sendForged(src, dst netip.Addr, n int, vni uint32) error {
 	}
 	return nil
 }
+
+// TestIntegrationOverlay6NotYet starts a daemon whose inventory line
+// carries an IPv6 overlay address: it starts, forwards IPv4, and warns that
+// the IPv6 address is not in use yet.
+func TestIntegrationOverlay6NotYet(t *testing.T) {
+	nt := nstest.NewNet(t, 1)
+	nstest.LeakCheck(t)
+	bin, _ := binaries(t)
+	n := nt.Node(1)
+	inv := filepath.Join(t.TempDir(), "peers")
+	if err := os.WriteFile(inv, []byte("198.18.0.1 demo,198.19.0.1/24,fd00:198:19::1/64\n198.18.0.2 demo,198.19.0.2/24\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := n.Start(t, bin, "run", "--peers", inv, "--local", n.Underlay.String(), "--control", ctlPath(t))
+	if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, d.Output())
+	}
+	if err := d.WaitOutput("IPv6 overlay address not in use yet", 5*time.Second); err != nil || !strings.Contains(d.Output(), "overlay6=fd00:198:19::1/64") {
+		t.Fatalf("no warning naming the IPv6 overlay address: %v\n%s", err, d.Output())
+	}
+}

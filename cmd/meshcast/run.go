@@ -136,11 +136,14 @@ func addRunFlags(fs *pflag.FlagSet, cfg *runConfig) func() error {
 			if cfg.discovery != "ec2" {
 				return usagef("--overlay applies to --discovery ec2; with an inventory, edit this node's line")
 			}
-			_, p, err := discovery.ParseTag("x," + ovl)
+			tag, err := discovery.ParseTag("x," + ovl)
 			if err != nil {
 				return usagef("--overlay %q: %v", ovl, err)
 			}
-			cfg.overlay = p
+			if tag.Overlay6.IsValid() {
+				return usagef("--overlay %q: pass the IPv4 overlay address alone; an IPv6 one goes in the instance's tag", ovl)
+			}
+			cfg.overlay = tag.Overlay
 		}
 		if local != "" {
 			a, err := netip.ParseAddr(local)
