@@ -252,6 +252,9 @@ func consistent(members []Member, problems []Problem, self string) ([]Member, []
 	selfPrefix := map[string]netip.Prefix{}
 	for _, m := range members {
 		overlays[key{m.Community, m.Overlay.Addr()}] = append(overlays[key{m.Community, m.Overlay.Addr()}], m.ID)
+		if m.Overlay6.IsValid() {
+			overlays[key{m.Community, m.Overlay6.Addr()}] = append(overlays[key{m.Community, m.Overlay6.Addr()}], m.ID)
+		}
 		underlays[key{m.Community, m.Underlay}] = append(underlays[key{m.Community, m.Underlay}], m.ID)
 		if prefixes[m.Community] == nil {
 			prefixes[m.Community] = map[netip.Prefix]int{}
@@ -281,6 +284,11 @@ func consistent(members []Member, problems []Problem, self string) ([]Member, []
 		case len(ids) > 1:
 			problems = append(problems, Problem{m.ID, "duplicate_overlay",
 				fmt.Sprintf("overlay address %v is claimed by %s; give each instance its own", m.Overlay.Addr(), strings.Join(ids, ", "))})
+			continue
+		}
+		if ids := overlays[key{m.Community, m.Overlay6.Addr()}]; m.Overlay6.IsValid() && len(ids) > 1 {
+			problems = append(problems, Problem{m.ID, "duplicate_overlay",
+				fmt.Sprintf("IPv6 overlay address %v is claimed by %s; give each instance its own", m.Overlay6.Addr(), strings.Join(ids, ", "))})
 			continue
 		}
 		if ids := underlays[key{m.Community, m.Underlay}]; len(ids) > 1 {

@@ -282,3 +282,30 @@ func TestEC2NoIMDS(t *testing.T) {
 		t.Fatal("no IMDS, no error")
 	}
 }
+
+// TestEC2Overlay6 lists instances whose tags carry IPv6 overlay addresses:
+// each member keeps its own, and two that claim the same one are left out
+// as duplicate_overlay.
+func TestEC2Overlay6(t *testing.T) {
+	fake, e := ec2Rig(t)
+	fake.Put(instance(2, "demo,198.19.0.2/24,fd00:198:19::2/64"))
+	fake.Put(instance(3, "demo,198.19.0.3/24,fd00:198:19::9/64")) // claims ::9 ...
+	fake.Put(instance(4, "demo,198.19.0.4/24,fd00:198:19::9/64")) // ... as does this one
+	ms, err := e.Members(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range ms {
+		ids = append(ids, m.ID)
+		if m.ID == instID(2) && m.Overlay6 != netip.MustParsePrefix("fd00:198:19::2/64") {
+			t.Errorf("%s: IPv6 overlay %v", m.ID, m.Overlay6)
+		}
+	}
+	if want := []string{instID(1), instID(2)}; !slices.Equal(ids, want) {
+		t.Fatalf("members %v, want %v", ids, want)
+	}
+	if c := e.Counts(); c["duplicate_overlay"] != 2 {
+		t.Fatalf("counts %v, want 2 duplicate_overlay", c)
+	}
+}
