@@ -26,10 +26,14 @@ const MaxIfNameLen = 15
 
 // TAPConfig describes the TAP device of a community.
 type TAPConfig struct {
-	Name    string           // interface name, at most MaxIfNameLen bytes
-	Overlay netip.Prefix     // the node's overlay address and prefix
-	MTU     int              // the TAP MTU: underlay MTU minus the codec's Overhead
-	MAC     net.HardwareAddr // nil means MACFor(Overlay.Addr())
+	Name    string       // interface name, at most MaxIfNameLen bytes
+	Overlay netip.Prefix // the node's overlay address and prefix
+	// Overlay6, if valid, is the node's IPv6 overlay address and prefix:
+	// IPv6 is then on for the TAP, with this address and a link-local one
+	// from the TAP's MAC (EUI-64). Without it IPv6 is off on the TAP.
+	Overlay6 netip.Prefix
+	MTU      int              // the TAP MTU: underlay MTU minus the codec's Overhead
+	MAC      net.HardwareAddr // nil means MACFor(Overlay.Addr())
 	// NoCoalesce makes WriteBatch write every frame on its own instead of
 	// handing runs of one UDP flow to the kernel as one frame.
 	NoCoalesce bool
@@ -87,9 +91,9 @@ func ValidIfName(name string) error {
 }
 
 // OpenTAP creates the TAP device, sets its MAC address, MTU and overlay
-// address through netlink and brings it up. IPv6 is disabled on it: the
-// overlay carries IPv4, and IPv6 neighbour discovery would only add
-// multicast that every peer receives.
+// address through netlink and brings it up. IPv6 is on only with
+// cfg.Overlay6: without an IPv6 address to reach, neighbour discovery
+// would only add multicast that every peer receives.
 func OpenTAP(cfg TAPConfig) (*TAP, error) {
 	if err := cfg.valid(); err != nil {
 		return nil, err
@@ -108,7 +112,7 @@ func OpenTAP(cfg TAPConfig) (*TAP, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := t.configure(cfg.Overlay); err != nil {
+	if err := t.configure(cfg.Overlay, cfg.Overlay6); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -122,6 +126,9 @@ func (cfg TAPConfig) valid() error {
 	}
 	if !cfg.Overlay.Addr().Is4() {
 		return fmt.Errorf("overlay address %v is not IPv4", cfg.Overlay)
+	}
+	if cfg.Overlay6.IsValid() && (!cfg.Overlay6.Addr().Is6() || cfg.Overlay6.Addr().Is4In6()) {
+		return fmt.Errorf("IPv6 overlay address %v is not IPv6", cfg.Overlay6)
 	}
 	return nil
 }
@@ -220,12 +227,36 @@ func probeUSO(fd int) error {
 	return err
 }
 
-func (t *TAP) configure(overlay netip.Prefix) error {
+// setIPv6 turns IPv6 on for the TAP with overlay6 (valid) or off. A
+// kernel without IPv6 has no such setting: off is then what it is.
+func (t *TAP) setIPv6(link netlink.Link, overlay6 netip.Prefix) error {
+	v := []byte("1")
+	if overlay6.IsValid() {
+		v = []byte("0")
+	}
+	err := os.WriteFile("/proc/sys/net/ipv6/conf/"+t.name+"/disable_ipv6", v, 0)
+	if !overlay6.IsValid() {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("TAP %s: turn IPv6 on for %v: %w", t.name, overlay6, err)
+	}
+	// AddrReplace: an address the TAP kept across a takeover stays.
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: overlay6.Addr().AsSlice(), Mask: net.CIDRMask(overlay6.Bits(), 128)}}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("TAP %s: add address %v: %w", t.name, overlay6, err)
+	}
+	return nil
+}
+
+func (t *TAP) configure(overlay, overlay6 netip.Prefix) error {
 	link, err := netlink.LinkByName(t.name)
 	if err != nil {
 		return fmt.Errorf("TAP %s: %w", t.name, err)
 	}
-	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+t.name+"/disable_ipv6", []byte("1"), 0)
+	if err := t.setIPv6(link, overlay6); err != nil {
+		return err
+	}
 	if err := netlink.LinkSetHardwareAddr(link, t.mac); err != nil {
 		return fmt.Errorf("TAP %s: set MAC %v: %w", t.name, t.mac, err)
 	}
@@ -551,7 +582,7 @@ func AttachTAP(f *os.File, cfg TAPConfig) (*TAP, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := t.reconfigure(cfg.Overlay); err != nil {
+	if err := t.reconfigure(cfg.Overlay, cfg.Overlay6); err != nil {
 		t.file.Close()
 		return nil, err
 	}
@@ -581,10 +612,13 @@ func checkTAP(fd int, name string) error {
 
 // reconfigure is configure for an attached TAP: it changes only what
 // differs from the configuration and never removes an address or route.
-func (t *TAP) reconfigure(overlay netip.Prefix) error {
+func (t *TAP) reconfigure(overlay, overlay6 netip.Prefix) error {
 	link, err := netlink.LinkByName(t.name)
 	if err != nil {
 		return fmt.Errorf("TAP %s: %w", t.name, err)
+	}
+	if err := t.setIPv6(link, overlay6); err != nil {
+		return err
 	}
 	a := link.Attrs()
 	if a.HardwareAddr.String() != t.mac.String() {

@@ -445,7 +445,7 @@ func (d *daemon) openPlane() error {
 	if d.stored[tapFDName] != nil && d.pred == nil {
 		d.inherited = true
 	}
-	p, err := openUserPlane(userPlaneConfig{cfg: cfg, self: d.self.Overlay, local: d.self.Underlay, tapName: d.tap,
+	p, err := openUserPlane(userPlaneConfig{cfg: cfg, self: d.self.Overlay, self6: d.self.Overlay6, local: d.self.Underlay, tapName: d.tap,
 		mtu: d.mtu, codec: d.codec, log: d.log, inherited: inherited, strict: d.pred != nil})
 	if err != nil {
 		return err
@@ -857,6 +857,9 @@ func (d *daemon) logStart() {
 	attrs := []any{"community", d.self.Community, "dataplane", cfg.dataplane, "encap", d.codec.Name(), "tap", d.tap, "local", d.self.Underlay,
 		"overlay", d.self.Overlay, "mtu", d.mtu, "underlay_if", d.ifname, "peers", len(d.peers), "discovery", d.src.Name(),
 		"control", d.ctlPath}
+	if d.self.Overlay6.IsValid() {
+		attrs = append(attrs, "overlay6", d.self.Overlay6)
+	}
 	if v, ok := d.codec.(*overlay.VXLAN); ok {
 		attrs = append(attrs, "vni", v.VNI(), "port", v.Port())
 	}
@@ -866,8 +869,8 @@ func (d *daemon) logStart() {
 		attrs = append(attrs, "capabilities", "cap_net_admin")
 	}
 	d.log.Info("meshcast forwarding", attrs...)
-	if d.self.Overlay6.IsValid() {
-		d.log.Warn("IPv6 overlay address not in use yet: this version carries IPv4 only across the overlay", "overlay6", d.self.Overlay6)
+	if d.self.Overlay6.IsValid() && d.kern != nil {
+		d.log.Warn("IPv6 overlay address not in use: the kernel dataplane's bridge carries IPv4 only", "overlay6", d.self.Overlay6)
 	}
 	if d.offloads != nil {
 		for _, s := range d.offloads() {

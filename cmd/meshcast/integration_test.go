@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -307,23 +309,95 @@ func sendForged(src, dst netip.Addr, n int, vni uint32) error {
 	return nil
 }
 
-// TestIntegrationOverlay6NotYet starts a daemon whose inventory line
-// carries an IPv6 overlay address: it starts, forwards IPv4, and warns that
-// the IPv6 address is not in use yet.
-func TestIntegrationOverlay6NotYet(t *testing.T) {
-	nt := nstest.NewNet(t, 1)
+// TestIntegrationOverlay6 runs three nodes whose inventory lines carry
+// IPv6 overlay addresses, for GRE and VXLAN: each TAP gets its address and
+// a link-local one, duplicate address detection passes (split horizon
+// never returns a node's own neighbour solicitations), and ping6 and a TCP
+// connection work between overlay addresses across the mesh.
+func TestIntegrationOverlay6(t *testing.T) {
+	for _, encap := range []string{"gre", "vxlan"} {
+		t.Run(encap, func(t *testing.T) { testOverlay6(t, encap) })
+	}
+}
+
+func testOverlay6(t *testing.T, encap string) {
+	nt := nstest.NewNet(t, 3)
 	nstest.LeakCheck(t)
 	bin, _ := binaries(t)
-	n := nt.Node(1)
 	inv := filepath.Join(t.TempDir(), "peers")
-	if err := os.WriteFile(inv, []byte("198.18.0.1 demo,198.19.0.1/24,fd00:198:19::1/64\n198.18.0.2 demo,198.19.0.2/24\n"), 0o644); err != nil {
+	const peers = "198.18.0.1 demo,198.19.0.1/24,fd00:198:19::1/64\n" +
+		"198.18.0.2 demo,198.19.0.2/24,fd00:198:19::2/64\n" +
+		"198.18.0.3 demo,198.19.0.3/24,fd00:198:19::3/64\n"
+	if err := os.WriteFile(inv, []byte(peers), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d := n.Start(t, bin, "run", "--peers", inv, "--local", n.Underlay.String(), "--control", ctlPath(t))
-	if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
-		t.Fatalf("%v\n%s", err, d.Output())
+	nodes := nt.Nodes()
+	var socks []string
+	for _, n := range nodes {
+		socks = append(socks, ctlPath(t))
+		d := n.Start(t, bin, "run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap, "--control", socks[len(socks)-1])
+		if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
+			t.Fatalf("%s: %v\n%s", n, err, d.Output())
+		}
 	}
-	if err := d.WaitOutput("IPv6 overlay address not in use yet", 5*time.Second); err != nil || !strings.Contains(d.Output(), "overlay6=fd00:198:19::1/64") {
-		t.Fatalf("no warning naming the IPv6 overlay address: %v\n%s", err, d.Output())
+	// Duplicate address detection ends (about a second) with the address
+	// usable: neither tentative nor failed.
+	for i, n := range nodes {
+		want := fmt.Sprintf("fd00:198:19::%d/64", i+1)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			out, err := n.Exec(t, "ip", "-6", "-o", "addr", "show", "dev", "mcbr-demo")
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", n, err, out)
+			}
+			if strings.Contains(out, "dadfailed") {
+				t.Fatalf("%s: duplicate address detection failed:\n%s", n, out)
+			}
+			if strings.Contains(out, want) && strings.Contains(out, "fe80::") && !strings.Contains(out, "tentative") {
+				t.Logf("%s: %s", n, strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "))
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s not usable after 10 s:\n%s", n, want, out)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if st := statusJSON(t, nodes[1], bin, socks[1]); st.Overlay6 != "fd00:198:19::2/64" {
+		t.Errorf("node 2 status: overlay6 %q, want fd00:198:19::2/64", st.Overlay6)
+	}
+	for _, dst := range []string{"fd00:198:19::2", "fd00:198:19::3"} {
+		if out, err := nodes[0].Exec(t, "ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", dst); err != nil {
+			t.Fatalf("ping6 %s: %v\n%s", dst, err, out)
+		}
+	}
+	// TCP over the overlay: node 3 echoes what node 1 sends.
+	var ln net.Listener
+	if err := nodes[2].Do(func() (err error) { ln, err = net.Listen("tcp6", "[fd00:198:19::3]:7000"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c)
+	}()
+	var c net.Conn
+	if err := nodes[0].Do(func() (err error) {
+		c, err = net.DialTimeout("tcp6", "[fd00:198:19::3]:7000", 5*time.Second)
+		return err
+	}); err != nil {
+		t.Fatalf("TCP over IPv6 across the overlay: %v", err)
+	}
+	defer c.Close()
+	msg := bytes.Repeat([]byte("meshcast "), 4000) // several segments
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	go c.Write(msg)
+	back := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, back); err != nil || !bytes.Equal(back, msg) {
+		t.Fatalf("TCP echo over IPv6: %v", err)
 	}
 }

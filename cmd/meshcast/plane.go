@@ -59,6 +59,7 @@ type userPlane struct {
 type userPlaneConfig struct {
 	cfg     *runConfig
 	self    netip.Prefix
+	self6   netip.Prefix // the IPv6 overlay address, if any
 	local   netip.Addr
 	tapName string
 	mtu     int
@@ -133,7 +134,7 @@ func openUserPlane(pc userPlaneConfig) (_ *userPlane, err error) {
 		return nil, err
 	}
 
-	tcfg := overlay.TAPConfig{Name: pc.tapName, Overlay: pc.self, MTU: pc.mtu, NoCoalesce: cfg.noOffload, Logger: log}
+	tcfg := overlay.TAPConfig{Name: pc.tapName, Overlay: pc.self, Overlay6: pc.self6, MTU: pc.mtu, NoCoalesce: cfg.noOffload, Logger: log}
 	if f := pc.inherited[tapFDName]; f != nil {
 		// The TAP of the previous process: its address, routes and the
 		// host's memberships are as they were.

@@ -117,6 +117,9 @@ func (d *daemon) state() control.State {
 		Drops:      map[string]uint64{},
 		Ping:       d.ping,
 	}
+	if d.self.Overlay6.IsValid() {
+		st.Overlay6 = d.self.Overlay6.String()
+	}
 	st.Offloads = d.offloadState()
 	if d.kern != nil {
 		st.Dataplane = "kernel"

@@ -20,8 +20,9 @@ type State struct {
 	VNI         uint32            `json:"vni,omitempty"`
 	Port        uint16            `json:"port,omitempty"`
 	TAP         string            `json:"tap"`
-	Local       string            `json:"local"`   // underlay IPv4 address
-	Overlay     string            `json:"overlay"` // overlay address with prefix
+	Local       string            `json:"local"`              // underlay IPv4 address
+	Overlay     string            `json:"overlay"`            // overlay address with prefix
+	Overlay6    string            `json:"overlay6,omitempty"` // IPv6 overlay address with prefix, if any
 	MTU         int               `json:"mtu"`
 	Peers       []Peer            `json:"peers"`
 	Groups      []Group           `json:"groups"`
