@@ -185,11 +185,11 @@ func (e *Engine) SetPeers(infos []PeerInfo) (added, removed []netip.Addr, err er
 			return nil, nil, fmt.Errorf("peer %s: underlay address %v listed twice", in.ID, in.Underlay)
 		}
 		seen[k] = true
-		if p := old.byAddr[k]; p != nil && p.Overlay == in.Overlay {
+		if p := old.byAddr[k]; p != nil && p.Overlay == in.Overlay && p.Overlay6 == in.Overlay6 {
 			list = append(list, p)
 			continue
 		}
-		list = append(list, &Peer{Underlay: in.Underlay, Overlay: in.Overlay, ID: in.ID, addr4: k})
+		list = append(list, &Peer{Underlay: in.Underlay, Overlay: in.Overlay, Overlay6: in.Overlay6, ID: in.ID, addr4: k})
 		added = append(added, in.Underlay)
 		if e.snoop != nil && len(old.list) > 0 {
 			// A peer added to a running node learns this host's groups

@@ -389,6 +389,30 @@ func TestSetPeersKeepsCounters(t *testing.T) {
 	}
 }
 
+// TestSetPeersOverlay6 checks that a peer's IPv6 overlay address reaches
+// its stats, and that a peer whose IPv6 overlay address changed is a new
+// peer, as one whose IPv4 overlay address changed is.
+func TestSetPeersOverlay6(t *testing.T) {
+	e := newTestEngine(t, overlay.NewGRE(0, false), 2)
+	ps := peerInfos(2)
+	ps[1].Overlay6 = netip.MustParsePrefix("fd00:198:19::2/64")
+	if _, _, err := e.SetPeers(ps); err != nil {
+		t.Fatal(err)
+	}
+	st := e.Peers()
+	if st[0].Overlay6.IsValid() || st[1].Overlay6 != ps[1].Overlay6 {
+		t.Fatalf("stats %+v, want the second peer's IPv6 overlay only", st)
+	}
+	ps[1].Overlay6 = netip.MustParsePrefix("fd00:198:19::9/64")
+	added, removed, err := e.SetPeers(ps)
+	if err != nil || len(added) != 1 || added[0] != ps[1].Underlay || len(removed) != 1 || removed[0] != ps[1].Underlay {
+		t.Fatalf("added %v removed %v err %v, want the changed peer removed and added again", added, removed, err)
+	}
+	if st := e.Peers(); st[1].Overlay6 != ps[1].Overlay6 {
+		t.Fatalf("stats %+v after the change", st)
+	}
+}
+
 // TestZeroAllocs asserts that the per-frame work of both directions,
 // encapsulation and decapsulation included, allocates nothing.
 func TestZeroAllocs(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 type PeerInfo struct {
 	Underlay netip.Addr   // IPv4 address the peer's tunnel packets come from and go to
 	Overlay  netip.Prefix // the peer's overlay address
+	Overlay6 netip.Prefix // the peer's IPv6 overlay address; the zero Prefix if none
 	ID       string       // identity for logs and status
 }
 
@@ -19,6 +20,7 @@ type PeerInfo struct {
 type Peer struct {
 	Underlay netip.Addr
 	Overlay  netip.Prefix
+	Overlay6 netip.Prefix
 	ID       string
 
 	addr4 [4]byte
@@ -42,6 +44,7 @@ type Peer struct {
 type PeerStats struct {
 	Underlay  netip.Addr
 	Overlay   netip.Prefix
+	Overlay6  netip.Prefix
 	ID        string
 	TxPackets uint64
 	TxBytes   uint64
@@ -54,7 +57,7 @@ type PeerStats struct {
 // Stats returns a snapshot of the peer's counters.
 func (p *Peer) Stats() PeerStats {
 	return PeerStats{
-		Underlay: p.Underlay, Overlay: p.Overlay, ID: p.ID,
+		Underlay: p.Underlay, Overlay: p.Overlay, Overlay6: p.Overlay6, ID: p.ID,
 		TxPackets: p.txPackets.Load(), TxBytes: p.txBytes.Load(),
 		RxPackets: p.rxPackets.Load(), RxBytes: p.rxBytes.Load(),
 		TxErrors: p.txErrors.Load(), LastSeen: p.lastSeen.Load(),

@@ -363,8 +363,14 @@ func testOverlay6(t *testing.T, encap string) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	if st := statusJSON(t, nodes[1], bin, socks[1]); st.Overlay6 != "fd00:198:19::2/64" {
+	st := statusJSON(t, nodes[1], bin, socks[1])
+	if st.Overlay6 != "fd00:198:19::2/64" {
 		t.Errorf("node 2 status: overlay6 %q, want fd00:198:19::2/64", st.Overlay6)
+	}
+	for _, p := range st.Peers {
+		if want := "fd00:198:19::" + strings.TrimPrefix(p.Underlay, "198.18.0.") + "/64"; p.Overlay6 != want {
+			t.Errorf("node 2 status: peer %s overlay6 %q, want %q", p.Underlay, p.Overlay6, want)
+		}
 	}
 	for _, dst := range []string{"fd00:198:19::2", "fd00:198:19::3"} {
 		if out, err := nodes[0].Exec(t, "ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", dst); err != nil {

@@ -338,7 +338,7 @@ func withPeers(self discovery.Member, members []discovery.Member) node {
 		if m.Underlay == self.Underlay || m.ID == self.ID {
 			continue
 		}
-		n.peers = append(n.peers, replicate.PeerInfo{Underlay: m.Underlay, Overlay: m.Overlay, ID: m.ID})
+		n.peers = append(n.peers, replicate.PeerInfo{Underlay: m.Underlay, Overlay: m.Overlay, Overlay6: m.Overlay6, ID: m.ID})
 	}
 	return n
 }

@@ -144,6 +144,9 @@ func (d *daemon) state() control.State {
 			t := time.Unix(0, p.LastSeen)
 			cp.LastSeen = &t
 		}
+		if p.Overlay6.IsValid() {
+			cp.Overlay6 = p.Overlay6.String()
+		}
 		st.Peers = append(st.Peers, cp)
 	}
 	groups, routers := d.snoop.Table.Snapshot(now)

@@ -93,6 +93,7 @@ type Histogram struct {
 type Peer struct {
 	Underlay  string     `json:"underlay"`
 	Overlay   string     `json:"overlay"`
+	Overlay6  string     `json:"overlay6,omitempty"` // the IPv6 overlay address, if the peer has one
 	ID        string     `json:"id"`
 	TxPackets uint64     `json:"tx_packets"`
 	RxPackets uint64     `json:"rx_packets"`
