@@ -218,7 +218,12 @@ func TestIntegrationPacketReceiver(t *testing.T) {
 		batch int
 	}{
 		{"key/ring=default/batch=64", NewGRE(testKey, true), packetRxConfig{}, 64},
-		{"nokey/ring=16x8KiB/batch=5", NewGRE(0, false), packetRxConfig{BlockSize: 8 << 10, Blocks: 16}, 5},
+		// Small blocks, so that the packets span many. The sender sends
+		// everything before anything is read, and a block that its 1 ms
+		// timeout retires part full (a slow sender, such as under the
+		// race detector) wastes the rest: 32 blocks hold the 126 packets
+		// even if every batch of 16 fills a block of its own.
+		{"nokey/ring=32x8KiB/batch=5", NewGRE(0, false), packetRxConfig{BlockSize: 8 << 10, Blocks: 32}, 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rt := newRingTest(t)
