@@ -312,6 +312,14 @@ func (t *TAP) MTU() int { return t.mtu }
 func (t *TAP) ReadBatch(bufs [][]byte, offset int, sizes []int) (int, error) {
 	t.rbufs, t.roffset, t.rsizes, t.rn, t.rerr = bufs, offset, sizes, 0, nil
 	err := t.rc.Read(t.readFn)
+	if err != nil && t.rn == 0 && t.rerr == nil && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, os.ErrClosed) {
+		// The poller saw an error event on the device (EPOLLERR, as when
+		// the interface is deleted) and reports it without reading: read
+		// once, to return the kernel's own error (ErrTAPGone).
+		if cerr := t.rc.Control(func(fd uintptr) { t.readBatch(fd) }); cerr == nil && (t.rn > 0 || t.rerr != nil) {
+			err = nil
+		}
+	}
 	t.rbufs, t.rsizes = nil, nil
 	if t.rn > 0 {
 		return t.rn, nil
