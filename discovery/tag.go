@@ -146,18 +146,7 @@ func parseOverlay6(s string) (netip.Prefix, error) {
 
 // parseBits6 parses an IPv6 prefix length: one to three decimal digits,
 // without a sign or a leading zero.
-func parseBits6(s string) (int, bool) {
-	if len(s) == 0 || len(s) > 3 || (len(s) > 1 && s[0] == '0') {
-		return 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-	}
-	n, err := strconv.Atoi(s)
-	return n, err == nil
-}
+func parseBits6(s string) (int, bool) { return parseLength(s, 3) }
 
 // checkCommunity enforces the community name rules of ParseTag.
 func checkCommunity(c string) error {
@@ -218,8 +207,12 @@ func parseOverlay(s string) (netip.Prefix, error) {
 
 // parseBits parses a prefix length: one or two decimal digits, without a
 // sign or a leading zero.
-func parseBits(s string) (int, bool) {
-	if len(s) == 0 || len(s) > 2 || (len(s) == 2 && s[0] == '0') {
+func parseBits(s string) (int, bool) { return parseLength(s, 2) }
+
+// parseLength parses 1 to most decimal digits without a sign or a leading
+// zero.
+func parseLength(s string, most int) (int, bool) {
+	if len(s) == 0 || len(s) > most || (len(s) > 1 && s[0] == '0') {
 		return 0, false
 	}
 	for i := 0; i < len(s); i++ {
