@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"errors"
 	"os"
 	"syscall"
 	"testing"
@@ -198,4 +199,37 @@ func TestIntegrationGRERingZeroAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(20, round); n != 0 {
 		t.Errorf("%v allocations per batch read through the ring", n)
 	}
+}
+
+// TestIntegrationGRERingAdoptRefuses hands adoptPacketReceiver sockets that
+// are not a ring it can take: the raw GRE socket, and a ring of another
+// geometry. Each is refused as ErrNotOurSocket, and the ring offered keeps
+// receiving for its owner.
+func TestIntegrationGRERingAdoptRefuses(t *testing.T) {
+	rt := newRingTest(t)
+	r := rt.open(t, packetRxConfig{BlockSize: 8 << 10, Blocks: 4})
+	for _, tt := range []struct {
+		name string
+		f    *os.File
+	}{
+		{"the raw socket", dupFile(t, rt.ref.ReceiveConn(), "raw")},
+		{"another geometry", dupFile(t, r.rc, "ring")},
+	} {
+		err := rt.rcv.Do(func() error {
+			p, err := adoptPacketReceiver(tt.f, rt.rcv.Underlay, nil, packetRxConfig{})
+			if p != nil {
+				p.Close()
+			}
+			return err
+		})
+		tt.f.Close()
+		if !errors.Is(err, ErrNotOurSocket) {
+			t.Errorf("%s: %v, want ErrNotOurSocket", tt.name, err)
+		}
+	}
+	g := NewGRE(testKey, true)
+	msgs, frames := greMsgs(g, rt.rcv.Underlay, 100, 200)
+	rt.send(t, msgs)
+	checkDelivered(t, g, readAll(t, r, len(msgs), 8), rt.snd.Underlay, frames)
+	readAll(t, rt.ref, len(msgs), 8)
 }
