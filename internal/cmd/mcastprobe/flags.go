@@ -13,20 +13,20 @@ const (
 	defaultPort  = 5000
 	defaultCount = 10
 	maxCount     = 100_000_000
-	maxSize      = 65507 // the largest UDP payload over IPv4
+	maxSize      = 65507 // the largest UDP payload over IPv4 (IPv6 allows more)
 )
 
 // sendConfig is the parsed command line of send.
 type sendConfig struct {
 	iface  string
-	group  netip.Addr     // multicast destination, or
-	to     netip.AddrPort // unicast destination
+	group  netip.Addr     // multicast destination, IPv4 or IPv6, or
+	to     netip.AddrPort // unicast destination, IPv4
 	port   int
 	count  int
-	rate   float64 // datagrams per second; 0 sends as fast as possible
-	size   int     // UDP payload bytes
-	source netip.Addr
-	ttl    int
+	rate   float64    // datagrams per second; 0 sends as fast as possible
+	size   int        // UDP payload bytes
+	source netip.Addr // local address to send from, of the destination's family
+	ttl    int        // IP_MULTICAST_TTL, or IPV6_MULTICAST_HOPS for an IPv6 group
 	json   bool
 }
 
@@ -41,8 +41,8 @@ func (c *sendConfig) dest() netip.AddrPort {
 // recvConfig is the parsed command line of recv.
 type recvConfig struct {
 	iface   string
-	group   netip.Addr // invalid: receive unicast
-	source  netip.Addr // valid: source-specific join
+	group   netip.Addr // IPv4 or IPv6; invalid: receive unicast (IPv4)
+	source  netip.Addr // valid: source-specific join; of the group's family
 	port    int
 	count   int
 	timeout time.Duration
@@ -73,7 +73,9 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// addrFlag is a flag holding an IPv4 address.
+// addrFlag is a flag holding an IPv4 or IPv6 address, without a zone: the
+// interface is always --iface. Whether the family fits the other flags is
+// checked after parsing.
 type addrFlag struct{ a *netip.Addr }
 
 func (f addrFlag) String() string {
@@ -88,10 +90,38 @@ func (f addrFlag) Set(s string) error {
 	if err != nil {
 		return err
 	}
-	if !a.Is4() {
-		return fmt.Errorf("%s is not an IPv4 address", s)
+	switch {
+	case a.Zone() != "":
+		return fmt.Errorf("%s has a zone: give the interface with --iface", s)
+	case a.Is4In6():
+		return fmt.Errorf("%s is an IPv4-mapped IPv6 address: write it as %s", s, a.Unmap())
 	}
 	*f.a = a
+	return nil
+}
+
+// family names the address family of a.
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// checkSource validates --source against dst, the address it goes with
+// (the group, or the unicast destination of send --to). Both must be of the
+// same family; an IPv6 source must be a unicast address.
+func checkSource(source, dst netip.Addr, dstFlag string) error {
+	if !source.IsValid() {
+		return nil
+	}
+	if source.Is4() != dst.Is4() {
+		return fmt.Errorf("--source %s is an %s address but %s %s is %s: give both in the same family",
+			source, family(source), dstFlag, dst, family(dst))
+	}
+	if source.Is6() && (source.IsMulticast() || source.IsUnspecified()) {
+		return fmt.Errorf("--source %s is not an IPv6 unicast address", source)
+	}
 	return nil
 }
 
@@ -110,14 +140,14 @@ func parseSend(args []string, stderr io.Writer) (*sendConfig, int) {
 	c := &sendConfig{}
 	fs := newFlagSet("send", stderr)
 	fs.StringVar(&c.iface, "iface", "", "send out of this `interface` (required with --group)")
-	fs.Var(addrFlag{&c.group}, "group", "send to this multicast `group`")
+	fs.Var(addrFlag{&c.group}, "group", "send to this IPv4 or IPv6 multicast `group`")
 	to := fs.String("to", "", "send unicast to `ADDR:PORT` instead of a group")
 	fs.IntVar(&c.port, "port", defaultPort, "destination UDP `port` for --group")
 	fs.IntVar(&c.count, "count", defaultCount, "number of datagrams `N`")
 	fs.Float64Var(&c.rate, "rate", 1000, "datagrams per second, 0 for as fast as possible")
 	fs.IntVar(&c.size, "size", 64, fmt.Sprintf("UDP payload `bytes`, %d to %d", headerLen, maxSize))
-	fs.Var(addrFlag{&c.source}, "source", "bind to this local source `address`")
-	fs.IntVar(&c.ttl, "ttl", 1, "multicast TTL")
+	fs.Var(addrFlag{&c.source}, "source", "bind to this local source `address`, of the destination's family")
+	fs.IntVar(&c.ttl, "ttl", 1, "multicast TTL (the hop limit for an IPv6 group)")
 	fs.BoolVar(&c.json, "json", false, "print the result as JSON")
 	if err := fs.Parse(args); err != nil {
 		return nil, usageError(fs, stderr, err)
@@ -139,12 +169,18 @@ func parseSend(args []string, stderr io.Writer) (*sendConfig, int) {
 			}
 			c.to = ap
 			c.port = int(ap.Port())
+			if err := checkSource(c.source, ap.Addr(), "--to"); err != nil {
+				return err
+			}
 		case c.group.IsValid():
 			if !c.group.IsMulticast() {
 				return fmt.Errorf("--group %s is not a multicast address", c.group)
 			}
 			if c.iface == "" {
 				return errors.New("--group needs --iface")
+			}
+			if err := checkSource(c.source, c.group, "--group"); err != nil {
+				return err
 			}
 		default:
 			return errors.New("give --group (with --iface) or --to")
@@ -176,8 +212,8 @@ func parseRecv(args []string, stderr io.Writer) (*recvConfig, int) {
 	c := &recvConfig{}
 	fs := newFlagSet("recv", stderr)
 	fs.StringVar(&c.iface, "iface", "", "join the group on (and receive only from) this `interface`")
-	fs.Var(addrFlag{&c.group}, "group", "join this multicast `group`; without it, receive unicast")
-	fs.Var(addrFlag{&c.source}, "source", "with --group: a source-specific join for this `source` only")
+	fs.Var(addrFlag{&c.group}, "group", "join this IPv4 or IPv6 multicast `group`; without it, receive unicast")
+	fs.Var(addrFlag{&c.source}, "source", "with --group: a source-specific join for this `source` only, of the group's family")
 	fs.IntVar(&c.port, "port", defaultPort, "UDP `port` to receive on")
 	fs.IntVar(&c.count, "count", defaultCount, "number of datagrams `N` expected (sequence numbers 0 to N-1)")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "give up this long after the start")
@@ -197,6 +233,9 @@ func parseRecv(args []string, stderr io.Writer) (*recvConfig, int) {
 			}
 			if c.iface == "" {
 				return errors.New("--group needs --iface")
+			}
+			if err := checkSource(c.source, c.group, "--group"); err != nil {
+				return err
 			}
 		} else if c.source.IsValid() {
 			return errors.New("--source needs --group")

@@ -11,14 +11,21 @@
 //	                [--count N] [--timeout 10s] [--linger D] [--rcvbuf BYTES] [--json]
 //	mcastprobe recv --port 5000 [--iface IF] ...
 //
+// --group is an IPv4 or an IPv6 multicast address (such as ff0e::1:2:3 or
+// ff3e::8000:1); --source must be of the same family as --group (or --to),
+// and an IPv6 --source a unicast address. --to and recv without --group are
+// IPv4 only.
+//
 // send sends datagrams carrying the sequence numbers 0 to N-1, at most
 // --rate per second, out of interface --iface (IP_MULTICAST_IF, TTL 1,
-// loopback off), or unicast to --to. It prints "sent S/N" and exits 0 if
-// every datagram was sent.
+// loopback off; for an IPv6 group IPV6_MULTICAST_IF, hop limit --ttl,
+// IPV6_MULTICAST_LOOP off), or unicast to --to. It prints "sent S/N" and
+// exits 0 if every datagram was sent.
 //
-// recv joins --group on --iface (a source-specific join with --source), or
-// without --group receives unicast on --port, and prints a line "ready" once
-// it can receive. It counts distinct sequence numbers in [0, N) until it has
+// recv joins --group on --iface (a source-specific join with --source; for
+// an IPv6 group MCAST_JOIN_SOURCE_GROUP, which the kernel reports as an
+// MLDv2 INCLUDE record), or without --group receives unicast on --port, and
+// prints a line "ready" once it can receive. It counts distinct sequence numbers in [0, N) until it has
 // all N or --timeout has passed since the start, waits --linger longer to
 // catch duplicates, and prints
 //

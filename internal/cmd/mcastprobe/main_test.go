@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -23,7 +24,6 @@ func TestUsageErrors(t *testing.T) {
 		{"send", "--nope"},
 		{"send", "--group", "239.1.2.3"},
 		{"send", "--group", "10.0.0.1", "--iface", "lo"},
-		{"send", "--group", "ff02::1", "--iface", "lo"},
 		{"send", "--group", "239.1.2.3", "--iface", "lo", "--to", "127.0.0.1:5"},
 		{"send", "--to", "127.0.0.1"},
 		{"send", "--to", "239.1.2.3:5000"},
@@ -42,6 +42,21 @@ func TestUsageErrors(t *testing.T) {
 		{"recv", "--linger", "-1s"},
 		{"recv", "--count", "-3"},
 		{"recv", "--group", "239.1.2.3", "--iface", "lo", "--source", "239.1.2.4"},
+		// IPv6.
+		{"send", "--group", "ff0e::1:2:3"},
+		{"send", "--group", "fd00:198:19::1", "--iface", "lo"},
+		{"send", "--group", "ff02::1%lo", "--iface", "lo"},
+		{"send", "--group", "::ffff:239.1.2.3", "--iface", "lo"},
+		{"send", "--group", "ff0e::1:2:3", "--iface", "lo", "--source", "ff0e::1"},
+		{"send", "--group", "ff0e::1:2:3", "--iface", "lo", "--source", "::"},
+		{"send", "--group", "ff0e::1:2:3", "--iface", "lo", "--ttl", "256"},
+		{"send", "--to", "[fd00:198:19::1]:5000"},
+		{"recv", "--group", "ff3e::8000:1"},
+		{"recv", "--group", "fe80::1", "--iface", "lo"},
+		{"recv", "--source", "fd00:198:19::1"},
+		{"recv", "--group", "ff3e::8000:1", "--iface", "lo", "--source", "ff3e::8000:2"},
+		{"recv", "--group", "ff3e::8000:1", "--iface", "lo", "--source", "::"},
+		{"recv", "--group", "ff3e::8000:1", "--iface", "lo", "--source", "fe80::1%lo"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(context.Background(), args, &stdout, &stderr); code != exitUsage {
@@ -57,6 +72,76 @@ func TestUsageErrors(t *testing.T) {
 			t.Errorf("mcastprobe %s: exit %d, want 0", strings.Join(args, " "), code)
 		}
 	}
+}
+
+// TestMixedFamilies checks that a --source of the other family than the
+// group (or --to) is a usage error that says so.
+func TestMixedFamilies(t *testing.T) {
+	for _, args := range [][]string{
+		{"send", "--group", "ff0e::1:2:3", "--iface", "lo", "--source", "198.18.0.1"},
+		{"send", "--group", "239.1.2.3", "--iface", "lo", "--source", "fd00:198:19::1"},
+		{"send", "--to", "127.0.0.1:5", "--source", "::1"},
+		{"recv", "--group", "ff3e::8000:1", "--iface", "lo", "--source", "198.18.0.1"},
+		{"recv", "--group", "232.1.2.3", "--iface", "lo", "--source", "fd00:198:19::1"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), args, &stdout, &stderr); code != exitUsage {
+			t.Errorf("mcastprobe %s: exit %d, want %d", strings.Join(args, " "), code, exitUsage)
+		}
+		if !strings.Contains(stderr.String(), "same family") {
+			t.Errorf("mcastprobe %s: stderr does not explain the mixed families:\n%s", strings.Join(args, " "), stderr.String())
+		}
+	}
+}
+
+// TestParseGroups checks the command lines with a group that are valid:
+// IPv4 as before, and IPv6 of any scope, link-local (ff02::) included.
+func TestParseGroups(t *testing.T) {
+	for _, tc := range []struct {
+		args        []string
+		group, dest string
+		source      string
+		ttl         int
+	}{
+		{args: []string{"--group", "239.1.2.3", "--source", "198.18.0.1"}, group: "239.1.2.3", dest: "239.1.2.3:5000", source: "198.18.0.1", ttl: 1},
+		{args: []string{"--group", "ff0e::1:2:3"}, group: "ff0e::1:2:3", dest: "[ff0e::1:2:3]:5000", ttl: 1},
+		{args: []string{"--group", "ff02::1:2:3", "--port", "6000"}, group: "ff02::1:2:3", dest: "[ff02::1:2:3]:6000", ttl: 1},
+		{args: []string{"--group", "ff3e::8000:1", "--source", "fd00:198:19::1", "--ttl", "8"}, group: "ff3e::8000:1", dest: "[ff3e::8000:1]:5000", source: "fd00:198:19::1", ttl: 8},
+		{args: []string{"--group", "ff02::1:2:3", "--source", "fe80::1"}, group: "ff02::1:2:3", dest: "[ff02::1:2:3]:5000", source: "fe80::1", ttl: 1},
+	} {
+		var stderr bytes.Buffer
+		args := append([]string{"--iface", "eth0"}, tc.args...)
+		sc, code := parseSend(args, &stderr)
+		if sc == nil {
+			t.Errorf("send %s: exit %d\n%s", strings.Join(args, " "), code, stderr.String())
+		} else if sc.group.String() != tc.group || sc.dest().String() != tc.dest || sc.ttl != tc.ttl ||
+			(tc.source == "") == sc.source.IsValid() || tc.source != "" && sc.source.String() != tc.source {
+			t.Errorf("send %s: group %v, dest %v, source %v, ttl %d; want %s, %s, %q, %d",
+				strings.Join(args, " "), sc.group, sc.dest(), sc.source, sc.ttl, tc.group, tc.dest, tc.source, tc.ttl)
+		}
+
+		stderr.Reset()
+		args = append([]string{"--iface", "eth0"}, tc.args...)
+		if i := indexOf(args, "--ttl"); i >= 0 {
+			args = append(args[:i:i], args[i+2:]...) // recv has no --ttl
+		}
+		rc, code := parseRecv(args, &stderr)
+		if rc == nil {
+			t.Errorf("recv %s: exit %d\n%s", strings.Join(args, " "), code, stderr.String())
+		} else if rc.group.String() != tc.group || rc.iface != "eth0" ||
+			(tc.source == "") == rc.source.IsValid() || tc.source != "" && rc.source.String() != tc.source {
+			t.Errorf("recv %s: group %v, source %v; want %s, %q", strings.Join(args, " "), rc.group, rc.source, tc.group, tc.source)
+		}
+	}
+}
+
+func indexOf(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
 }
 
 func TestCodec(t *testing.T) {
@@ -229,13 +314,74 @@ func TestLoopbackInterrupted(t *testing.T) {
 }
 
 func TestMissingInterface(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	args := []string{"send", "--iface", "nosuchif0", "--group", "239.1.2.3", "--count", "1"}
-	if code := run(context.Background(), args, &stdout, &stderr); code != exitFailure {
-		t.Errorf("exit %d, want %d; stderr %q", code, exitFailure, stderr.String())
+	for _, group := range []string{"239.1.2.3", "ff0e::1:2:3"} {
+		t.Run(group, func(t *testing.T) {
+			if netip.MustParseAddr(group).Is6() {
+				requireIPv6(t)
+			}
+			for _, cmd := range []string{"send", "recv"} {
+				var stdout, stderr bytes.Buffer
+				args := []string{cmd, "--iface", "nosuchif0", "--group", group, "--count", "1"}
+				if code := run(context.Background(), args, &stdout, &stderr); code != exitFailure {
+					t.Errorf("%s: exit %d, want %d; stderr %q", strings.Join(args, " "), code, exitFailure, stderr.String())
+				}
+				if !strings.Contains(stderr.String(), "nosuchif0") {
+					t.Errorf("%s: stderr %q does not name the interface", strings.Join(args, " "), stderr.String())
+				}
+			}
+		})
 	}
-	if !strings.Contains(stderr.String(), "nosuchif0") {
-		t.Errorf("stderr %q does not name the interface", stderr.String())
+}
+
+// requireIPv6 skips the test if this host cannot open IPv6 sockets.
+func requireIPv6(t *testing.T) {
+	t.Helper()
+	c, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 on this host: %v", err)
+	}
+	c.Close()
+}
+
+// TestMulticastAll checks that a multicast receiver's socket gets only the
+// groups it joined: IP_MULTICAST_ALL, or IPV6_MULTICAST_ALL, is 0.
+func TestMulticastAll(t *testing.T) {
+	for _, tc := range []struct {
+		network, addr string
+		level, opt    int
+		name          string
+	}{
+		{"udp4", "127.0.0.1:0", unix.SOL_IP, unix.IP_MULTICAST_ALL, "IP_MULTICAST_ALL"},
+		{"udp6", "[::1]:0", unix.SOL_IPV6, unix.IPV6_MULTICAST_ALL, "IPV6_MULTICAST_ALL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.network == "udp6" {
+				requireIPv6(t)
+			}
+			for _, multicast := range []bool{false, true} {
+				lc := net.ListenConfig{Control: control("", multicast, 0)}
+				c, err := lc.ListenPacket(context.Background(), tc.network, tc.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				raw, err := c.(*net.UDPConn).SyscallConn()
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got int
+				var gerr error
+				if err := raw.Control(func(fd uintptr) {
+					got, gerr = unix.GetsockoptInt(int(fd), tc.level, tc.opt)
+				}); err != nil || gerr != nil {
+					t.Fatal(err, gerr)
+				}
+				c.Close()
+				// Linux's default is 1; a multicast receiver turns it off.
+				if want := map[bool]int{false: 1, true: 0}[multicast]; got != want {
+					t.Errorf("%s socket, multicast %v: %s = %d, want %d", tc.network, multicast, tc.name, got, want)
+				}
+			}
+		})
 	}
 }
 

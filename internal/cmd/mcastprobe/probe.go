@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -43,8 +44,8 @@ func decode(b []byte) (uint64, bool) {
 // any; sets a receive buffer of rcvbuf bytes, if not 0, so that a receiver
 // that the scheduler holds up for a while loses nothing; and for multicast
 // receivers delivers only the groups joined on this socket (IP_MULTICAST_ALL
-// off; Linux otherwise delivers any group that any socket on the host
-// joined).
+// off, or IPV6_MULTICAST_ALL for a "udp6" socket; Linux otherwise delivers
+// any group that any socket on the host joined).
 func control(iface string, multicast bool, rcvbuf int) func(network, address string, c syscall.RawConn) error {
 	return func(network, address string, c syscall.RawConn) error {
 		var opErr error
@@ -62,11 +63,18 @@ func control(iface string, multicast bool, rcvbuf int) func(network, address str
 					return
 				}
 			}
-			if multicast {
+			if multicast && network == "udp6" {
+				if err := unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_MULTICAST_ALL, 0); err != nil {
+					opErr = fmt.Errorf("IPV6_MULTICAST_ALL: %w", err)
+					return
+				}
+			} else if multicast {
 				if err := unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_MULTICAST_ALL, 0); err != nil {
 					opErr = fmt.Errorf("IP_MULTICAST_ALL: %w", err)
 					return
 				}
+			}
+			if multicast {
 				if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 					opErr = fmt.Errorf("SO_REUSEADDR: %w", err)
 				}
@@ -94,9 +102,18 @@ func send(ctx context.Context, cfg *sendConfig, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mcastprobe send: %v\n", err)
 		return exitFailure
 	}
-	laddr := "0.0.0.0:0"
+	dest := cfg.dest()
+	network, laddr := "udp4", "0.0.0.0:0"
+	if dest.Addr().Is6() {
+		network, laddr = "udp6", "[::]:0"
+	}
 	if cfg.source.IsValid() {
-		laddr = netip.AddrPortFrom(cfg.source, 0).String()
+		src := cfg.source
+		if src.Is6() && src.IsLinkLocalUnicast() {
+			// Binding to a link-local address needs its interface.
+			src = src.WithZone(cfg.iface)
+		}
+		laddr = netip.AddrPortFrom(src, 0).String()
 	}
 	// A multicast sender names its interface with IP_MULTICAST_IF; a
 	// unicast one with --iface is bound to it.
@@ -105,28 +122,57 @@ func send(ctx context.Context, cfg *sendConfig, stdout, stderr io.Writer) int {
 		bindIface = cfg.iface
 	}
 	lc := net.ListenConfig{Control: control(bindIface, false, 0)}
-	c, err := lc.ListenPacket(ctx, "udp4", laddr)
+	c, err := lc.ListenPacket(ctx, network, laddr)
 	if err != nil {
 		return fail(err)
 	}
 	defer c.Close()
-	pc := ipv4.NewPacketConn(c)
+	var ifi *net.Interface
 	if cfg.group.IsValid() {
-		ifi, err := net.InterfaceByName(cfg.iface)
-		if err != nil {
+		if ifi, err = net.InterfaceByName(cfg.iface); err != nil {
 			return fail(fmt.Errorf("--iface %s: %w", cfg.iface, err))
 		}
-		if err := pc.SetMulticastInterface(ifi); err != nil {
-			return fail(fmt.Errorf("IP_MULTICAST_IF %s: %w", cfg.iface, err))
+	}
+	var write func(b []byte, dst net.Addr) error
+	if network == "udp4" {
+		pc := ipv4.NewPacketConn(c)
+		if ifi != nil {
+			if err := pc.SetMulticastInterface(ifi); err != nil {
+				return fail(fmt.Errorf("IP_MULTICAST_IF %s: %w", cfg.iface, err))
+			}
+			if err := pc.SetMulticastTTL(cfg.ttl); err != nil {
+				return fail(fmt.Errorf("IP_MULTICAST_TTL: %w", err))
+			}
+			if err := pc.SetMulticastLoopback(false); err != nil {
+				return fail(fmt.Errorf("IP_MULTICAST_LOOP: %w", err))
+			}
 		}
-		if err := pc.SetMulticastTTL(cfg.ttl); err != nil {
-			return fail(fmt.Errorf("IP_MULTICAST_TTL: %w", err))
+		write = func(b []byte, dst net.Addr) error {
+			_, err := pc.WriteTo(b, nil, dst)
+			return err
 		}
-		if err := pc.SetMulticastLoopback(false); err != nil {
-			return fail(fmt.Errorf("IP_MULTICAST_LOOP: %w", err))
+	} else {
+		pc := ipv6.NewPacketConn(c)
+		if ifi != nil {
+			if err := pc.SetMulticastInterface(ifi); err != nil {
+				return fail(fmt.Errorf("IPV6_MULTICAST_IF %s: %w", cfg.iface, err))
+			}
+			// Unlike an IPv4 TTL of 0, a hop limit of 0 does not keep
+			// the datagrams on this host: Linux still sends them on the
+			// link (where no router forwards them).
+			if err := pc.SetMulticastHopLimit(cfg.ttl); err != nil {
+				return fail(fmt.Errorf("IPV6_MULTICAST_HOPS: %w", err))
+			}
+			if err := pc.SetMulticastLoopback(false); err != nil {
+				return fail(fmt.Errorf("IPV6_MULTICAST_LOOP: %w", err))
+			}
+		}
+		write = func(b []byte, dst net.Addr) error {
+			_, err := pc.WriteTo(b, nil, dst)
+			return err
 		}
 	}
-	dst := net.UDPAddrFromAddrPort(cfg.dest())
+	dst := net.UDPAddrFromAddrPort(dest)
 
 	buf := make([]byte, cfg.size)
 	for i := headerLen; i < len(buf); i++ {
@@ -148,7 +194,7 @@ func send(ctx context.Context, cfg *sendConfig, stdout, stderr io.Writer) int {
 			}
 		}
 		encode(buf, uint64(seq))
-		if err := writeRetry(pc, buf, dst); err != nil {
+		if err := writeRetry(write, buf, dst); err != nil {
 			res.Errors++
 			if firstErr == nil {
 				firstErr = err
@@ -177,12 +223,12 @@ func send(ctx context.Context, cfg *sendConfig, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// writeRetry sends b to dst, retrying for up to a second while the kernel
-// reports a full queue.
-func writeRetry(pc *ipv4.PacketConn, b []byte, dst net.Addr) error {
+// writeRetry sends b to dst with write, retrying for up to a second while
+// the kernel reports a full queue.
+func writeRetry(write func(b []byte, dst net.Addr) error, b []byte, dst net.Addr) error {
 	deadline := time.Now().Add(time.Second)
 	for {
-		_, err := pc.WriteTo(b, nil, dst)
+		err := write(b, dst)
 		if err == nil {
 			return nil
 		}
@@ -213,13 +259,19 @@ func recv(ctx context.Context, cfg *recvConfig, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	multicast := cfg.group.IsValid()
+	network := "udp4"
 	laddr := netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(cfg.port))
 	if multicast {
 		// Bound to the group, the socket gets only that group's datagrams.
+		// A group of link-local scope (ff02::) needs an interface for the
+		// bind: the socket is bound to --iface before.
 		laddr = netip.AddrPortFrom(cfg.group, uint16(cfg.port))
+		if cfg.group.Is6() {
+			network = "udp6"
+		}
 	}
 	lc := net.ListenConfig{Control: control(cfg.iface, multicast, cfg.rcvbuf)}
-	c, err := lc.ListenPacket(ctx, "udp4", laddr.String())
+	c, err := lc.ListenPacket(ctx, network, laddr.String())
 	if err != nil {
 		return fail(err)
 	}
@@ -229,12 +281,28 @@ func recv(ctx context.Context, cfg *recvConfig, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(fmt.Errorf("--iface %s: %w", cfg.iface, err))
 		}
-		pc := ipv4.NewPacketConn(c)
 		group := &net.UDPAddr{IP: cfg.group.AsSlice()}
+		var source *net.UDPAddr
 		if cfg.source.IsValid() {
-			err = pc.JoinSourceSpecificGroup(ifi, group, &net.UDPAddr{IP: cfg.source.AsSlice()})
+			source = &net.UDPAddr{IP: cfg.source.AsSlice()}
+		}
+		if network == "udp4" {
+			pc := ipv4.NewPacketConn(c)
+			if source != nil {
+				err = pc.JoinSourceSpecificGroup(ifi, group, source)
+			} else {
+				err = pc.JoinGroup(ifi, group)
+			}
 		} else {
-			err = pc.JoinGroup(ifi, group)
+			// MCAST_JOIN_SOURCE_GROUP or MCAST_JOIN_GROUP: the kernel
+			// reports the join in MLDv2, an INCLUDE record for the one
+			// source, or EXCLUDE {} for any source.
+			pc := ipv6.NewPacketConn(c)
+			if source != nil {
+				err = pc.JoinSourceSpecificGroup(ifi, group, source)
+			} else {
+				err = pc.JoinGroup(ifi, group)
+			}
 		}
 		if err != nil {
 			return fail(fmt.Errorf("joining %s on %s: %w", cfg.group, cfg.iface, err))
