@@ -17,7 +17,9 @@
 // # Table
 //
 // A Table holds, per port (a peer's underlay address, or LocalPort for the
-// TAP) and group, the router-side state of RFC 3376 section 6.4: INCLUDE or
+// TAP) and group, IPv4 groups from IGMP (Handle) and IPv6 groups from MLD
+// (HandleMLD, with package mld's messages; RFC 3810 section 7 has the same
+// rows), the router-side state of RFC 3376 section 6.4: INCLUDE or
 // EXCLUDE with source timers and a group timer, and the IGMPv1/v2
 // compatibility modes of section 7.3.2. Lookup answers which peer ports get
 // traffic from a source to a group without allocating. The table is bounded
@@ -26,7 +28,8 @@
 //
 // # Querier
 //
-// A Querier sends startup and general queries into the TAP (the startup
+// A Querier (NewQuerier for IGMP, NewMLDQuerier for MLD) sends startup and
+// general queries into the TAP (the startup
 // ones, and those Solicit asks for, to the peers too, with SetAnnounce),
 // the last-member queries after the local host leaves, and yields to a
 // querier with a lower address. It holds no lock while it sends.

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meshcast/meshcast/mld"
 )
 
 // AllHosts is 224.0.0.1, the destination of general queries.
@@ -48,6 +50,7 @@ type Querier struct {
 	self netip.Addr
 	mac  net.HardwareAddr
 	send func(frame []byte) error
+	v6   bool // an MLD querier (NewMLDQuerier)
 
 	// tickMu serializes Ticks, so that the frames one Tick built stay as
 	// they are until it has sent them. Only Tick takes it, before mu, and
@@ -82,8 +85,16 @@ type outFrame struct {
 // 1500-byte IPv4 packet; maxFrame is the length of such a query's frame,
 // the longest the querier builds.
 const (
-	maxQuerySources = (1500 - (FrameOverhead - ethHeaderLen) - QueryV3HeaderLen) / 4 // 366
-	maxFrame        = FrameOverhead + QueryV3HeaderLen + 4*maxQuerySources
+	maxQuerySources  = (1500 - (FrameOverhead - ethHeaderLen) - QueryV3HeaderLen) / 4 // 366
+	maxQuerySources6 = (1500 - (mld.FrameOverhead - ethHeaderLen) - mld.QueryV2HeaderLen) / 16
+	maxFrame         = max(FrameOverhead+QueryV3HeaderLen+4*maxQuerySources, mld.FrameOverhead+mld.QueryV2HeaderLen+16*maxQuerySources6)
+)
+
+// IPv6 destinations of MLD queries: general queries go to all nodes, and
+// election queries to all routers.
+var (
+	allNodes6   = netip.MustParseAddr("ff02::1")
+	allRouters6 = netip.MustParseAddr("ff02::2")
 )
 
 type pendingQuery struct {
@@ -105,6 +116,25 @@ func NewQuerier(cfg Config, self netip.Addr, mac net.HardwareAddr, send func(fra
 		send:        send,
 		startupLeft: cfg.Robustness,
 	}
+}
+
+// NewMLDQuerier returns the MLD querier (RFC 3810 section 6) of the TAP
+// whose IPv6 link-local address is self and MAC address mac. It is a
+// Querier as NewQuerier's, with the same timers and behaviour, that sends
+// MLDv2 queries from self, as RFC 3810 section 5.1.14 requires (a host
+// drops a query whose source is not link-local): general queries to
+// ff02::1, election queries to ff02::2, specific ones to their group.
+//
+// Every query carries mld.QuerierMark in its Reserved field, which hosts
+// and routers ignore. A receiving meshcast knows by the mark that a peer's
+// query came from a meshcast querier and not from a multicast router: it
+// makes the peer no router port and silences no querier, as IGMP queries
+// from 0.0.0.0 do not. Each meshcast node is the querier of its own TAP,
+// and its periodic queries do not cross the mesh.
+func NewMLDQuerier(cfg Config, self netip.Addr, mac net.HardwareAddr, send func(frame []byte) error) *Querier {
+	q := NewQuerier(cfg, self, mac, send)
+	q.v6 = true
+	return q
 }
 
 // SetAnnounce gives the querier a way to send its startup queries to every
@@ -132,23 +162,25 @@ func (q *Querier) Active(now time.Time) bool {
 	return !q.otherUntil.After(now)
 }
 
-// HeardQuery records a query with IPv4 source src delivered from a peer. A
+// HeardQuery records a query with source src (IPv4 for an IGMP querier,
+// IPv6 for an MLD one; others are ignored) delivered from a peer. A
 // querier with a lower address than ours silences this one for the other
 // querier present interval.
 func (q *Querier) HeardQuery(src netip.Addr, now time.Time) {
-	if !src.Is4() || src.IsUnspecified() || src.Compare(q.self) >= 0 {
+	if src.Is4() != !q.v6 || src.IsUnspecified() || src.Compare(q.self) >= 0 {
 		return
 	}
 	q.silence(src, now)
 }
 
-// HeardHostQuery records a query with IPv4 source src that the local host
+// HeardHostQuery records a query with source src (of the querier's
+// family) that the local host
 // sent on the TAP. A source lower than ours silences this querier, and so
 // does our own address: that is a multicast router on this host (FRR's
 // pimd on the TAP, say), the better querier of the TAP, whose queries carry
 // the address this querier would stand for in the election.
 func (q *Querier) HeardHostQuery(src netip.Addr, now time.Time) {
-	if !src.Is4() || src.IsUnspecified() || src.Compare(q.self) > 0 {
+	if src.Is4() != !q.v6 || src.IsUnspecified() || src.Compare(q.self) > 0 {
 		return
 	}
 	q.silence(src, now)
@@ -298,10 +330,25 @@ func (q *Querier) buildLocked(group netip.Addr, sources []netip.Addr, maxResp ti
 	if f.buf == nil {
 		f.buf = make([]byte, maxFrame)
 	}
+	f.tap, f.announce = tap, announce
+	if q.v6 {
+		if len(sources) > maxQuerySources6 {
+			sources = sources[:maxQuerySources6]
+		}
+		switch dst {
+		case AllHosts:
+			dst = allNodes6
+		case AllRouters:
+			dst = allRouters6
+		}
+		msg := f.buf[mld.FrameOverhead:]
+		n := mld.PutQuery(msg, group, maxResp, false, q.cfg.Robustness, q.cfg.QueryInterval, sources, true)
+		f.n = mld.BuildFrame(f.buf, q.mac, q.self, dst, msg[:n])
+		return
+	}
 	msg := f.buf[FrameOverhead:]
 	n := PutQueryV3(msg, group, maxResp, false, q.cfg.Robustness, q.cfg.QueryInterval, sources)
 	f.n = BuildQueryFrame(f.buf, q.mac, netip.IPv4Unspecified(), dst, msg[:n])
-	f.tap, f.announce = tap, announce
 }
 
 // Solicit asks for a general query on the next Tick, into the TAP and (with

@@ -89,7 +89,7 @@ func (t *Table) apply(port Port, ver int, typ uint8, group netip.Addr, srcs []ne
 	if len(m.srcs) > t.cfg.MaxSources {
 		// Keep the bound: a membership that grew past it falls back to
 		// EXCLUDE {} (every source), the safe superset.
-		t.refused[refusedSources].Add(1)
+		t.refused[family(group)][refusedSources].Add(1)
 		clear(m.srcs)
 		m.mode = ModeExclude
 		m.timer = u.gmi
@@ -115,11 +115,11 @@ func (t *Table) join(port Port, ver int, typ uint8, group netip.Addr, srcs []net
 		return nil
 	}
 	if t.total >= t.cfg.MaxGroups {
-		t.refused[refusedGlobalCap].Add(1)
+		t.refused[family(group)][refusedGlobalCap].Add(1)
 		return nil
 	}
 	if t.perPort[port] >= t.cfg.MaxGroupsPerPort {
-		t.refused[refusedPortCap].Add(1)
+		t.refused[family(group)][refusedPortCap].Add(1)
 		return nil
 	}
 	m := &membership{mode: ModeInclude, srcs: map[netip.Addr]*source{}}
@@ -131,7 +131,10 @@ func (t *Table) join(port Port, ver int, typ uint8, group netip.Addr, srcs []net
 	ports[port] = m
 	t.total++
 	t.perPort[port]++
-	t.log.Info("igmp: member joined", "group", group, "port", portName(port), "version", ver)
+	if group.Is6() {
+		ver-- // MLDv1 is held as IGMPv2, MLDv2 as IGMPv3
+	}
+	t.log.Info(logPrefix[family(group)]+"member joined", "group", group, "port", portName(port), "version", ver)
 	return m
 }
 

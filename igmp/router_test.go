@@ -251,7 +251,8 @@ func TestHeardRouter(t *testing.T) {
 		t.Fatal("a termination made a router port")
 	}
 
-	// Ignored: the local port, 0.0.0.0, a non-IPv4 address, an unknown way.
+	// Ignored: the local port, 0.0.0.0, an IPv6 address that is not
+	// link-local (MLD routers query from link-local ones), an unknown way.
 	tb.HeardRouter(LocalPort, r1, RouterPIM, time.Minute, at(700*time.Second))
 	tb.HeardRouter(peer1, netip.IPv4Unspecified(), RouterPIM, time.Minute, at(700*time.Second))
 	tb.HeardRouter(peer1, mustAddr("2001:db8::1"), RouterPIM, time.Minute, at(700*time.Second))

@@ -42,7 +42,9 @@ type MembershipState struct {
 	// Mode is "include" or "exclude".
 	Mode string `json:"mode"`
 	// Version is the compatibility mode (section 7.3.2): 1 while V1Until
-	// is set, else 2 while V2Until is set, else 3.
+	// is set, else 2 while V2Until is set, else 3. An IPv6 group (MLD) is
+	// held as IGMP's modes 2 (an MLDv1 listener present, in V2Until) and
+	// 3 (MLDv2), and never has V1Until.
 	Version int `json:"version"`
 	// V1Until and V2Until are the older version host present timers: an
 	// IGMPv1 or IGMPv2 host was heard on the port until then. Unset when
@@ -91,10 +93,14 @@ const maxMRDHold = 3 * 255 * time.Second
 // means the same in another process.
 func wall(t time.Time) time.Time { return t.Round(0) }
 
-// unicast4 reports whether a can be the IPv4 source of forwarded traffic:
-// an IPv4 address that is neither multicast, 0.0.0.0 nor 255.255.255.255.
-func unicast4(a netip.Addr) bool {
-	return a.Is4() && !a.IsMulticast() && !a.IsUnspecified() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
+// unicastOf reports whether a can be the source of traffic forwarded to
+// group: an address of the group's family that is neither multicast,
+// unspecified, nor (IPv4) 255.255.255.255, nor (IPv6) IPv4-mapped.
+func unicastOf(group, a netip.Addr) bool {
+	if group.Is4() {
+		return a.Is4() && !a.IsMulticast() && !a.IsUnspecified() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	}
+	return a.Is6() && !a.Is4In6() && !a.IsMulticast() && !a.IsUnspecified()
 }
 
 // Export returns the table's state at now for Import in another process.
@@ -157,7 +163,7 @@ func exportMembership(group netip.Addr, port Port, m *membership, now time.Time)
 	ms.Sources = make([]SourceState, 0, len(m.srcs))
 	for a, src := range m.srcs {
 		switch {
-		case !unicast4(a):
+		case !unicastOf(group, a):
 		case src.blocked && exclude:
 			ms.Sources = append(ms.Sources, SourceState{Addr: a, Blocked: true})
 		case !src.blocked:
@@ -198,15 +204,19 @@ func (t *Table) Import(s TableState, now time.Time) error {
 	if err := t.validateLocked(&s); err != nil {
 		return err
 	}
-	var refused [numTableRefusals]uint64
+	var refused [numFamilies][numTableRefusals]uint64
 	for i := range s.Memberships {
 		t.importMembershipLocked(&s.Memberships[i], now, &refused)
 	}
 	for i := range s.Routers {
 		t.importRouterLocked(&s.Routers[i], now)
 	}
-	for r := range numTableRefusals {
-		t.refused[r].Add(refused[r] + s.Refused[refusalNames[r]])
+	capped := uint64(0)
+	for f := range numFamilies {
+		for r := range numTableRefusals {
+			t.refused[f][r].Add(refused[f][r] + s.Refused[refusalNames[f][r]])
+		}
+		capped += refused[f][refusedGlobalCap] + refused[f][refusedPortCap] + refused[f][refusedSources]
 	}
 	for group := range t.groups {
 		t.rebuildLocked(group)
@@ -215,7 +225,7 @@ func (t *Table) Import(s TableState, now time.Time) error {
 		t.publishRoutersLocked()
 	}
 	t.log.Info("igmp: state imported", "memberships", t.total, "router_ports", len(t.routers),
-		"refused", refused[refusedGlobalCap]+refused[refusedPortCap]+refused[refusedSources])
+		"refused", capped)
 	return nil
 }
 
@@ -247,10 +257,12 @@ func (t *Table) validateLocked(s *TableState) error {
 // checkMembership returns what is wrong with ms, or "".
 func (t *Table) checkMembership(ms *MembershipState) string {
 	switch {
-	case !ms.Group.Is4() || !ms.Group.IsMulticast():
-		return "the group is not an IPv4 multicast address"
-	case ms.Group.IsLinkLocalMulticast():
-		return "the group is in 224.0.0.0/24, which has no state"
+	case !ms.Group.IsMulticast():
+		return "the group is not a multicast address"
+	case !Snooped(ms.Group):
+		return "the group is in 224.0.0.0/24 or of an IPv6 scope that has no state"
+	case ms.Group.Is6() && (ms.Version < 2 || !ms.V1Until.IsZero()):
+		return "an IPv6 group with IGMPv1 state"
 	case ms.Port != LocalPort && ms.Port.IsUnspecified():
 		return `the port is unspecified (the local port is "")`
 	case ms.Mode != modeInclude && ms.Mode != modeExclude:
@@ -274,8 +286,8 @@ func (t *Table) checkMembership(ms *MembershipState) string {
 	for j := range ms.Sources {
 		src := &ms.Sources[j]
 		switch {
-		case !unicast4(src.Addr):
-			return fmt.Sprintf("source %v is not a unicast IPv4 address", src.Addr)
+		case !unicastOf(ms.Group, src.Addr):
+			return fmt.Sprintf("source %v is not a unicast address of the group's family", src.Addr)
 		case src.Blocked && ms.Mode == modeInclude:
 			return fmt.Sprintf("source %v is blocked in include mode", src.Addr)
 		case !src.Blocked && src.Until.IsZero():
@@ -356,8 +368,8 @@ func checkRouter(rs *RouterPortState) string {
 		return "the local port is never a router port"
 	case rs.Port.IsUnspecified():
 		return "the port is unspecified"
-	case !rs.Router.Is4() || rs.Router.IsUnspecified():
-		return fmt.Sprintf("router address %v is not an IPv4 address other than 0.0.0.0", rs.Router)
+	case !routerAddr(rs.Router):
+		return fmt.Sprintf("router address %v is not an IPv4 address other than 0.0.0.0 nor an IPv6 link-local one", rs.Router)
 	case len(rs.Learned) == 0:
 		return "learned no way"
 	}
@@ -417,7 +429,8 @@ func duplicateRouter(rs []RouterPortState) (int, bool) {
 // the way expireLocked would leave it, unless nothing of it is left or a
 // cap refuses it (counted in refused). It allocates the membership, its
 // source map and one array of its sources, and nothing for what it skips.
-func (t *Table) importMembershipLocked(ms *MembershipState, now time.Time, refused *[numTableRefusals]uint64) {
+func (t *Table) importMembershipLocked(ms *MembershipState, now time.Time, refusedAll *[numFamilies][numTableRefusals]uint64) {
+	refused := &refusedAll[family(ms.Group)]
 	limit := now.Add(t.gmi) // no timer of this table runs longer
 	// exclude: the membership stays in EXCLUDE mode. One whose group
 	// timer lapsed falls back to INCLUDE with its running requested
@@ -633,7 +646,7 @@ func (q *Querier) Import(s QuerierState, now time.Time) {
 	q.otherUntil, q.other = time.Time{}, netip.Addr{}
 	if !s.OtherUntil.IsZero() {
 		a := s.OtherQuerier
-		if a.Is4() && !a.IsUnspecified() && a.Compare(q.self) <= 0 {
+		if a.Is4() == q.self.Is4() && !a.IsUnspecified() && a.Compare(q.self) <= 0 {
 			q.otherUntil, q.other = earliest(s.OtherUntil, now.Add(cfg.OQPI())), a
 		} else {
 			q.otherUntil = now // no querier to defer to: take over on the next Tick
@@ -664,11 +677,11 @@ func (q *Querier) Import(s QuerierState, now time.Time) {
 // false when it has to go.
 func (q *Querier) pendingFrom(ps *PendingQueryState, now time.Time) (pendingQuery, bool) {
 	g := ps.Group
-	if !g.Is4() || !g.IsMulticast() || g.IsLinkLocalMulticast() || ps.Left <= 0 || len(ps.Sources) > q.cfg.MaxSources {
+	if g.Is4() != q.self.Is4() || !Snooped(g) || ps.Left <= 0 || len(ps.Sources) > q.cfg.MaxSources {
 		return pendingQuery{}, false
 	}
 	for _, a := range ps.Sources {
-		if !unicast4(a) {
+		if !unicastOf(g, a) {
 			return pendingQuery{}, false
 		}
 	}

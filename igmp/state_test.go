@@ -251,7 +251,8 @@ func TestTableImportCaps(t *testing.T) {
 	if err := tb.Import(s, now); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]uint64{"igmp_cap_global": 6, "igmp_cap_port": 1, "igmp_cap_sources": 1, "igmp_record": 0}
+	want := map[string]uint64{"igmp_cap_global": 6, "igmp_cap_port": 1, "igmp_cap_sources": 1, "igmp_record": 0,
+		"mld_cap_global": 0, "mld_cap_port": 0, "mld_cap_sources": 0, "mld_record": 0}
 	if got := tb.Refused(); !maps.Equal(got, want) {
 		t.Errorf("Refused %v, want %v", got, want)
 	}
@@ -378,9 +379,10 @@ func TestTableImportMalformed(t *testing.T) {
 		edit  func(*TableState)
 		error string
 	}{
-		{"unicast group", m1(func(m *MembershipState) { m.Group = s3 }), "membership 1 (group 198.19.1.3, port 198.18.0.1): the group is not an IPv4 multicast address"},
+		{"unicast group", m1(func(m *MembershipState) { m.Group = s3 }), "membership 1 (group 198.19.1.3, port 198.18.0.1): the group is not a multicast address"},
 		{"no group", m1(func(m *MembershipState) { m.Group = netip.Addr{} }), "group invalid IP, port 198.18.0.1): the group is not"},
-		{"IPv6 group", m1(func(m *MembershipState) { m.Group = mustAddr("ff05::1") }), "not an IPv4 multicast"},
+		{"IPv6 group, IPv4 source", m1(func(m *MembershipState) { m.Group = mustAddr("ff05::1") }), "source 198.19.1.1 is not a unicast address of the group's family"},
+		{"link-local IPv6 group", m1(func(m *MembershipState) { m.Group = mustAddr("ff02::fb") }), "of an IPv6 scope that has no state"},
 		{"link-local group", m1(func(m *MembershipState) { m.Group = mustAddr("224.0.0.251") }), "224.0.0.0/24"},
 		{"unspecified port", m1(func(m *MembershipState) { m.Port = mustAddr("0.0.0.0") }), "port is unspecified"},
 		{"mode", m1(func(m *MembershipState) { m.Mode = "EXCLUDE" }), `mode "EXCLUDE" unknown`},
@@ -389,7 +391,7 @@ func TestTableImportMalformed(t *testing.T) {
 		{"version without timer", m1(func(m *MembershipState) { m.Version = 1 }), "version 1, but the older host timers say 2"},
 		{"timer without version", m1(func(m *MembershipState) { m.Version = 3 }), "version 3, but the older host timers say 2"},
 		{"exclude without group timer", m1(func(m *MembershipState) { m.GroupTimer = time.Time{} }), "exclude mode without a group timer"},
-		{"multicast source", m1(func(m *MembershipState) { m.Sources[0].Addr = grp2 }), "source 239.1.1.2 is not a unicast IPv4 address"},
+		{"multicast source", m1(func(m *MembershipState) { m.Sources[0].Addr = grp2 }), "source 239.1.1.2 is not a unicast address of the group's family"},
 		{"source 0.0.0.0", m1(func(m *MembershipState) { m.Sources[0].Addr = mustAddr("0.0.0.0") }), "source 0.0.0.0 is not"},
 		{"broadcast source", m1(func(m *MembershipState) { m.Sources[0].Addr = mustAddr("255.255.255.255") }), "source 255.255.255.255 is not"},
 		{"IPv6 source", m1(func(m *MembershipState) { m.Sources[0].Addr = mustAddr("2001:db8::1") }), "source 2001:db8::1 is not"},
@@ -406,7 +408,7 @@ func TestTableImportMalformed(t *testing.T) {
 		}, "membership 2 (group 239.1.1.1, port 198.18.0.1): appears twice"},
 		{"local router port", r0(func(r *RouterPortState) { r.Port = LocalPort }), "router port 0 (local): the local port is never a router port"},
 		{"router 0.0.0.0", r0(func(r *RouterPortState) { r.Router = mustAddr("0.0.0.0") }), "router address 0.0.0.0 is not"},
-		{"IPv6 router", r0(func(r *RouterPortState) { r.Router = mustAddr("fe80::1") }), "router address fe80::1 is not"},
+		{"global IPv6 router", r0(func(r *RouterPortState) { r.Router = mustAddr("2001:db8::1") }), "router address 2001:db8::1 is not"},
 		{"unknown way", r0(func(r *RouterPortState) { r.Learned["igmp"] = until }), `way "igmp" unknown`},
 		{"no way", r0(func(r *RouterPortState) { r.Learned = nil }), "router port 0 (198.18.0.1): learned no way"},
 		{"way without deadline", r0(func(r *RouterPortState) { r.Learned["pim"] = time.Time{} }), "way pim without a deadline"},
@@ -513,7 +515,7 @@ func checkTableInvariants(t *testing.T, tb *Table, now time.Time) {
 				}
 			}
 			for a, s := range m.srcs {
-				if !unicast4(a) || s.blocked && m.mode == ModeInclude || !s.blocked && !running(s.timer) {
+				if !unicastOf(g, a) || s.blocked && m.mode == ModeInclude || !s.blocked && !running(s.timer) {
 					t.Fatalf("%v on %s: source %v %+v", g, portName(p), a, *s)
 				}
 			}
@@ -733,7 +735,7 @@ func checkQuerierInvariants(t *testing.T, q *Querier, now time.Time) {
 	for _, p := range q.pending {
 		ok := p.Group.Is4() && p.Group.IsMulticast() && !p.Group.IsLinkLocalMulticast() &&
 			p.left >= 1 && p.left <= cfg.Robustness && !p.next.After(now.Add(cfg.LastMemberInterval)) &&
-			len(p.Sources) <= cfg.MaxSources && !slices.ContainsFunc(p.Sources, func(a netip.Addr) bool { return !unicast4(a) })
+			len(p.Sources) <= cfg.MaxSources && !slices.ContainsFunc(p.Sources, func(a netip.Addr) bool { return !unicastOf(p.Group, a) })
 		if !ok {
 			t.Fatalf("pending %+v", p)
 		}

@@ -156,7 +156,7 @@ type Table struct {
 	fwd         map[netip.Addr]*fwdEntry
 	routerPorts atomic.Pointer[[]Port] // the keys of routers, in port order
 
-	refused [numTableRefusals]atomic.Uint64
+	refused [numFamilies][numTableRefusals]atomic.Uint64 // by family of the group
 }
 
 // Refusals counted by the table.
@@ -170,11 +170,65 @@ const (
 	numTableRefusals
 )
 
-var refusalNames = [numTableRefusals]string{
-	refusedGlobalCap: "igmp_cap_global",
-	refusedPortCap:   "igmp_cap_port",
-	refusedSources:   "igmp_cap_sources",
-	refusedRecord:    "igmp_record",
+// The families of groups: IPv4 groups are snooped by IGMP, IPv6 groups by
+// MLD. The table counts its refusals per family.
+const (
+	famIPv4 = iota
+	famIPv6
+	numFamilies
+)
+
+var refusalNames = [numFamilies][numTableRefusals]string{
+	famIPv4: {
+		refusedGlobalCap: "igmp_cap_global",
+		refusedPortCap:   "igmp_cap_port",
+		refusedSources:   "igmp_cap_sources",
+		refusedRecord:    "igmp_record",
+	},
+	famIPv6: {
+		refusedGlobalCap: "mld_cap_global",
+		refusedPortCap:   "mld_cap_port",
+		refusedSources:   "mld_cap_sources",
+		refusedRecord:    "mld_record",
+	},
+}
+
+// routerAddr reports whether a can be a multicast router's address: an
+// IPv4 address other than 0.0.0.0 (IGMP, PIM, MRD), or an IPv6 link-local
+// unicast one (MLD).
+func routerAddr(a netip.Addr) bool {
+	return a.Is4() && !a.IsUnspecified() || a.Is6() && a.IsLinkLocalUnicast()
+}
+
+// logPrefix starts the log messages about a group of each family.
+var logPrefix = [numFamilies]string{famIPv4: "igmp: ", famIPv6: "mld: "}
+
+// family returns the family of a group.
+func family(group netip.Addr) int {
+	if group.Is4() {
+		return famIPv4
+	}
+	return famIPv6
+}
+
+// Snooped reports whether group gets snooping state: an IPv4 multicast
+// address outside 224.0.0.0/24, or an IPv6 multicast address (not an
+// IPv4-mapped one) of a scope from realm-local (3) to global (14). The
+// rest of multicast (224.0.0.0/24, and IPv6 interface-local, link-local
+// (ff02::/16) and the reserved scopes 0 and 15) goes to every peer and is
+// never a member of the table.
+func Snooped(group netip.Addr) bool {
+	switch {
+	case group.Is4():
+		return group.IsMulticast() && !group.IsLinkLocalMulticast()
+	case group.Is6() && !group.Is4In6():
+		if !group.IsMulticast() {
+			return false
+		}
+		scope := group.As16()[1] & 0x0f
+		return scope >= 3 && scope <= 14
+	}
+	return false
 }
 
 // fwdEntry is the immutable forwarding view of one group.
@@ -212,9 +266,11 @@ func (t *Table) Config() Config { return t.cfg }
 // Refused returns the counts of reports and records the table refused, by
 // reason name.
 func (t *Table) Refused() map[string]uint64 {
-	m := make(map[string]uint64, numTableRefusals)
-	for r := tableRefusal(0); r < numTableRefusals; r++ {
-		m[refusalNames[r]] = t.refused[r].Load()
+	m := make(map[string]uint64, numFamilies*numTableRefusals)
+	for f := range numFamilies {
+		for r := tableRefusal(0); r < numTableRefusals; r++ {
+			m[refusalNames[f][r]] = t.refused[f][r].Load()
+		}
 	}
 	return m
 }
@@ -250,9 +306,9 @@ func (t *Table) Handle(port Port, m Message, now time.Time, dst []Query) []Query
 			}
 			switch n := r.NumSources(); {
 			case !r.Known():
-				t.refused[refusedRecord].Add(1)
+				t.refused[famIPv4][refusedRecord].Add(1)
 			case n > t.cfg.MaxSources:
-				t.refused[refusedSources].Add(1)
+				t.refused[famIPv4][refusedSources].Add(1)
 			default:
 				t.recordSrcs = t.recordSrcs[:0]
 				for i := range n {
@@ -271,10 +327,10 @@ func (t *Table) Handle(port Port, m Message, now time.Time, dst []Query) []Query
 
 // handleRecord applies one record of a message to (port, group), notes the
 // group when its state changed, and appends to queries those the local
-// querier must send. Groups in 224.0.0.0/24 always go to every peer: they
-// get no state.
+// querier must send. Groups that are not Snooped (224.0.0.0/24, ff02::/16)
+// always go to every peer: they get no state.
 func (t *Table) handleRecord(port Port, ver int, typ uint8, group netip.Addr, srcs []netip.Addr, now time.Time, queries []Query) []Query {
-	if !group.Is4() || !group.IsMulticast() || group.IsLinkLocalMulticast() {
+	if !Snooped(group) {
 		return queries
 	}
 	queries, changed := t.apply(port, ver, typ, group, srcs, now, queries)
@@ -306,7 +362,7 @@ func (t *Table) removeLocked(group netip.Addr, port Port, why string) {
 	if t.perPort[port]--; t.perPort[port] <= 0 {
 		delete(t.perPort, port)
 	}
-	t.log.Info("igmp: member left", "group", group, "port", portName(port), "why", why)
+	t.log.Info(logPrefix[family(group)]+"member left", "group", group, "port", portName(port), "why", why)
 }
 
 func portName(p Port) string {
@@ -334,9 +390,11 @@ func (r *routerState) expires() time.Time {
 	return last
 }
 
-// HeardQuery records a query received from a peer port with IPv4 source
-// src: a source other than 0.0.0.0 makes the port a router port for the
-// other querier present interval.
+// HeardQuery records a query received from a peer port with source src,
+// IGMP's IPv4 or MLD's IPv6 (link-local) one: a source other than 0.0.0.0
+// and :: makes the port a router port for the other querier present
+// interval. A router port gets the traffic of every group, of both
+// families.
 func (t *Table) HeardQuery(port Port, src netip.Addr, now time.Time) {
 	t.HeardRouter(port, src, RouterQuery, t.cfg.OQPI(), now)
 }
@@ -347,10 +405,11 @@ func (t *Table) HeardQuery(port Port, src netip.Addr, now time.Time) {
 // holdtime, an MRD advertisement's neighbor dead interval), or for as long
 // as another way keeps it one. A hold of zero or less forgets what that
 // way taught at once (a PIM Hello with holdtime 0, an MRD termination). A
-// src that is not a valid IPv4 address other than 0.0.0.0 is ignored, and
-// so is the local port. For a port already known it allocates nothing.
+// src that is neither an IPv4 address other than 0.0.0.0 nor an IPv6
+// link-local one (RFC 3810 section 5.1.14) is ignored, and so is the local
+// port. For a port already known it allocates nothing.
 func (t *Table) HeardRouter(port Port, src netip.Addr, how RouterSource, hold time.Duration, now time.Time) {
-	if port == LocalPort || !src.Is4() || src.IsUnspecified() || how >= NumRouterSources {
+	if port == LocalPort || !routerAddr(src) || how >= NumRouterSources {
 		return
 	}
 	t.mu.Lock()
@@ -648,7 +707,7 @@ type GroupState struct {
 type PortState struct {
 	Port    Port
 	Mode    string        // "include" or "exclude"
-	Version int           // compatibility mode: 1, 2 or 3
+	Version int           // compatibility mode: IGMP 1, 2 or 3 for an IPv4 group, MLD 1 or 2 for an IPv6 one
 	Expires time.Duration // group timer (EXCLUDE) or longest source timer (INCLUDE)
 	Sources []netip.Addr  // INCLUDE: forwarded; EXCLUDE: requested (X)
 	Blocked []netip.Addr  // EXCLUDE: blocked (Y)
@@ -665,6 +724,9 @@ func (t *Table) Snapshot(now time.Time) (groups []GroupState, routers []Port) {
 				g.Local = true
 			}
 			ps := PortState{Port: port, Mode: "include", Version: m.compat(now)}
+			if group.Is6() {
+				ps.Version-- // MLDv1 is held as IGMPv2, MLDv2 as IGMPv3
+			}
 			var until time.Time
 			if m.mode == ModeExclude {
 				ps.Mode = "exclude"

@@ -656,7 +656,8 @@ func TestCompatibility(t *testing.T) {
 // TestCaps is conformance case 8: bounds and counted refusals.
 func TestCaps(t *testing.T) {
 	refused := func(global, port, sources, record uint64) map[string]uint64 {
-		return map[string]uint64{"igmp_cap_global": global, "igmp_cap_port": port, "igmp_cap_sources": sources, "igmp_record": record}
+		return map[string]uint64{"igmp_cap_global": global, "igmp_cap_port": port, "igmp_cap_sources": sources, "igmp_record": record,
+			"mld_cap_global": 0, "mld_cap_port": 0, "mld_cap_sources": 0, "mld_record": 0}
 	}
 	checkRefused := func(t *testing.T, tb *Table, want map[string]uint64) {
 		t.Helper()
