@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/meshcast/meshcast/igmp"
+	"github.com/meshcast/meshcast/mld"
 	"github.com/meshcast/meshcast/overlay"
 	"golang.org/x/sys/unix"
 )
@@ -75,8 +76,10 @@ type Config struct {
 	// broadcast and link-local multicast (IGMP among it) are never held
 	// back, so that the overlay keeps working under them.
 	//
-	// MaxFanout, if set, drops such a frame that would be copied to more
-	// peers than this (counted once per frame as fanout_cap).
+	// MaxFanout, if set, drops such a frame, or an IPv6 multicast frame
+	// to a group igmp.Snooped names (beyond link-local scope), that would
+	// be copied to more peers than this (counted once per frame as
+	// fanout_cap).
 	MaxFanout int
 	// RateLimit, if set, is the most such frames per second the TAP may
 	// send per IPv4 source address, with bursts of a tenth of a second;
@@ -291,11 +294,16 @@ func (g *egress) forward(buf []byte, n int, w PacketWriter) error {
 	if cap(g.scratch) < len(set.list) {
 		g.scratch = make([]*Peer, 0, len(set.list))
 	}
-	data := false // routable IPv4 multicast: what the limits apply to
+	data := false  // routable IPv4 multicast: what the limits apply to
+	data6 := false // routable IPv6 multicast: what --max-fanout applies to
 	if isMulticastMAC(dst) {
 		if e.limiter != nil || e.maxFan > 0 {
 			_, group, _, ok := igmp.IPv4Multicast(frame)
 			data = ok && !group.IsLinkLocalMulticast()
+			if !ok && e.maxFan > 0 {
+				_, group, ok = mld.IPv6Multicast(frame)
+				data6 = ok && igmp.Snooped(group)
+			}
 		}
 		if data && e.limiter != nil && !e.limiter.allow(frame, g.now) {
 			e.drops[ReasonRateLimit].Add(1)
@@ -312,7 +320,7 @@ func (g *egress) forward(buf []byte, n int, w PacketWriter) error {
 	} else {
 		targets = set.list
 	}
-	if data && e.maxFan > 0 && len(targets) > e.maxFan {
+	if (data || data6) && e.maxFan > 0 && len(targets) > e.maxFan {
 		e.drops[ReasonFanoutCap].Add(1)
 		return nil
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/meshcast/meshcast/igmp"
+	"github.com/meshcast/meshcast/mld"
 )
 
 // Unregistered says what happens to traffic for a group no peer has joined.
@@ -21,7 +22,7 @@ const (
 	UnregisteredDrop
 )
 
-// Snooping wires IGMP snooping (RFC 4541) into the engine: the table that
+// Snooping wires IGMP and MLD snooping (RFC 4541) into the engine: the table that
 // decides which peers get a group's traffic, and the querier of the local
 // TAP.
 //
@@ -50,9 +51,20 @@ const (
 //     2.1.1), and every peer sends this node every group anyway, as a
 //     router port.
 //   - A message that fails its checksum is neither learned nor forwarded.
+//   - IPv6 (MLD, RFC 3810): the same table holds IPv6 groups. MLD from the
+//     TAP goes to every peer and is learned on the local port, as IGMP is;
+//     ff02::/16 and the narrower scopes go to every peer; other groups go
+//     where the table says. A peer's reports and dones are learned, not
+//     delivered; queries are delivered, and one without the meshcast mark
+//     (a router's) makes the peer a router port. MLDQuerier queries the
+//     TAP. See decide6, ingress6 and parseMLD.
 type Snooping struct {
 	Table   *igmp.Table
 	Querier *igmp.Querier // nil: no querier
+
+	// MLDQuerier is the MLD querier of the TAP (igmp.NewMLDQuerier), for
+	// a node with an IPv6 overlay; nil: none.
+	MLDQuerier *igmp.Querier
 
 	// Unregistered is the initial policy for unregistered groups: New
 	// reads it once and puts it in force (overriding a SetUnregistered
@@ -63,11 +75,15 @@ type Snooping struct {
 
 	policy atomic.Uint32 // the Unregistered in force; see SetUnregistered
 
-	drops     [igmp.NumReasons]atomic.Uint64
-	badIP     atomic.Uint64 // IGMP whose IPv4 header is malformed
-	badPIM    atomic.Uint64 // PIM from a peer whose IPv4 header or PIM header is malformed
-	unregDrop atomic.Uint64 // unregistered traffic with no router peer, dropped
-	flooded   floodCounts   // unregistered traffic flooded, per group
+	drops  [igmp.NumReasons]atomic.Uint64
+	badIP  atomic.Uint64 // IGMP whose IPv4 header is malformed
+	badPIM atomic.Uint64 // PIM from a peer whose IPv4 header or PIM header is malformed
+
+	mldDrops   [mld.NumReasons]atomic.Uint64
+	mldInvalid [numMLDInvalid]atomic.Uint64
+	badIP6     atomic.Uint64 // IPv6 multicast whose header or extension headers are malformed
+	unregDrop  atomic.Uint64 // unregistered traffic with no router peer, dropped
+	flooded    floodCounts   // unregistered traffic flooded, per group
 
 	// floodBase is what the previous process flooded (Engine.Import), in
 	// FloodCount order; Flooded adds it to flooded. It is kept apart so
@@ -89,7 +105,10 @@ type Snooping struct {
 func (s *Snooping) decide(frame []byte, set *peerSet, scratch []*Peer, now int64) []*Peer {
 	src, dst, proto, ok := igmp.IPv4Multicast(frame)
 	if !ok {
-		return set.list // broadcast, ARP, IPv6 and other non-IPv4 multicast
+		if src6, dst6, ok := mld.IPv6Multicast(frame); ok {
+			return s.decide6(frame, src6, dst6, set, scratch, now)
+		}
+		return set.list // broadcast, ARP and other non-IP multicast
 	}
 	if proto == igmp.ProtoIGMP {
 		if !s.snoopHost(frame, now) {
@@ -103,6 +122,49 @@ func (s *Snooping) decide(frame []byte, set *peerSet, scratch []*Peer, now int64
 		}
 		return set.list
 	}
+	return s.lookup(dst, src, set, scratch)
+}
+
+// decide6 is decide for an IPv6 multicast frame: MLD goes to every peer,
+// and is learned as it goes; other groups outside Snooped scopes
+// (ff02::/16 above all: neighbour discovery, mDNS) go to every peer, and
+// the rest go where the table says.
+func (s *Snooping) decide6(frame []byte, src, dst netip.Addr, set *peerSet, scratch []*Peer, now int64) []*Peer {
+	if maybeMLD(frame) {
+		p, r := mld.FromFrame(frame)
+		switch r {
+		case mld.IsMLD:
+			if !s.snoopHostMLD(&p, now) {
+				return nil
+			}
+			return set.list
+		case mld.Malformed:
+			s.badIP6.Add(1)
+			return nil
+		}
+	}
+	if !igmp.Snooped(dst) {
+		return set.list
+	}
+	return s.lookup(dst, src, set, scratch)
+}
+
+// maybeMLD reports whether an IPv6 frame's first next header is one an
+// MLD message can follow: Hop-by-Hop Options (which carries MLD's Router
+// Alert) or ICMPv6. Data traffic is neither, and skips mld.FromFrame.
+func maybeMLD(frame []byte) bool {
+	nh := frame[ethHeaderLen+6]
+	return nh == 0 || nh == mld.NextHeaderICMPv6
+}
+
+// ethHeaderLen is the length of an untagged Ethernet header.
+const ethHeaderLen = 14
+
+// lookup returns the peers that get traffic from src to the snooped group
+// dst: its member peers whose source filters pass src, and the router
+// peers; or every peer while the group is unregistered and the policy
+// floods.
+func (s *Snooping) lookup(dst, src netip.Addr, set *peerSet, scratch []*Peer) []*Peer {
 	if cap(s.ports) < len(set.list) {
 		s.ports = make([]igmp.Port, 0, len(set.list))
 	}
@@ -237,7 +299,7 @@ func (s *Snooping) snoopHostPIM(frame []byte, now int64) {
 func (s *Snooping) ingress(p *Peer, frame []byte, now int64) bool {
 	_, _, proto, ok := igmp.IPv4Multicast(frame)
 	if !ok {
-		return true
+		return s.ingress6(p, frame, now)
 	}
 	switch proto {
 	case igmp.ProtoIGMP:
@@ -278,6 +340,113 @@ func (s *Snooping) ingress(p *Peer, frame []byte, now int64) bool {
 	}
 	s.Table.Handle(p.Underlay, m, t, nil) // a peer's port gets no queries
 	return s.hostRouter.Load() > now
+}
+
+// ingress6 is ingress for a frame that is not IPv4 multicast: MLD from a
+// peer is snooped as IGMP is, and everything else goes into the TAP.
+//   - A report or done updates the peer's port and is not delivered,
+//     unless a multicast router runs on the local host.
+//   - A query is delivered. One without mld.QuerierMark comes from a
+//     multicast router, and makes the peer a router port and takes part in
+//     the election of the local MLD querier; a meshcast querier's marked
+//     query does neither.
+//   - A malformed or invalid message (see parseMLD) is counted and dropped.
+func (s *Snooping) ingress6(p *Peer, frame []byte, now int64) bool {
+	if _, _, ok := mld.IPv6Multicast(frame); !ok || !maybeMLD(frame) {
+		return true
+	}
+	pk, r := mld.FromFrame(frame)
+	switch r {
+	case mld.NotMLD:
+		return true
+	case mld.Malformed:
+		s.badIP6.Add(1)
+		return false
+	}
+	m, ok := s.parseMLD(&pk)
+	if !ok {
+		return false
+	}
+	t := time.Unix(0, now)
+	if m.Type() == mld.TypeQuery {
+		if !m.Marked() {
+			s.Table.HeardQuery(p.Underlay, pk.Src, t)
+			if s.MLDQuerier != nil {
+				s.MLDQuerier.HeardQuery(pk.Src, t)
+			}
+		}
+		return true
+	}
+	s.Table.HandleMLD(p.Underlay, m, t, nil) // a peer's port gets no queries
+	return s.hostRouter.Load() > now
+}
+
+// parseMLD validates the MLD message of pk (mld.Parse) and the packet
+// around it as RFC 3810 sections 5.1.14 and 5.2.13 require: hop limit 1,
+// the Router Alert option, and a link-local source (or, for a report or
+// done, the unspecified address a host uses before it has one). It counts
+// what it refuses.
+func (s *Snooping) parseMLD(pk *mld.Packet) (mld.Message, bool) {
+	m, r := mld.Parse(pk.Src, pk.Dst, pk.MLD)
+	switch {
+	case r != mld.OK:
+		s.mldDrops[r].Add(1)
+	case pk.HopLimit != 1:
+		s.mldInvalid[mldHopLimit].Add(1)
+	case !pk.RouterAlert:
+		s.mldInvalid[mldRouterAlert].Add(1)
+	case !pk.Src.IsLinkLocalUnicast() && !(pk.Src.IsUnspecified() && m.Type() != mld.TypeQuery):
+		s.mldInvalid[mldSource].Add(1)
+	default:
+		return m, true
+	}
+	return nil, false
+}
+
+// Ways an MLD packet that parses can still be invalid.
+const (
+	mldHopLimit = iota
+	mldRouterAlert
+	mldSource
+	numMLDInvalid
+)
+
+var mldInvalidNames = [numMLDInvalid]string{
+	mldHopLimit:    "mld_hop_limit",
+	mldRouterAlert: "mld_router_alert",
+	mldSource:      "mld_source",
+}
+
+// snoopHostMLD snoops an MLD message from the local host, as snoopHost
+// does IGMP: a query without the meshcast mark shows a router on the host
+// and is heard by the MLD querier; a report or done is learned on the
+// table's local port, and a done or BLOCK has the MLD querier schedule the
+// last-listener queries. It reports whether the frame may be forwarded:
+// false when it is malformed or invalid. It runs on the egress goroutine
+// only.
+func (s *Snooping) snoopHostMLD(pk *mld.Packet, now int64) (forward bool) {
+	m, ok := s.parseMLD(pk)
+	if !ok {
+		return false
+	}
+	t := time.Unix(0, now)
+	if m.Type() == mld.TypeQuery {
+		if !m.Marked() {
+			s.heardHostRouter(now, s.Table.Config().OQPI())
+			if s.MLDQuerier != nil {
+				s.MLDQuerier.HeardHostQuery(pk.Src, t)
+			}
+		}
+		return true
+	}
+	s.queries = s.Table.HandleMLD(igmp.LocalPort, m, t, s.queries[:0])
+	for _, q := range s.queries {
+		if s.MLDQuerier != nil {
+			s.MLDQuerier.LastMember(q, t)
+		}
+	}
+	clear(s.queries)
+	return true
 }
 
 // peerPIM snoops a PIM frame from peer p: a Hello to 224.0.0.13 makes p a
@@ -340,6 +509,9 @@ func (s *Snooping) peerAppeared(now int64) {
 	if s.Querier != nil {
 		s.Querier.Solicit(time.Unix(0, now))
 	}
+	if s.MLDQuerier != nil {
+		s.MLDQuerier.Solicit(time.Unix(0, now))
+	}
 }
 
 // tick runs the table's timers and the querier.
@@ -348,6 +520,10 @@ func (s *Snooping) tick(now time.Time) {
 	if s.Querier != nil {
 		s.Querier.RouterPeers(s.Table.HasRouters())
 		s.Querier.Tick(now)
+	}
+	if s.MLDQuerier != nil {
+		s.MLDQuerier.RouterPeers(s.Table.HasRouters())
+		s.MLDQuerier.Tick(now)
 	}
 }
 
@@ -359,6 +535,13 @@ func (s *Snooping) addDrops(m map[string]uint64) {
 	}
 	m["igmp_ip_header"] = s.badIP.Load()
 	m["pim_malformed"] = s.badPIM.Load()
+	for r := mld.Reason(1); r < mld.NumReasons; r++ {
+		m[r.String()] = s.mldDrops[r].Load()
+	}
+	for i, name := range mldInvalidNames {
+		m[name] = s.mldInvalid[i].Load()
+	}
+	m["ipv6_header"] = s.badIP6.Load()
 	m["unregistered"] = s.unregDrop.Load()
 	for k, v := range s.Table.Refused() {
 		m[k] = v

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshcast/meshcast/igmp"
+	"github.com/meshcast/meshcast/mld"
 	"github.com/meshcast/meshcast/overlay"
 )
 
@@ -324,6 +325,13 @@ func (e *Engine) dropCounters() map[string]*atomic.Uint64 {
 		m["igmp_ip_header"] = &s.badIP
 		m["pim_malformed"] = &s.badPIM
 		m["unregistered"] = &s.unregDrop
+		for r := mld.Reason(1); r < mld.NumReasons; r++ {
+			m[r.String()] = &s.mldDrops[r]
+		}
+		for i, name := range mldInvalidNames {
+			m[name] = &s.mldInvalid[i]
+		}
+		m["ipv6_header"] = &s.badIP6
 	}
 	return m
 }

@@ -1,0 +1,264 @@
+package replicate
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/meshcast/meshcast/igmp"
+	"github.com/meshcast/meshcast/mld"
+	"github.com/meshcast/meshcast/overlay"
+)
+
+// MLD snooping in the engine: the IPv6 counterparts of the IGMP snooping
+// tests of snoop_test.go.
+
+var (
+	peerLL   = netip.MustParseAddr("fe80::200:ff:fe00:3")
+	localLL  = mld.LinkLocal(localMAC)
+	mldAll   = netip.MustParseAddr("ff02::16")
+	src6     = netip.MustParseAddr("fd00:198:19::1")
+	other6   = netip.MustParseAddr("fd00:198:19::9")
+	group6   = netip.MustParseAddr("ff0e::1:2:3")
+	ssmGroup = netip.MustParseAddr("ff3e::8000:1")
+)
+
+// mldFrame wraps an MLD message in an Ethernet/IPv6 frame with Router
+// Alert and hop limit 1 from src to dst, in a buffer with headroom.
+func mldFrame(srcMAC net.HardwareAddr, src, dst netip.Addr, msg []byte) ([]byte, int) {
+	buf := make([]byte, BufSize)
+	n := mld.BuildFrame(buf[overlay.Headroom:], srcMAC, src, dst, msg)
+	return buf, n
+}
+
+// mldReport returns an MLDv2 report of records.
+func mldReport(records ...mld.RecordSpec) []byte {
+	b := make([]byte, mld.ReportLen(records...))
+	mld.PutReport(b, records...)
+	return b
+}
+
+func mldV1(typ uint8, group netip.Addr) []byte {
+	b := make([]byte, mld.HeaderLen)
+	mld.PutReportV1(b, typ, group)
+	return b
+}
+
+// data6 builds a UDP over IPv6 frame from src to group.
+func data6(src, group netip.Addr) ([]byte, int) {
+	mac := mld.MulticastMAC(group)
+	buf, n := frame(mac[:], localMAC, 100)
+	f := buf[overlay.Headroom : overlay.Headroom+n]
+	binary.BigEndian.PutUint16(f[12:], 0x86dd)
+	ip := f[14:]
+	ip[0] = 0x60
+	binary.BigEndian.PutUint16(ip[4:], uint16(n-14-40))
+	ip[6], ip[7] = 17, 64
+	s, g := src.As16(), group.As16()
+	copy(ip[8:], s[:])
+	copy(ip[24:], g[:])
+	return buf, n
+}
+
+func newMLDRig(t testing.TB, peers int, policy Unregistered) *snoopRig {
+	r := newSnoopRig(t, peers, policy)
+	r.s.MLDQuerier = igmp.NewMLDQuerier(r.s.Table.Config(), localLL, localMAC, func(f []byte) error {
+		r.queries = append(r.queries, append([]byte(nil), f...))
+		return nil
+	})
+	return r
+}
+
+// TestMLDSnoopingPrunes: a peer's MLDv2 report is learned and not
+// delivered; a registered group goes to its member only, ff02::/16 and the
+// local host's MLD to every peer; a peer's done, after the last-listener
+// time, leaves the group unregistered.
+func TestMLDSnoopingPrunes(t *testing.T) {
+	r := newMLDRig(t, 3, UnregisteredDrop)
+	now := time.Now().UnixNano()
+	if got := r.egress2(data6(src6, group6))(now); len(got) != 0 {
+		t.Fatalf("unregistered IPv6 group with drop went to %v", got)
+	}
+	rb, rn := mldFrame(remoteMAC, peerLL, mldAll, mldReport(mld.RecordSpec{Type: mld.ModeIsExclude, Group: group6}))
+	if r.fromPeer(3, rb, rn, now) {
+		t.Fatal("a peer's MLD report was delivered into the TAP")
+	}
+	if got := r.egress2(data6(src6, group6))(now); len(got) != 1 || got[underlay(3)] != 1 {
+		t.Fatalf("registered IPv6 group went to %v, want only peer 3", got)
+	}
+	for _, g := range []string{"ff02::1", "ff02::fb", "ff02::1:ff00:2", "ff02::cc"} {
+		if got := r.egress2(data6(src6, netip.MustParseAddr(g)))(now); len(got) != 3 {
+			t.Errorf("link-local %s went to %v, want every peer", g, got)
+		}
+	}
+	lb, ln := mldFrame(localMAC, localLL, mldAll, mldReport(mld.RecordSpec{Type: mld.ModeIsExclude, Group: group6}))
+	if got := r.egress(lb, ln, now); len(got) != 3 {
+		t.Fatalf("local MLD report went to %v", got)
+	}
+	gs, _ := r.s.Table.Snapshot(time.Unix(0, now))
+	if len(gs) != 1 || gs[0].Group != group6 || !gs[0].Local || len(gs[0].Ports) != 2 || gs[0].Ports[1].Version != 2 {
+		t.Fatalf("snapshot %+v", gs)
+	}
+	// An MLDv1 done from peer 3 (to ff02::2): after the last listener
+	// query time (2 × 100 ms) without a report, peer 3 is gone.
+	db, dn := mldFrame(remoteMAC, peerLL, netip.MustParseAddr("ff02::2"), mldV1(mld.TypeV1Done, group6))
+	r.fromPeer(3, db, dn, now)
+	r.s.tick(time.Unix(0, now).Add(300 * time.Millisecond))
+	if got := r.egress2(data6(src6, group6))(now); len(got) != 0 {
+		t.Fatalf("after the done, the group went to %v", got)
+	}
+}
+
+// egress2 is egress for a frame and its length.
+func (r *snoopRig) egress2(buf []byte, n int) func(int64) map[netip.Addr]int {
+	return func(now int64) map[netip.Addr]int { return r.egress(buf, n, now) }
+}
+
+// TestMLDSnoopingSourceSpecific: an MLDv2 INCLUDE join of (S, ff3e::8000:1)
+// gets S's traffic and not another source's.
+func TestMLDSnoopingSourceSpecific(t *testing.T) {
+	r := newMLDRig(t, 2, UnregisteredDrop)
+	now := time.Now().UnixNano()
+	rb, rn := mldFrame(remoteMAC, peerLL, mldAll, mldReport(mld.RecordSpec{Type: mld.AllowNewSources, Group: ssmGroup, Sources: []netip.Addr{src6}}))
+	r.fromPeer(2, rb, rn, now)
+	if got := r.egress2(data6(src6, ssmGroup))(now); got[underlay(2)] != 1 {
+		t.Errorf("joined source went to %v", got)
+	}
+	if got := r.egress2(data6(other6, ssmGroup))(now); len(got) != 0 {
+		t.Errorf("other source went to %v", got)
+	}
+}
+
+// TestMLDSnoopingInvalid: MLD that fails its checksum (over the IPv6
+// pseudo-header), has no Router Alert, a hop limit other than 1, or a
+// source that is not link-local is neither learned nor forwarded, and is
+// counted.
+func TestMLDSnoopingInvalid(t *testing.T) {
+	r := newMLDRig(t, 2, UnregisteredDrop)
+	now := time.Now().UnixNano()
+	report := mldReport(mld.RecordSpec{Type: mld.ModeIsExclude, Group: group6})
+	cases := []struct {
+		name   string
+		mutate func(f []byte)
+		drop   string
+	}{
+		{"checksum", func(f []byte) { f[len(f)-1] ^= 1 }, "mld_checksum"},
+		{"hop limit", func(f []byte) { f[14+7] = 255 }, "mld_hop_limit"},
+		{"router alert", func(f []byte) { f[14+40+2] = 1 }, "mld_router_alert"}, // the option becomes PadN
+		{"global source", func(f []byte) {
+			s := src6.As16()
+			copy(f[14+8:], s[:])
+			// Keep the checksum right for the new source.
+			msg := f[mld.FrameOverhead:]
+			msg[2], msg[3] = 0, 0
+			mld.SetChecksum(src6, mldAll, msg)
+		}, "mld_source"},
+		{"truncated", func(f []byte) { binary.BigEndian.PutUint16(f[14+4:], 8+4) }, "mld_truncated"},
+	}
+	for _, c := range cases {
+		for _, from := range []string{"peer", "host"} {
+			buf, n := mldFrame(remoteMAC, peerLL, mldAll, report)
+			c.mutate(buf[overlay.Headroom : overlay.Headroom+n])
+			before := r.e.Drops()[c.drop]
+			if from == "peer" {
+				if r.fromPeer(2, buf, n, now) {
+					t.Errorf("%s from a peer: delivered", c.name)
+				}
+			} else if got := r.egress(buf, n, now); len(got) != 0 {
+				t.Errorf("%s from the host: forwarded to %v", c.name, got)
+			}
+			if d := r.e.Drops()[c.drop] - before; d != 1 {
+				t.Errorf("%s from the %s: %s counted %d, want 1", c.name, from, c.drop, d)
+			}
+		}
+	}
+	if gs, _ := r.s.Table.Snapshot(time.Unix(0, now)); len(gs) != 0 {
+		t.Errorf("invalid MLD was learned: %+v", gs)
+	}
+}
+
+// TestMLDSnoopingQueries: a peer's query is delivered; one without the
+// meshcast mark (a router's) makes the peer a router port and silences a
+// querier with a higher address; a meshcast querier's marked query does
+// neither.
+func TestMLDSnoopingQueries(t *testing.T) {
+	r := newMLDRig(t, 2, UnregisteredDrop)
+	now := time.Now().UnixNano()
+	query := func(mark bool) ([]byte, int) {
+		b := make([]byte, mld.QueryLen(0))
+		n := mld.PutQuery(b, netip.IPv6Unspecified(), time.Second, false, 2, 125*time.Second, nil, mark)
+		return mldFrame(remoteMAC, netip.MustParseAddr("fe80::1"), netip.MustParseAddr("ff02::1"), b[:n])
+	}
+	qb, qn := query(true)
+	if !r.fromPeer(2, qb, qn, now) {
+		t.Fatal("a meshcast query was not delivered")
+	}
+	if r.s.Table.HasRouters() || !r.s.MLDQuerier.Active(time.Unix(0, now)) {
+		t.Fatal("a meshcast query made a router port or silenced the querier")
+	}
+	qb, qn = query(false)
+	if !r.fromPeer(2, qb, qn, now) {
+		t.Fatal("a router's query was not delivered")
+	}
+	if !r.s.Table.HasRouters() || r.s.MLDQuerier.Active(time.Unix(0, now)) {
+		t.Fatal("a router's query at fe80::1 made no router port or left the querier active")
+	}
+	if !r.s.Querier.Active(time.Unix(0, now)) {
+		t.Fatal("an MLD query silenced the IGMP querier")
+	}
+}
+
+// TestMLDSnoopingHostDone: the local host's done makes the MLD querier
+// send the last-listener queries into the TAP, from the TAP's link-local
+// address.
+func TestMLDSnoopingHostDone(t *testing.T) {
+	r := newMLDRig(t, 1, UnregisteredDrop)
+	now := time.Now().UnixNano()
+	jb, jn := mldFrame(localMAC, localLL, mldAll, mldReport(mld.RecordSpec{Type: mld.ChangeToExclude, Group: group6}))
+	r.egress(jb, jn, now)
+	r.s.MLDQuerier.Tick(time.Unix(0, now)) // startup query
+	r.queries = nil
+	lb, ln := mldFrame(localMAC, localLL, mldAll, mldReport(mld.RecordSpec{Type: mld.ChangeToInclude, Group: group6}))
+	r.egress(lb, ln, now)
+	r.s.MLDQuerier.Tick(time.Unix(0, now))
+	if len(r.queries) != 1 {
+		t.Fatalf("%d queries after the host's done, want 1", len(r.queries))
+	}
+	p, fr := mld.FromFrame(r.queries[0])
+	m, why := mld.Parse(p.Src, p.Dst, p.MLD)
+	if fr != mld.IsMLD || why != mld.OK || p.Src != localLL || p.Dst != group6 || m.Group() != group6 {
+		t.Fatalf("query %v %v from %v to %v for %v", fr, why, p.Src, p.Dst, m.Group())
+	}
+}
+
+// TestMLDSnoopingZeroAllocs: IPv6 egress to members, and a peer's
+// periodic MLDv2 report, allocate nothing.
+func TestMLDSnoopingZeroAllocs(t *testing.T) {
+	r := newMLDRig(t, 16, UnregisteredFlood)
+	now := time.Now().UnixNano()
+	rb, rn := mldFrame(remoteMAC, peerLL, mldAll, mldReport(mld.RecordSpec{Type: mld.ModeIsExclude, Group: group6}))
+	for i := 2; i < 18; i += 2 {
+		r.fromPeer(i, rb, rn, now)
+	}
+	g := r.e.newEgress(64)
+	g.now = now
+	w := &capture{}
+	buf, n := data6(src6, group6)
+	if a := testing.AllocsPerRun(1000, func() {
+		g.forward(buf, n, w)
+		g.flush(w)
+	}); a != 0 {
+		t.Errorf("IPv6 snooped egress allocates %.1f per frame", a)
+	}
+	g.forward(buf, n, w)
+	if len(g.out) != 8 {
+		t.Errorf("%d copies, want 8 members", len(g.out))
+	}
+	g.flush(w)
+	enc := encapFrom(r.codec, underlay(2), rb[overlay.Headroom:overlay.Headroom+rn])
+	if a := testing.AllocsPerRun(1000, func() { r.e.receive(underlay(2), enc, now) }); a != 0 {
+		t.Errorf("a peer's MLD refresh allocates %.1f", a)
+	}
+}
