@@ -19,6 +19,8 @@ package overlay
 //     reports, which go to 224.0.0.22 (link-local), so the bridge floods them
 //     to every peer and every peer learns every member. An IGMPv2 report
 //     would go to router ports only, and most peers would never learn of it.
+//     MLDv2 (mcast_mld_version 2) for the same reason: its reports go to
+//     ff02::16.
 //   - No router ports (multicast_router 0 on each tunnel port). A bridge
 //     would otherwise mark the port towards the elected querier as a router
 //     port and send it every group, wanted or not.
@@ -544,11 +546,14 @@ func (st bridgeSetting) matches(v []byte) bool {
 var querierOn = bridgeSetting{typ: nl.IFLA_BR_MCAST_QUERIER, value: 1}
 
 // bridgeSettings are the multicast settings of the bridge, but for the
-// querier switch and the timers: queries from the overlay address, IGMPv3.
+// querier switch and the timers: queries from the overlay address, IGMPv3,
+// and MLDv2, so that the bridge snoops IPv6 groups per source as meshcast
+// does.
 func (cfg KernelConfig) bridgeSettings() []bridgeSetting {
 	return []bridgeSetting{
 		{typ: nl.IFLA_BR_MCAST_QUERY_USE_IFADDR, value: 1},
 		{typ: nl.IFLA_BR_MCAST_IGMP_VERSION, value: 3},
+		{typ: nl.IFLA_BR_MCAST_MLD_VERSION, value: 2},
 	}
 }
 

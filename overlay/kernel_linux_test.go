@@ -369,7 +369,7 @@ func checkBridge(t *testing.T, n *nstest.Node) {
 		t.Errorf("%s: bridge addresses:\n%s\nwant %v and no IPv6", n, out, kernelOverlay(n))
 	}
 	out := mustExec(t, n, "ip", "-d", "link", "show", "dev", kernelTestBridge)
-	for _, want := range []string{"mcast_snooping 1", "mcast_querier 1", "mcast_query_use_ifaddr 1", "mcast_igmp_version 3", "mcast_query_interval 100"} {
+	for _, want := range []string{"mcast_snooping 1", "mcast_querier 1", "mcast_query_use_ifaddr 1", "mcast_igmp_version 3", "mcast_mld_version 2", "mcast_query_interval 100"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("%s: bridge details lack %q:\n%s", n, want, out)
 		}
