@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshcast/meshcast/igmp"
 	"github.com/meshcast/meshcast/internal/control"
+	"github.com/meshcast/meshcast/mld"
 	"github.com/meshcast/meshcast/overlay"
 	"github.com/meshcast/meshcast/replicate"
 )
@@ -41,9 +42,10 @@ type plane interface {
 // process: the snooping table, the querier, and the engine's learned MACs
 // and counters. The kernel dataplane's state lives in its bridge.
 type planeState struct {
-	IGMP    *igmp.TableState       `json:"igmp,omitempty"`
-	Querier *igmp.QuerierState     `json:"querier,omitempty"`
-	Engine  *replicate.EngineState `json:"engine,omitempty"`
+	IGMP       *igmp.TableState       `json:"igmp,omitempty"` // IPv4 and IPv6 (MLD) groups
+	Querier    *igmp.QuerierState     `json:"querier,omitempty"`
+	MLDQuerier *igmp.QuerierState     `json:"mld_querier,omitempty"`
+	Engine     *replicate.EngineState `json:"engine,omitempty"`
 }
 
 // userPlane is meshcast's own forwarding: the TAP, the underlay sockets
@@ -181,6 +183,15 @@ func openUserPlane(pc userPlaneConfig) (_ *userPlane, err error) {
 		return nil, err
 	}
 	p.snoop.Querier.SetAnnounce(p.eng.Announce)
+	if pc.self6.IsValid() {
+		// IPv6 is on for the TAP: query it with MLD too, from the
+		// link-local address the kernel gave it (EUI-64 of its MAC).
+		p.snoop.MLDQuerier = igmp.NewMLDQuerier(icfg, mld.LinkLocal(tap.MAC()), tap.MAC(), func(frame []byte) error {
+			_, err := tap.Write(frame)
+			return err
+		})
+		p.snoop.MLDQuerier.SetAnnounce(p.eng.Announce)
+	}
 	return p, nil
 }
 
@@ -205,7 +216,12 @@ func (p *userPlane) export(now time.Time) planeState {
 	t := p.snoop.Table.Export(now)
 	q := p.snoop.Querier.Export(now)
 	e := p.eng.Export(now)
-	return planeState{IGMP: &t, Querier: &q, Engine: &e}
+	st := planeState{IGMP: &t, Querier: &q, Engine: &e}
+	if mq := p.snoop.MLDQuerier; mq != nil {
+		s := mq.Export(now)
+		st.MLDQuerier = &s
+	}
+	return st
 }
 
 func (p *userPlane) restore(s planeState, now time.Time) error {
@@ -217,6 +233,9 @@ func (p *userPlane) restore(s planeState, now time.Time) error {
 	}
 	if s.Querier != nil {
 		p.snoop.Querier.Import(*s.Querier, now)
+	}
+	if s.MLDQuerier != nil && p.snoop.MLDQuerier != nil {
+		p.snoop.MLDQuerier.Import(*s.MLDQuerier, now)
 	}
 	if s.Engine != nil {
 		if err := p.eng.Import(*s.Engine, now); err != nil {

@@ -85,11 +85,11 @@ func addRunFlags(fs *pflag.FlagSet, cfg *runConfig) func() error {
 	fs.StringVar(&cfg.tap, "tap", "", "TAP device `NAME`, at most 15 bytes (default mcbr-COMMUNITY)")
 	var unregistered string
 	var robustness int
-	fs.DurationVar(&cfg.igmp.QueryInterval, "igmp-query-interval", 125*time.Second, "IGMP general query `interval` of this node's querier")
-	fs.DurationVar(&cfg.igmp.ResponseInterval, "igmp-response-interval", 10*time.Second, "IGMP maximum response `time` of general queries")
-	fs.IntVar(&robustness, "igmp-robustness", 2, "IGMP robustness variable `N` (1-7): startup and last member query count")
-	fs.DurationVar(&cfg.igmp.LastMemberInterval, "igmp-last-member-interval", time.Second, "IGMP last member query `interval`")
-	fs.IntVar(&cfg.igmp.MaxGroups, "igmp-max-groups", 16384, "most (peer, group) memberships in the snooping table; reports beyond are refused and counted")
+	fs.DurationVar(&cfg.igmp.QueryInterval, "igmp-query-interval", 125*time.Second, "IGMP and MLD general query `interval` of this node's queriers")
+	fs.DurationVar(&cfg.igmp.ResponseInterval, "igmp-response-interval", 10*time.Second, "IGMP and MLD maximum response `time` of general queries")
+	fs.IntVar(&robustness, "igmp-robustness", 2, "IGMP and MLD robustness variable `N` (1-7): startup and last member query count")
+	fs.DurationVar(&cfg.igmp.LastMemberInterval, "igmp-last-member-interval", time.Second, "IGMP last member and MLD last listener query `interval`")
+	fs.IntVar(&cfg.igmp.MaxGroups, "igmp-max-groups", 16384, "most (peer, group) memberships in the snooping table, IPv4 and IPv6 groups together; reports beyond are refused and counted")
 	fs.IntVar(&cfg.igmp.MaxGroupsPerPort, "igmp-max-groups-per-peer", 2048, "most groups one peer (or the local host) may join")
 	fs.IntVar(&cfg.maxFanout, "max-fanout", 0, "drop a multicast frame from this host that would be copied to more than `N` peers (0: no cap; link-local multicast, ARP and broadcast are never held back)")
 	fs.Float64Var(&cfg.rateLimit, "rate-limit", 0, "most multicast frames per second this host may send per source address, bursts of a tenth of a second (`PPS`; 0: no limit; link-local multicast, ARP and broadcast are never held back)")

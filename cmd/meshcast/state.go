@@ -196,6 +196,9 @@ func (d *daemon) state() control.State {
 	if q := d.snoop.Querier; q != nil {
 		st.Querier = control.Querier{Active: q.Active(now), Sent: q.Sent()}
 	}
+	if q := d.snoop.MLDQuerier; q != nil {
+		st.MLDQuerier = &control.Querier{Active: q.Active(now), Sent: q.Sent()}
+	}
 	cum, count, sum := d.eng.Fanout()
 	st.Fanout = control.Histogram{Bounds: replicate.FanoutBounds, Counts: cum, Count: count, Sum: sum}
 	return st

@@ -152,6 +152,13 @@ func printStatus(w io.Writer, st control.State, now time.Time) {
 		q = "querier"
 	}
 	fmt.Fprintf(tw, "igmp\t%s, %d queries sent\n", q, st.Querier.Sent)
+	if mq := st.MLDQuerier; mq != nil {
+		q := "not querier (another querier is present)"
+		if mq.Active {
+			q = "querier"
+		}
+		fmt.Fprintf(tw, "mld\t%s, %d queries sent\n", q, mq.Sent)
+	}
 	tw.Flush()
 	printOffloads(w, st.Offloads)
 

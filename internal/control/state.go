@@ -33,6 +33,7 @@ type State struct {
 	Drops       map[string]uint64 `json:"drops"`
 	Discovery   Discovery         `json:"discovery"`
 	Querier     Querier           `json:"querier"`
+	MLDQuerier  *Querier          `json:"mld_querier,omitempty"` // the MLD querier, with an IPv6 overlay
 	Ping        PingService       `json:"ping"`
 	Fanout      Histogram         `json:"fanout"` // copies sent per frame from the TAP
 	Offloads    Offloads          `json:"offloads"`
@@ -156,7 +157,7 @@ type Discovery struct {
 	ProblemCounts      map[string]uint64 `json:"problem_counts,omitempty"`
 }
 
-// Querier is the state of the local IGMP querier.
+// Querier is the state of the local IGMP or MLD querier.
 type Querier struct {
 	Active bool   `json:"active"`
 	Sent   uint64 `json:"sent"`

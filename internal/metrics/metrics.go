@@ -56,7 +56,8 @@ type collector struct {
 	discLastSuccess, discLastSuccessAge        *prometheus.Desc
 	discProblems                               *prometheus.Desc
 
-	querierActive, queriesSent *prometheus.Desc
+	querierActive, queriesSent       *prometheus.Desc
+	mldQuerierActive, mldQueriesSent *prometheus.Desc
 
 	offloadInUse, offloadFallbacks *prometheus.Desc
 }
@@ -103,8 +104,10 @@ func newCollector(state func() control.State) *collector {
 		discLastSuccessAge: desc("meshcast_discovery_last_success_age_seconds", "Seconds since the last successful discovery round; absent before the first."),
 		discProblems:       desc("meshcast_discovery_problems_total", "Instances that discovery left out of the mesh, by reason, counted on every listing that saw them.", "reason"),
 
-		querierActive: desc("meshcast_igmp_querier_active", "1 if this node's IGMP querier for its TAP is active, else 0."),
-		queriesSent:   desc("meshcast_igmp_queries_sent_total", "IGMP queries sent by this node's querier."),
+		querierActive:    desc("meshcast_igmp_querier_active", "1 if this node's IGMP querier for its TAP is active, else 0."),
+		queriesSent:      desc("meshcast_igmp_queries_sent_total", "IGMP queries sent by this node's querier."),
+		mldQuerierActive: desc("meshcast_mld_querier_active", "1 if this node's MLD querier for its TAP is active, else 0; absent without an IPv6 overlay."),
+		mldQueriesSent:   desc("meshcast_mld_queries_sent_total", "MLD queries sent by this node's querier; absent without an IPv6 overlay."),
 
 		offloadInUse:     desc("meshcast_offload_in_use", "1 if the kernel offload is in use on this kernel, else 0 (meshcast status says why).", "offload"),
 		offloadFallbacks: desc("meshcast_offload_fallback_total", "Batches the kernel refused with the offload, sent again without it; the offload is off after the first.", "offload"),
@@ -121,7 +124,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.floodFrames, c.floodCopies, c.floodDropSave,
 		c.fanout,
 		c.discSuccesses, c.discFailures, c.discThrottled, c.discLastSuccess, c.discLastSuccessAge, c.discProblems,
-		c.querierActive, c.queriesSent,
+		c.querierActive, c.queriesSent, c.mldQuerierActive, c.mldQueriesSent,
 		c.offloadInUse, c.offloadFallbacks,
 	} {
 		ch <- d
@@ -198,6 +201,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 	e.gauge(c.querierActive, boolValue(s.Querier.Active))
 	e.counter(c.queriesSent, s.Querier.Sent)
+	if q := s.MLDQuerier; q != nil {
+		e.gauge(c.mldQuerierActive, boolValue(q.Active))
+		e.counter(c.mldQueriesSent, q.Sent)
+	}
 
 	if o := s.Offloads; o.Kernel != "" {
 		for _, x := range []struct {
