@@ -1,8 +1,6 @@
 package igmp
 
 import (
-	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/meshcast/meshcast/mld"
@@ -38,23 +36,9 @@ func (t *Table) HandleMLD(port Port, m mld.Message, now time.Time, dst []Query) 
 			if !ok {
 				break
 			}
-			switch n := r.NumSources(); {
-			case !r.Known():
-				t.refused[famIPv6][refusedRecord].Add(1)
-			case n > t.cfg.MaxSources:
-				t.refused[famIPv6][refusedSources].Add(1)
-			default:
-				t.recordSrcs = t.recordSrcs[:0]
-				for i := range n {
-					t.recordSrcs = append(t.recordSrcs, r.Source(i))
-				}
-				dst = t.handleRecord(port, 3, r.Type(), r.Group(), t.recordSrcs, now, dst)
-			}
+			dst = handleV3Record(t, famIPv6, port, r, now, dst)
 		}
 	}
-	slices.SortFunc(t.changed, netip.Addr.Compare)
-	for _, g := range slices.Compact(t.changed) {
-		t.publishLocked(g)
-	}
+	t.publishChangedLocked()
 	return dst
 }

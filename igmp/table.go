@@ -304,25 +304,49 @@ func (t *Table) Handle(port Port, m Message, now time.Time, dst []Query) []Query
 			if !ok {
 				break
 			}
-			switch n := r.NumSources(); {
-			case !r.Known():
-				t.refused[famIPv4][refusedRecord].Add(1)
-			case n > t.cfg.MaxSources:
-				t.refused[famIPv4][refusedSources].Add(1)
-			default:
-				t.recordSrcs = t.recordSrcs[:0]
-				for i := range n {
-					t.recordSrcs = append(t.recordSrcs, r.Source(i))
-				}
-				dst = t.handleRecord(port, 3, r.Type(), r.Group(), t.recordSrcs, now, dst)
-			}
+			dst = handleV3Record(t, famIPv4, port, r, now, dst)
 		}
 	}
+	t.publishChangedLocked()
+	return dst
+}
+
+// v3Record is a group record of an IGMPv3 report (Record) or of an MLDv2
+// report (mld.Record): they carry the same fields.
+type v3Record interface {
+	Type() uint8
+	Known() bool
+	Group() netip.Addr
+	NumSources() int
+	Source(i int) netip.Addr
+}
+
+// handleV3Record applies one IGMPv3 or MLDv2 record, counting it under fam
+// when it is of an unknown type or names more than MaxSources sources. A
+// type parameter, not an interface value, so that it allocates nothing.
+func handleV3Record[R v3Record](t *Table, fam int, port Port, r R, now time.Time, dst []Query) []Query {
+	switch n := r.NumSources(); {
+	case !r.Known():
+		t.refused[fam][refusedRecord].Add(1)
+	case n > t.cfg.MaxSources:
+		t.refused[fam][refusedSources].Add(1)
+	default:
+		t.recordSrcs = t.recordSrcs[:0]
+		for i := range n {
+			t.recordSrcs = append(t.recordSrcs, r.Source(i))
+		}
+		dst = t.handleRecord(port, 3, r.Type(), r.Group(), t.recordSrcs, now, dst)
+	}
+	return dst
+}
+
+// publishChangedLocked publishes the forwarding view of each group a
+// message changed (t.changed).
+func (t *Table) publishChangedLocked() {
 	slices.SortFunc(t.changed, netip.Addr.Compare)
 	for _, g := range slices.Compact(t.changed) {
 		t.publishLocked(g)
 	}
-	return dst
 }
 
 // handleRecord applies one record of a message to (port, group), notes the
