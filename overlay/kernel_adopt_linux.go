@@ -369,7 +369,7 @@ func (k *Kernel) adoptBridge(br netlink.Link) error {
 			return fmt.Errorf("bridge %s: multicast settings: %w", cfg.Bridge, err)
 		}
 	}
-	if err := k.disableIPv6(); err != nil {
+	if err := k.setIPv6(); err != nil {
 		return err
 	}
 	if err := k.adoptAddress(br); err != nil {
@@ -400,7 +400,8 @@ func (k *Kernel) adoptBridge(br netlink.Link) error {
 }
 
 // adoptAddress gives the bridge the overlay address, and then takes away
-// any other IPv4 address, so that it is never without one.
+// any other IPv4 address, so that it is never without one; likewise the
+// IPv6 overlay address, if any, and other global IPv6 addresses.
 func (k *Kernel) adoptAddress(br netlink.Link) error {
 	cfg := k.cfg
 	addrs, err := k.h.AddrList(br, netlink.FAMILY_V4)
@@ -419,8 +420,24 @@ func (k *Kernel) adoptAddress(br netlink.Link) error {
 		}
 	}
 	if !has {
-		if err := k.addOverlayAddr(br); err != nil {
+		if err := k.addAddr(br, cfg.Overlay); err != nil {
 			return err
+		}
+	}
+	if err := k.addAddr(br, cfg.Overlay6); err != nil {
+		return err
+	}
+	if cfg.Overlay6.IsValid() {
+		addrs, err := k.h.AddrList(br, netlink.FAMILY_V6)
+		if err != nil {
+			return fmt.Errorf("bridge %s: list IPv6 addresses: %w", cfg.Bridge, err)
+		}
+		for _, a := range addrs {
+			ip, _ := netip.AddrFromSlice(a.IP)
+			bits, _ := a.Mask.Size()
+			if !ip.IsLinkLocalUnicast() && netip.PrefixFrom(ip, bits) != cfg.Overlay6 {
+				others = append(others, a)
+			}
 		}
 	}
 	for _, a := range others {

@@ -126,6 +126,11 @@ type KernelConfig struct {
 	Bridge string
 	// Overlay is the node's overlay address and prefix; the bridge holds it.
 	Overlay netip.Prefix
+	// Overlay6, if valid, is the node's IPv6 overlay address and prefix:
+	// IPv6 is then on for the bridge, with this address and a link-local
+	// one from the bridge's MAC (EUI-64), from which its MLD querier
+	// queries. Without it IPv6 is off on the bridge.
+	Overlay6 netip.Prefix
 	// MAC is the bridge's MAC address; nil means MACFor(Overlay.Addr()),
 	// the same as the userspace TAP, so ARP caches survive a switch.
 	MAC net.HardwareAddr
@@ -270,6 +275,9 @@ func (cfg KernelConfig) normalize() (KernelConfig, error) {
 	}
 	if !cfg.Overlay.IsValid() || !cfg.Overlay.Addr().Is4() {
 		return cfg, fmt.Errorf("overlay address %v is not IPv4", cfg.Overlay)
+	}
+	if cfg.Overlay6.IsValid() && (!cfg.Overlay6.Addr().Is6() || cfg.Overlay6.Addr().Is4In6()) {
+		return cfg, fmt.Errorf("IPv6 overlay address %v is not IPv6", cfg.Overlay6)
 	}
 	if cfg.MAC == nil {
 		cfg.MAC = MACFor(cfg.Overlay.Addr())
@@ -465,7 +473,7 @@ func (k *Kernel) createBridge() error {
 	if err := k.changeBridge(settings...); err != nil {
 		return fmt.Errorf("bridge %s: multicast settings: %w", cfg.Bridge, err)
 	}
-	if err := k.disableIPv6(); err != nil {
+	if err := k.setIPv6(); err != nil {
 		return err
 	}
 	// Set the MTU once more as a change, so that the bridge keeps it rather
@@ -488,26 +496,43 @@ func (k *Kernel) createBridge() error {
 	return nil
 }
 
-// disableIPv6 disables IPv6 on the bridge. Netlink cannot disable IPv6 on
-// a device (the kernel only accepts IFLA_INET6_TOKEN and
-// IFLA_INET6_ADDR_GEN_MODE), so this is the one file written. A kernel
-// without IPv6 has no such file, which is fine.
-func (k *Kernel) disableIPv6() error {
-	err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k.cfg.Bridge+"/disable_ipv6", []byte("1"), 0)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("bridge %s: disable IPv6: %w", k.cfg.Bridge, err)
+// setIPv6 turns IPv6 on for the bridge with an IPv6 overlay address, and
+// off without one. Netlink cannot switch IPv6 on a device (the kernel only
+// accepts IFLA_INET6_TOKEN and IFLA_INET6_ADDR_GEN_MODE), so this is the
+// one file written. A kernel without IPv6 has no such file: off is what
+// it is, and an IPv6 overlay address is then an error.
+func (k *Kernel) setIPv6() error {
+	v := []byte("1")
+	if k.cfg.Overlay6.IsValid() {
+		v = []byte("0")
+	}
+	err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k.cfg.Bridge+"/disable_ipv6", v, 0)
+	if err != nil && (k.cfg.Overlay6.IsValid() || !errors.Is(err, os.ErrNotExist)) {
+		return fmt.Errorf("bridge %s: set disable_ipv6 %s: %w", k.cfg.Bridge, v, err)
 	}
 	return nil
 }
 
-// addOverlayAddr gives the bridge br the overlay address.
+// addOverlayAddr gives the bridge br the overlay address, and the IPv6 one
+// if there is one.
 func (k *Kernel) addOverlayAddr(br netlink.Link) error {
-	addr := &netlink.Addr{IPNet: &net.IPNet{
-		IP:   k.cfg.Overlay.Addr().AsSlice(),
-		Mask: net.CIDRMask(k.cfg.Overlay.Bits(), 32),
-	}}
-	if err := k.h.AddrAdd(br, addr); err != nil {
-		return fmt.Errorf("bridge %s: add address %v: %w", k.cfg.Bridge, k.cfg.Overlay, err)
+	for _, p := range []netip.Prefix{k.cfg.Overlay, k.cfg.Overlay6} {
+		if err := k.addAddr(br, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addAddr gives the bridge br the address p, if valid; one it has already
+// stays.
+func (k *Kernel) addAddr(br netlink.Link, p netip.Prefix) error {
+	if !p.IsValid() {
+		return nil
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	if err := k.h.AddrReplace(br, addr); err != nil {
+		return fmt.Errorf("bridge %s: add address %v: %w", k.cfg.Bridge, p, err)
 	}
 	return nil
 }

@@ -93,6 +93,7 @@ func TestOpenKernelRefusesBadConfig(t *testing.T) {
 		{"long bridge name", func(c *KernelConfig) { c.Bridge = "mcbr-community12" }, "at most 15"},
 		{"no overlay", func(c *KernelConfig) { c.Overlay = netip.Prefix{} }, "not IPv4"},
 		{"IPv6 overlay", func(c *KernelConfig) { c.Overlay = netip.MustParsePrefix("2001:db8::1/64") }, "not IPv4"},
+		{"IPv4 overlay6", func(c *KernelConfig) { c.Overlay6 = netip.MustParsePrefix("198.19.0.1/24") }, "not IPv6"},
 		{"no local", func(c *KernelConfig) { c.Local = netip.Addr{} }, "underlay address"},
 		{"bad MAC", func(c *KernelConfig) { c.MAC = net.HardwareAddr{1, 2} }, "MAC"},
 		{"tiny MTU", func(c *KernelConfig) { c.MTU = 60 }, "MTU 60"},
@@ -187,11 +188,15 @@ func peersOf(nodes ...*nstest.Node) []KernelPeer {
 
 // meshKernels opens a kernel dataplane in every node, each with all the
 // others as peers.
-func meshKernels(t *testing.T, nodes []*nstest.Node, mode string) []*Kernel {
+func meshKernels(t *testing.T, nodes []*nstest.Node, mode string, change ...func(n *nstest.Node, cfg *KernelConfig)) []*Kernel {
 	t.Helper()
 	ks := make([]*Kernel, len(nodes))
 	for i, n := range nodes {
-		ks[i] = openKernelIn(t, n, kernelTestConfig(n, mode))
+		cfg := kernelTestConfig(n, mode)
+		for _, c := range change {
+			c(n, &cfg)
+		}
+		ks[i] = openKernelIn(t, n, cfg)
 	}
 	for i, n := range nodes {
 		others := slices.Delete(slices.Clone(nodes), i, i+1)
@@ -929,5 +934,38 @@ func TestSetPeersPairVNICollision(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "--") {
 		t.Errorf("error %q names a command-line flag", err)
+	}
+}
+
+// TestIntegrationKernelIPv6 checks the kernel dataplane with IPv6 overlay
+// addresses: the bridge holds the address and a link-local one, snoops
+// MLDv2, and ping6 crosses the overlay; a node adopting the bridge keeps
+// the address.
+func TestIntegrationKernelIPv6(t *testing.T) {
+	nstest.LeakCheck(t)
+	nt := nstest.NewNet(t, 2)
+	n1, n2 := nt.Node(1), nt.Node(2)
+	overlay6 := func(n *nstest.Node) netip.Prefix {
+		return netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 0x00, 0x01, 0x98, 0x00, 0x19, 15: byte(n.Index)}), 64)
+	}
+	meshKernels(t, []*nstest.Node{n1, n2}, VXLANModePair, func(n *nstest.Node, cfg *KernelConfig) { cfg.Overlay6 = overlay6(n) })
+	for _, n := range []*nstest.Node{n1, n2} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			out := mustExec(t, n, "ip", "-6", "-o", "addr", "show", "dev", kernelTestBridge)
+			if strings.Contains(out, "inet6 "+overlay6(n).String()) && strings.Contains(out, "fe80::") && !strings.Contains(out, "tentative") {
+				break
+			}
+			if strings.Contains(out, "dadfailed") || time.Now().After(deadline) {
+				t.Fatalf("%s: bridge IPv6 addresses:\n%s", n, out)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if out := mustExec(t, n, "ip", "-d", "link", "show", "dev", kernelTestBridge); !strings.Contains(out, "mcast_mld_version 2") {
+			t.Errorf("%s: bridge details lack mcast_mld_version 2:\n%s", n, out)
+		}
+	}
+	if out, err := n1.Exec(t, "ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", overlay6(n2).Addr().String()); err != nil {
+		t.Fatalf("ping6 across the kernel dataplane: %v\n%s", err, out)
 	}
 }

@@ -417,7 +417,7 @@ func (d *daemon) openPlane() error {
 	}
 	if cfg.dataplane == "kernel" {
 		kcfg := overlay.KernelConfig{
-			Bridge: d.tap, Overlay: d.self.Overlay, MTU: d.mtu, Local: d.self.Underlay, UnderlayIf: d.ifname,
+			Bridge: d.tap, Overlay: d.self.Overlay, Overlay6: d.self.Overlay6, MTU: d.mtu, Local: d.self.Underlay, UnderlayIf: d.ifname,
 			Encap: cfg.encap, GREKey: cfg.greKey, HasGREKey: cfg.hasGREKey, VNI: d.vni(), Port: cfg.vxlanPort,
 			VXLANMode: cfg.kernelVXLAN, QueryInterval: cfg.igmp.QueryInterval,
 		}
@@ -869,9 +869,6 @@ func (d *daemon) logStart() {
 		attrs = append(attrs, "capabilities", "cap_net_admin")
 	}
 	d.log.Info("meshcast forwarding", attrs...)
-	if d.self.Overlay6.IsValid() && d.kern != nil {
-		d.log.Warn("IPv6 overlay address not in use: the kernel dataplane's bridge carries IPv4 only", "overlay6", d.self.Overlay6)
-	}
 	if d.offloads != nil {
 		for _, s := range d.offloads() {
 			if !s.InUse {
