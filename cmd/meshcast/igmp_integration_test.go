@@ -66,13 +66,23 @@ func TestIntegrationIGMPPruning(t *testing.T) {
 
 func testPruning(t *testing.T, encap string, version int) {
 	nodes, daemons, socks := igmpMesh(t, encap, version, "--unregistered", "drop")
+	pruneAndLeave(t, nodes, daemons, socks, fmt.Sprintf("%s v%d", encap, version), "239.1.2.3", "igmp")
+}
+
+// pruneAndLeave streams group from A while B is its only member, and
+// checks that the non-member C's underlay carries at most 20 packets; then
+// B leaves during a steady stream, and A's copies to B must stop within
+// the last member time (2 × 500 ms) plus 1 s. proto names the log lines
+// ("igmp" or "mld") of A's table.
+func pruneAndLeave(t *testing.T, nodes []*nstest.Node, daemons []*nstest.Proc, socks []string, label, group, proto string) {
+	t.Helper()
 	bin, probe := binaries(t)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 
-	// B joins 239.1.2.3 and stays for a first stream, then leaves while a
+	// B joins the group and stays for a first stream, then leaves while a
 	// second stream runs.
 	const count = 1000
-	recv := b.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+	recv := b.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", group, "--port", "5000",
 		"--count", strconv.Itoa(count), "--timeout", "30s")
 	if err := recv.WaitOutput("ready", 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -81,21 +91,21 @@ func testPruning(t *testing.T, encap string, version int) {
 	// --unregistered drop, nothing crosses before that, and after it the
 	// stream reaching B is what proves that copies to C, had A made any,
 	// left at the same time.
-	waitMembers(t, a, bin, socks[0], "239.1.2.3", 1)
+	waitMembers(t, a, bin, socks[0], group, 1)
 	cBefore := c.MustCounters(t, nstest.NodeLink)
 	bBefore := b.MustCounters(t, nstest.NodeLink)
-	if out, err := a.Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+	txBefore := txTo(t, socks[0])
+	if out, err := a.Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", group, "--port", "5000",
 		"--count", strconv.Itoa(count), "--rate", "2000", "--size", "200"); err != nil {
 		t.Fatalf("send: %v\n%s", err, out)
 	}
 	recv.Wait(30 * time.Second)
 	got := received(t, recv.Output())
-	cAfter := c.MustCounters(t, nstest.NodeLink)
-	bAfter := b.MustCounters(t, nstest.NodeLink)
-	toC := cAfter.Sub(cBefore).RxPackets
-	toB := bAfter.Sub(bBefore).RxPackets
-	t.Logf("%s v%d: member B received %d/%d; underlay packets into B %d, into non-member C %d",
-		encap, version, got, count, toB, toC)
+	txAfter := txTo(t, socks[0])
+	toC := c.MustCounters(t, nstest.NodeLink).Sub(cBefore).RxPackets
+	toB := b.MustCounters(t, nstest.NodeLink).Sub(bBefore).RxPackets
+	t.Logf("%s: member B received %d/%d; underlay packets into B %d, into non-member C %d; A's copies to B %d, to C %d (flooding would have made %d)",
+		label, got, count, toB, toC, txAfter["198.18.0.2"]-txBefore["198.18.0.2"], txAfter["198.18.0.3"]-txBefore["198.18.0.3"], 2*count)
 	if got*1000 < count*999 {
 		t.Errorf("member received %d/%d (< 99.9%%)", got, count)
 	}
@@ -105,33 +115,21 @@ func testPruning(t *testing.T, encap string, version int) {
 
 	// Leave: B's receiver exits during a steady stream; copies into B must
 	// stop within the last member time (2 x 500ms) plus 1 s.
-	recv2 := b.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+	recv2 := b.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", group, "--port", "5000",
 		"--count", "1000000", "--timeout", "1500ms")
 	if err := recv2.WaitOutput("ready", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	sender := a.Start(t, probe, "send", "--iface", "mcbr-demo", "--group", "239.1.2.3", "--port", "5000",
+	sender := a.Start(t, probe, "send", "--iface", "mcbr-demo", "--group", group, "--port", "5000",
 		"--count", "1600", "--rate", "200", "--size", "100")
 	recv2.Wait(10 * time.Second)
 	left := time.Now()
 	// Copies to B are A's tx_packets to B, read from A's control socket.
-	txToB := func() uint64 {
-		st, err := control.Fetch(context.Background(), socks[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range st.Peers {
-			if p.Underlay == "198.18.0.2" {
-				return p.TxPackets
-			}
-		}
-		return 0
-	}
 	last := left
-	prev := txToB()
+	prev := txTo(t, socks[0])["198.18.0.2"]
 	for time.Since(left) < 5*time.Second {
 		time.Sleep(50 * time.Millisecond)
-		cur := txToB()
+		cur := txTo(t, socks[0])["198.18.0.2"]
 		if cur-prev >= 3 { // the stream runs at 10 per 50 ms
 			last = time.Now()
 		}
@@ -140,20 +138,35 @@ func testPruning(t *testing.T, encap string, version int) {
 	sender.Stop()
 	// When A's table dropped B is in A's log; A's counter of copies to B
 	// shows that they really stopped.
-	removed, ok := logTime(daemons[0].Output(), `msg="igmp: member left" group=239.1.2.3 port=198.18.0.2`)
+	removed, ok := logTime(daemons[0].Output(), `msg="`+proto+`: member left" group=`+group+` port=198.18.0.2`)
 	if !ok {
 		t.Fatalf("A never dropped B's membership:\n%s", daemons[0].Output())
 	}
 	dropAfter := removed.Sub(left)
 	stop := last.Sub(left)
-	t.Logf("%s v%d: A dropped B's membership %v after B's leave; A's copies to B seen until %v after (limit 2s)",
-		encap, version, dropAfter.Round(10*time.Millisecond), stop.Round(10*time.Millisecond))
+	t.Logf("%s: A dropped B's membership %v after B's leave; A's copies to B seen until %v after (limit 2s)",
+		label, dropAfter.Round(10*time.Millisecond), stop.Round(10*time.Millisecond))
 	if dropAfter > 2*time.Second {
 		t.Errorf("A kept sending to B for %v after the leave, want <= last member time 1s + 1s", dropAfter)
 	}
 	if stop > 3*time.Second {
 		t.Errorf("copies reached B for %v after the leave", stop)
 	}
+}
+
+// txTo returns the copies the daemon behind sock sent to each peer, by
+// underlay address.
+func txTo(t *testing.T, sock string) map[string]uint64 {
+	t.Helper()
+	st, err := control.Fetch(context.Background(), sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]uint64{}
+	for _, p := range st.Peers {
+		m[p.Underlay] = p.TxPackets
+	}
+	return m
 }
 
 // logTime returns the time of the first log line containing substr.
@@ -180,59 +193,65 @@ func TestIntegrationIGMPSourceSpecific(t *testing.T) {
 	for _, encap := range []string{"gre", "vxlan"} {
 		t.Run(encap, func(t *testing.T) {
 			nodes, _, socks := igmpMesh(t, encap, 3)
-			bin, probe := binaries(t)
-			a, b, c := nodes[0], nodes[1], nodes[2]
-			const count = 500
-			recv := b.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", "232.1.1.1", "--source", "198.19.0.1",
-				"--port", "5002", "--count", strconv.Itoa(count), "--timeout", "30s")
-			if err := recv.WaitOutput("ready", 10*time.Second); err != nil {
-				t.Fatal(err)
-			}
-			// Both senders know B's (A, 232.1.1.1) membership before
-			// either sends: until C does, it floods the group (the
-			// default policy), and C's bytes crossing to B would say
-			// nothing about source filtering.
-			for _, i := range []int{0, 2} {
-				waitMembership(t, nodes[i], bin, socks[i], "232.1.1.1", "198.18.0.2", "include", "198.19.0.1")
-			}
-			before := b.MustCounters(t, nstest.NodeLink)
-			frames := tapFrames(t, socks[2])
-			if out, err := c.Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "232.1.1.1", "--port", "5002",
-				"--count", strconv.Itoa(count), "--rate", "2000"); err != nil {
-				t.Fatalf("send from C: %v\n%s", err, out)
-			}
-			// Nothing of C's may reach B: read B's counter once C's
-			// daemon has handled every datagram from its TAP (any copy
-			// it made has left then), and a short window later for
-			// copies in flight.
-			waitTAPFrames(t, socks[2], frames+count)
-			time.Sleep(100 * time.Millisecond)
-			mid := b.MustCounters(t, nstest.NodeLink)
-			if out, err := a.Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", "232.1.1.1", "--port", "5002",
-				"--count", strconv.Itoa(count), "--rate", "2000"); err != nil {
-				t.Fatalf("send from A: %v\n%s", err, out)
-			}
-			recv.Wait(30 * time.Second)
-			after := b.MustCounters(t, nstest.NodeLink)
-			// Bytes, not packets: with segmentation offload one underlay
-			// packet may carry several datagrams. The probe's datagrams
-			// are over 100 bytes; IGMP and ARP of their own are far less
-			// than 20 of them.
-			fromC := mid.Sub(before).RxBytes
-			fromA := after.Sub(mid).RxBytes
-			got := received(t, recv.Output())
-			t.Logf("%s: B received %d/%d from the joined source; underlay bytes into B: %d while C sent, %d while A sent",
-				encap, got, count, fromC, fromA)
-			if got*1000 < count*999 {
-				t.Errorf("received %d/%d from the joined source", got, count)
-			}
-			if fromC > 20*100 {
-				t.Errorf("%d bytes of the excluded source C crossed to B", fromC)
-			}
-			if fromA < count*100 {
-				t.Errorf("only %d bytes of the joined source A crossed to B", fromA)
-			}
+			sourceSpecific(t, nodes, socks, encap, "232.1.1.1", "198.19.0.1")
 		})
+	}
+}
+
+// sourceSpecific has B join (source, group) only, with source A's overlay
+// address; then C and A send to the group in turn. A's traffic crosses to
+// B, and C's does not cross the underlay at all.
+func sourceSpecific(t *testing.T, nodes []*nstest.Node, socks []string, encap, group, source string) {
+	t.Helper()
+	bin, probe := binaries(t)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	const count = 500
+	recv := b.Start(t, probe, "recv", "--iface", "mcbr-demo", "--group", group, "--source", source,
+		"--port", "5002", "--count", strconv.Itoa(count), "--timeout", "30s")
+	if err := recv.WaitOutput("ready", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Both senders know B's (A, group) membership before either sends:
+	// until C does, it floods the group (the default policy), and C's
+	// bytes crossing to B would say nothing about source filtering.
+	for _, i := range []int{0, 2} {
+		waitMembership(t, nodes[i], bin, socks[i], group, "198.18.0.2", "include", source)
+	}
+	before := b.MustCounters(t, nstest.NodeLink)
+	frames := tapFrames(t, socks[2])
+	if out, err := c.Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", group, "--port", "5002",
+		"--count", strconv.Itoa(count), "--rate", "2000"); err != nil {
+		t.Fatalf("send from C: %v\n%s", err, out)
+	}
+	// Nothing of C's may reach B: read B's counter once C's daemon has
+	// handled every datagram from its TAP (any copy it made has left
+	// then), and a short window later for copies in flight.
+	waitTAPFrames(t, socks[2], frames+count)
+	time.Sleep(100 * time.Millisecond)
+	mid := b.MustCounters(t, nstest.NodeLink)
+	if out, err := a.Exec(t, probe, "send", "--iface", "mcbr-demo", "--group", group, "--port", "5002",
+		"--count", strconv.Itoa(count), "--rate", "2000"); err != nil {
+		t.Fatalf("send from A: %v\n%s", err, out)
+	}
+	recv.Wait(30 * time.Second)
+	after := b.MustCounters(t, nstest.NodeLink)
+	// Bytes, not packets: with segmentation offload one underlay packet
+	// may carry several datagrams. The probe's datagrams are over 100
+	// bytes; IGMP or MLD and ARP or ND of their own are far less than 20
+	// of them.
+	fromC := mid.Sub(before).RxBytes
+	fromA := after.Sub(mid).RxBytes
+	got := received(t, recv.Output())
+	t.Logf("%s: B received %d/%d from the joined source; underlay bytes into B: %d while C sent, %d while A sent",
+		encap, got, count, fromC, fromA)
+	if got*1000 < count*999 {
+		t.Errorf("received %d/%d from the joined source", got, count)
+	}
+	if fromC > 20*100 {
+		t.Errorf("%d bytes of the excluded source C crossed to B", fromC)
+	}
+	if fromA < count*100 {
+		t.Errorf("only %d bytes of the joined source A crossed to B", fromA)
 	}
 }
 
