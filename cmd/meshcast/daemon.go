@@ -579,7 +579,8 @@ func (d *daemon) openServices() error {
 	pingGroup := netip.MustParseAddr(ping.DefaultGroup)
 	var err error
 	for try := 0; ; try++ {
-		d.responder, err = ping.Listen(d.tap, d.self.Overlay.Addr(), pingGroup, ping.DefaultPort)
+		// With an IPv6 overlay address, on IPv6 too (ping.DefaultGroup6).
+		d.responder, err = ping.ListenDual(d.tap, d.self.Overlay.Addr(), d.self.Overlay6.Addr(), ping.DefaultPort)
 		if err == nil || !d.fromPred || try == 20 {
 			break
 		}

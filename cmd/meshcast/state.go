@@ -88,6 +88,9 @@ func (d *daemon) kernelPeers() ([]control.Peer, []control.TunnelPort) {
 	out := []control.Peer{}
 	for _, p := range peers {
 		cp := control.Peer{Underlay: p.Underlay.String(), Overlay: p.Overlay.String(), ID: p.ID}
+		if p.Overlay6.IsValid() {
+			cp.Overlay6 = p.Overlay6.String()
+		}
 		if s, ok := byAddr[p.Underlay]; ok {
 			cp.TxPackets, cp.RxPackets, cp.TxBytes, cp.RxBytes = s.TxPackets, s.RxPackets, s.TxBytes, s.RxBytes
 		}

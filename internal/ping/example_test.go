@@ -22,6 +22,16 @@ func ExampleListen() {
 	log.Printf("answered %d probes, ignored %d datagrams", answered, ignored)
 }
 
+// A node with an IPv6 overlay address answers on both families, on the
+// ping groups DefaultGroup and DefaultGroup6.
+func ExampleListenDual() {
+	r, err := ping.ListenDual("mcbr-demo", netip.MustParseAddr("198.19.0.1"), netip.MustParseAddr("fd00:198:19::1"), 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+}
+
 // One node probes its peers, unicast and multicast, and prints the result
 // like omping.
 func ExampleRun() {
@@ -43,4 +53,16 @@ func ExampleRun() {
 	if !ping.OK(results) {
 		os.Exit(1)
 	}
+}
+
+// Over IPv6: the local address and the targets' are the IPv6 overlay
+// addresses, and the group is DefaultGroup6.
+func ExampleRun_iPv6() {
+	opts := ping.Options{Iface: "mcbr-demo", Local: netip.MustParseAddr("fd00:198:19::1")}
+	peers := []ping.Target{{Name: "198.18.0.2", Overlay: netip.MustParseAddr("fd00:198:19::2")}}
+	results, err := ping.Run(context.Background(), opts, peers)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ping.Write(os.Stdout, results)
 }

@@ -421,7 +421,7 @@ func TestIntegrationSendAllocs(t *testing.T) {
 			return err
 		}
 		defer c.Close()
-		send, err := newSender(c)
+		send, err := newSender(c, 0)
 		if err != nil {
 			return err
 		}

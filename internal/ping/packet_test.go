@@ -106,7 +106,7 @@ func TestEncodeGolden(t *testing.T) {
 func TestReplyInPlace(t *testing.T) {
 	b := bytes.Clone(golden)
 	from := netip.MustParseAddrPort("198.19.0.1:40000")
-	if why := answer(b, from, kindMulticast); why != reasonOK {
+	if why := answer(b, from, kindMulticast, false); why != reasonOK {
 		t.Fatal(why)
 	}
 	want := with(offType, byte(typeReply))
@@ -117,29 +117,43 @@ func TestReplyInPlace(t *testing.T) {
 
 func TestAnswer(t *testing.T) {
 	from := netip.MustParseAddrPort("198.19.0.1:40000")
+	from6 := netip.MustParseAddrPort("[fd00:198:19::1]:40000")
 	for _, tc := range []struct {
 		name string
 		b    []byte
 		from netip.AddrPort
 		k    kind
+		v6   bool // received on an IPv6 socket
 		want reason
 	}{
-		{"multicast probe", golden, from, kindMulticast, reasonOK},
-		{"unicast probe", with(offKind, byte(kindUnicast)), from, kindUnicast, reasonOK},
-		{"mapped source", golden, netip.MustParseAddrPort("[::ffff:198.19.0.1]:40000"), kindMulticast, reasonOK},
-		{"multicast probe on unicast socket", golden, from, kindUnicast, reasonWrongKind},
-		{"unicast probe on group socket", with(offKind, byte(kindUnicast)), from, kindMulticast, reasonWrongKind},
-		{"reply", with(offType, byte(typeReply)), from, kindMulticast, reasonDirection},
-		{"short", golden[:20], from, kindMulticast, reasonShort},
-		{"from port 0", golden, netip.MustParseAddrPort("198.19.0.1:0"), kindMulticast, reasonSource},
-		{"from multicast", golden, netip.MustParseAddrPort("232.43.211.234:4321"), kindMulticast, reasonSource},
-		{"from broadcast", golden, netip.MustParseAddrPort("255.255.255.255:4321"), kindMulticast, reasonSource},
-		{"from unspecified", golden, netip.MustParseAddrPort("0.0.0.0:4321"), kindMulticast, reasonSource},
-		{"from IPv6", golden, netip.MustParseAddrPort("[2001:db8::1]:4321"), kindMulticast, reasonSource},
+		{"multicast probe", golden, from, kindMulticast, false, reasonOK},
+		{"unicast probe", with(offKind, byte(kindUnicast)), from, kindUnicast, false, reasonOK},
+		{"mapped source", golden, netip.MustParseAddrPort("[::ffff:198.19.0.1]:40000"), kindMulticast, false, reasonOK},
+		{"multicast probe on unicast socket", golden, from, kindUnicast, false, reasonWrongKind},
+		{"unicast probe on group socket", with(offKind, byte(kindUnicast)), from, kindMulticast, false, reasonWrongKind},
+		{"reply", with(offType, byte(typeReply)), from, kindMulticast, false, reasonDirection},
+		{"short", golden[:20], from, kindMulticast, false, reasonShort},
+		{"from port 0", golden, netip.MustParseAddrPort("198.19.0.1:0"), kindMulticast, false, reasonSource},
+		{"from multicast", golden, netip.MustParseAddrPort("232.43.211.234:4321"), kindMulticast, false, reasonSource},
+		{"from broadcast", golden, netip.MustParseAddrPort("255.255.255.255:4321"), kindMulticast, false, reasonSource},
+		{"from unspecified", golden, netip.MustParseAddrPort("0.0.0.0:4321"), kindMulticast, false, reasonSource},
+		{"from IPv6", golden, from6, kindMulticast, false, reasonSource},
+
+		{"IPv6 multicast probe", golden, from6, kindMulticast, true, reasonOK},
+		{"IPv6 unicast probe", with(offKind, byte(kindUnicast)), from6, kindUnicast, true, reasonOK},
+		{"IPv6 link-local source", golden, netip.MustParseAddrPort("[fe80::1%mcbr-demo]:40000"), kindMulticast, true, reasonOK},
+		{"IPv6 loopback source", golden, netip.MustParseAddrPort("[::1]:40000"), kindMulticast, true, reasonOK},
+		{"IPv6 multicast probe on unicast socket", golden, from6, kindUnicast, true, reasonWrongKind},
+		{"IPv6 reply", with(offType, byte(typeReply)), from6, kindMulticast, true, reasonDirection},
+		{"IPv6 from port 0", golden, netip.MustParseAddrPort("[fd00:198:19::1]:0"), kindMulticast, true, reasonSource},
+		{"IPv6 from multicast", golden, netip.MustParseAddrPort("[" + DefaultGroup6 + "]:4321"), kindMulticast, true, reasonSource},
+		{"IPv6 from unspecified", golden, netip.MustParseAddrPort("[::]:4321"), kindMulticast, true, reasonSource},
+		{"IPv6 from mapped IPv4", golden, netip.MustParseAddrPort("[::ffff:198.19.0.1]:40000"), kindMulticast, true, reasonSource},
+		{"IPv4 on an IPv6 socket", golden, from, kindMulticast, true, reasonSource},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := bytes.Clone(tc.b)
-			if got := answer(b, tc.from, tc.k); got != tc.want {
+			if got := answer(b, tc.from, tc.k, tc.v6); got != tc.want {
 				t.Fatalf("answer: %v, want %v", got, tc.want)
 			}
 			if tc.want != reasonOK && !bytes.Equal(b, tc.b) {
@@ -157,7 +171,7 @@ func TestAllocs(t *testing.T) {
 	var sink header
 	n := testing.AllocsPerRun(1000, func() {
 		b[offType] = byte(typeRequest)
-		if answer(b, from, kindMulticast) != reasonOK {
+		if answer(b, from, kindMulticast, false) != reasonOK {
 			panic("refused")
 		}
 		p, _ := parse(b)
@@ -237,7 +251,7 @@ func FuzzParse(f *testing.F) {
 		}
 		// The reply a responder would send.
 		k := h.kind
-		if answer(data, netip.MustParseAddrPort("198.19.0.1:1"), k) == reasonOK {
+		if answer(data, netip.MustParseAddrPort("198.19.0.1:1"), k, false) == reasonOK {
 			r, why := parse(data)
 			if why != reasonOK || r.typ() != typeReply {
 				t.Fatalf("reply refused (%v) or not a reply", why)
@@ -261,7 +275,7 @@ func BenchmarkAnswer(b *testing.B) {
 	from := netip.MustParseAddrPort("198.19.0.1:40000")
 	for b.Loop() {
 		p[offType] = byte(typeRequest)
-		if answer(p, from, kindMulticast) != reasonOK {
+		if answer(p, from, kindMulticast, false) != reasonOK {
 			b.Fatal("refused")
 		}
 	}

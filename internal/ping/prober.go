@@ -9,36 +9,43 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // Target is one peer to probe.
 type Target struct {
-	Name    string     // a label for Write, such as the peer's underlay address
-	Overlay netip.Addr // the peer's overlay address: probes go here, replies come from here
+	Name string // a label for Write, such as the peer's underlay address
+	// Overlay is the peer's overlay address, of the family of
+	// Options.Local: probes go here, replies come from here.
+	Overlay netip.Addr
 	// NotJoined says that, when the run began, the prober's daemon did not
-	// yet count the peer as a member of the ping group (its IGMP had not
-	// converged, as in the seconds after daemons start): the overlay
-	// carries multicast probes only to members it knows, so they may miss
-	// the peer until it joins. Run ignores it; Write names such peers when
-	// they lost multicast probes, so that this loss is not taken for a
-	// fault of the path.
+	// yet count the peer as a member of the ping group (IGMP, or MLD for
+	// IPv6, had not converged, as in the seconds after daemons start): the
+	// overlay carries multicast probes only to members it knows, so they
+	// may miss the peer until it joins. Run ignores it; Write names such
+	// peers when they lost multicast probes, so that this loss is not
+	// taken for a fault of the path.
 	NotJoined bool
 }
 
 // Options configure Run. Zero values mean the defaults.
 type Options struct {
-	// Iface is the TAP that multicast probes leave by (IP_MULTICAST_IF).
-	// They are sent with TTL 1 and multicast loopback off. Required.
+	// Iface is the TAP that multicast probes leave by (IP_MULTICAST_IF,
+	// IPV6_MULTICAST_IF). They are sent with TTL (hop limit) 1 and
+	// multicast loopback off. Required.
 	Iface string
-	// Local is this node's overlay address. The probe socket binds to it
-	// (with an ephemeral port), so it is the source of every probe; replies
-	// from it are ignored. Required.
+	// Local is this node's overlay address, IPv4 or IPv6: Run probes in
+	// its family, and every target's overlay address must be of it. The
+	// probe socket binds to it (with an ephemeral port), so it is the
+	// source of every probe; replies from it are ignored. Required.
 	Local netip.Addr
-	// Group and Port are where the responders listen: DefaultGroup and
-	// DefaultPort by default.
+	// Group and Port are where the responders listen: DefaultGroup (or
+	// DefaultGroup6 for an IPv6 Local) and DefaultPort by default. An IPv6
+	// group must have a scope wider than link-local (see ValidGroup6).
 	Group netip.Addr
 	Port  int
 	// Count is the number of probes of each kind to each target: 5 by
@@ -52,10 +59,18 @@ type Options struct {
 }
 
 func (o Options) withDefaults() (Options, error) {
+	v6 := o.v6()
 	if !o.Group.IsValid() {
 		o.Group = defaultGroup
+		if v6 {
+			o.Group = defaultGroup6
+		}
 	}
-	o.Group, o.Local = o.Group.Unmap(), o.Local.Unmap()
+	if v6 {
+		o.Local = o.Local.WithZone("")
+	} else {
+		o.Group, o.Local = o.Group.Unmap(), o.Local.Unmap()
+	}
 	if o.Port == 0 {
 		o.Port = DefaultPort
 	}
@@ -71,10 +86,10 @@ func (o Options) withDefaults() (Options, error) {
 	switch {
 	case o.Iface == "":
 		return o, errors.New("ping: Options.Iface is empty; name the TAP that multicast probes leave by")
-	case !unicast4(o.Local):
-		return o, fmt.Errorf("ping: Options.Local %v is not a unicast IPv4 address; use this node's overlay address", o.Local)
-	case !o.Group.Is4() || !o.Group.IsMulticast():
-		return o, fmt.Errorf("ping: Options.Group %v is not an IPv4 multicast group", o.Group)
+	case checkOverlay(o.Local, v6) != "":
+		return o, fmt.Errorf("ping: Options.Local %v %s; use this node's overlay address", o.Local, checkOverlay(o.Local, v6))
+	case checkGroup(o.Group, v6) != "":
+		return o, fmt.Errorf("ping: Options.Group %v %s", o.Group, checkGroup(o.Group, v6))
 	case o.Port < 1 || o.Port > 65535:
 		return o, fmt.Errorf("ping: Options.Port %d is out of range 1-65535", o.Port)
 	case o.Count < 0 || o.Count > maxCount:
@@ -87,10 +102,15 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
+// v6 reports whether the run probes in IPv6: whether Local is an IPv6
+// address, not IPv4-mapped.
+func (o Options) v6() bool { return o.Local.Is6() && !o.Local.Is4In6() }
+
 // maxCount bounds Options.Count, so that the per-probe state stays small.
 const maxCount = 1 << 20
 
 // Run probes targets and returns one Result per target, in their order.
+// It probes in the family of Options.Local, IPv4 or IPv6.
 //
 // Every Interval it sends one round: a unicast probe to each target's
 // overlay address and port, and a single multicast probe to the group and
@@ -129,20 +149,39 @@ func Run(ctx context.Context, opts Options, targets []Target) ([]Result, error) 
 	if err != nil {
 		return nil, fmt.Errorf("ping: Options.Iface %q: %w", o.Iface, err)
 	}
-	c, err := (&net.ListenConfig{}).ListenPacket(ctx, "udp4", netip.AddrPortFrom(o.Local, 0).String())
+	network := "udp4"
+	if o.v6() {
+		network = "udp6"
+	}
+	c, err := (&net.ListenConfig{}).ListenPacket(ctx, network, netip.AddrPortFrom(o.Local, 0).String())
 	if err != nil {
+		if o.v6() && errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return nil, fmt.Errorf("ping: probe socket: %w (an IPv6 address is usable once duplicate address detection has passed, a second or two after it is added; is %v on %s?)", err, o.Local, o.Iface)
+		}
 		return nil, fmt.Errorf("ping: probe socket: %w", err)
 	}
 	uc := c.(*net.UDPConn)
-	pc := ipv4.NewPacketConn(uc)
-	for _, set := range []struct {
+	type option struct {
 		what string
 		err  error
-	}{
-		{"IP_MULTICAST_IF " + o.Iface, pc.SetMulticastInterface(ifi)},
-		{"IP_MULTICAST_TTL", pc.SetMulticastTTL(1)},
-		{"IP_MULTICAST_LOOP", pc.SetMulticastLoopback(false)},
-	} {
+	}
+	var sets []option
+	if o.v6() {
+		pc := ipv6.NewPacketConn(uc)
+		sets = []option{
+			{"IPV6_MULTICAST_IF " + o.Iface, pc.SetMulticastInterface(ifi)},
+			{"IPV6_MULTICAST_HOPS", pc.SetMulticastHopLimit(1)},
+			{"IPV6_MULTICAST_LOOP", pc.SetMulticastLoopback(false)},
+		}
+	} else {
+		pc := ipv4.NewPacketConn(uc)
+		sets = []option{
+			{"IP_MULTICAST_IF " + o.Iface, pc.SetMulticastInterface(ifi)},
+			{"IP_MULTICAST_TTL", pc.SetMulticastTTL(1)},
+			{"IP_MULTICAST_LOOP", pc.SetMulticastLoopback(false)},
+		}
+	}
+	for _, set := range sets {
 		if set.err != nil {
 			uc.Close()
 			return nil, fmt.Errorf("ping: probe socket: %s: %w", set.what, set.err)
@@ -171,8 +210,8 @@ func Run(ctx context.Context, opts Options, targets []Target) ([]Result, error) 
 		if seq > 0 && !sleep(ctx, time.Until(start.Add(time.Duration(seq)*o.Interval))) {
 			return tr.results(), ctx.Err()
 		}
-		for i, t := range targets {
-			tr.send(uc, buf, i, uint32(seq), netip.AddrPortFrom(t.Overlay.Unmap(), uint16(o.Port)))
+		for i := range targets {
+			tr.send(uc, buf, i, uint32(seq), netip.AddrPortFrom(tr.addrs[i], uint16(o.Port)))
 		}
 		tr.send(uc, buf, -1, uint32(seq), group)
 	}
@@ -217,6 +256,7 @@ type tracker struct {
 	local   netip.Addr
 	port    uint16
 	targets []Target
+	addrs   []netip.Addr       // the targets' overlay addresses, unmapped, without zones
 	index   map[netip.Addr]int // overlay address -> target index
 
 	mu       sync.Mutex
@@ -234,16 +274,21 @@ func newTracker(nonce uint64, o Options, targets []Target) (*tracker, error) {
 		targets:  append([]Target(nil), targets...),
 		local:    o.Local,
 		port:     uint16(o.Port),
+		addrs:    make([]netip.Addr, len(targets)),
 		index:    make(map[netip.Addr]int, len(targets)),
 		probes:   make([][2][]probe, len(targets)),
 		expected: 2 * o.Count * len(targets),
 		all:      make(chan struct{}),
 	}
+	v6 := o.v6()
 	for i, t := range targets {
 		a := t.Overlay.Unmap()
-		switch {
-		case !unicast4(a):
-			return nil, fmt.Errorf("ping: target %q: overlay address %v is not a unicast IPv4 address", t.Name, t.Overlay)
+		if v6 {
+			a = t.Overlay.WithZone("")
+		}
+		switch why := checkOverlay(a, v6); {
+		case why != "":
+			return nil, fmt.Errorf("ping: target %q: overlay address %v %s", t.Name, t.Overlay, why)
 		case a == o.Local:
 			return nil, fmt.Errorf("ping: target %q: overlay address %v is Options.Local; leave this node out of the targets", t.Name, t.Overlay)
 		}
@@ -251,6 +296,7 @@ func newTracker(nonce uint64, o Options, targets []Target) (*tracker, error) {
 			return nil, fmt.Errorf("ping: targets %q and %q have the same overlay address %v", targets[j].Name, t.Name, a)
 		}
 		tr.index[a] = i
+		tr.addrs[i] = a
 		tr.probes[i] = [2][]probe{make([]probe, o.Count), make([]probe, o.Count)}
 	}
 	return tr, nil
@@ -315,7 +361,7 @@ func (tr *tracker) record(b []byte, from netip.AddrPort, now time.Time) bool {
 		tr.ignored[why]++
 		return false
 	}
-	src := from.Addr().Unmap()
+	src := from.Addr().Unmap().WithZone("")
 	i, ok := tr.index[src]
 	if !ok || src == tr.local || from.Port() != tr.port || p.nonce() != tr.nonce {
 		tr.foreign++

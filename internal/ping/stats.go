@@ -79,6 +79,8 @@ func (t Target) label() string {
 //
 //	multicast loss to 1 peers not yet known as members of the ping group when probing began (IGMP had not converged): 198.18.0.2 (198.19.0.2)
 //
+// With IPv6 targets, the line says MLD instead of IGMP.
+//
 // Write returns no error: it is meant for a terminal, and stops at the
 // first error of w.
 func Write(w io.Writer, results []Result) {
@@ -89,6 +91,7 @@ func Write(w io.Writer, results []Result) {
 	ew := &errWriter{w: w}
 	var uniOK, multiOK int
 	var unjoined []string // NotJoined peers that lost multicast probes
+	proto := "IGMP"       // what had not converged
 	for _, r := range results {
 		for _, k := range []struct {
 			name string
@@ -108,12 +111,15 @@ func Write(w io.Writer, results []Result) {
 		}
 		if r.Target.NotJoined && r.Multicast.Received < r.Multicast.Sent {
 			unjoined = append(unjoined, r.Target.label())
+			if a := r.Target.Overlay; a.Is6() && !a.Is4In6() {
+				proto = "MLD"
+			}
 		}
 	}
 	ew.printf("%d peers: unicast ok for %d, multicast ok for %d\n", len(results), uniOK, multiOK)
 	if len(unjoined) > 0 {
-		ew.printf("multicast loss to %d peers not yet known as members of the ping group when probing began (IGMP had not converged): %s\n",
-			len(unjoined), strings.Join(unjoined, ", "))
+		ew.printf("multicast loss to %d peers not yet known as members of the ping group when probing began (%s had not converged): %s\n",
+			len(unjoined), proto, strings.Join(unjoined, ", "))
 	}
 }
 

@@ -162,6 +162,27 @@ func TestWriteNotJoined(t *testing.T) {
 	}
 }
 
+// TestWrite6 checks the lines for IPv6 targets, and that the last line
+// says that MLD, not IGMP, had not converged.
+func TestWrite6(t *testing.T) {
+	full := Stats{Sent: 5, Received: 5, Min: 412 * us, Avg: 530 * us, Max: 702 * us, Stddev: 101 * us}
+	results := []Result{
+		{Target: Target{Name: "198.18.0.2", Overlay: netip.MustParseAddr("fd00:198:19::2")}, Unicast: full, Multicast: full},
+		{Target: Target{Name: "198.18.0.3", Overlay: netip.MustParseAddr("fd00:198:19::3"), NotJoined: true}, Unicast: full, Multicast: Stats{Sent: 5}},
+	}
+	var buf bytes.Buffer
+	Write(&buf, results)
+	want := "198.18.0.2 (fd00:198:19::2)   unicast, xmt/rcv/%loss = 5/5/0%, min/avg/max/std-dev = 0.412/0.530/0.702/0.101 ms\n" +
+		"198.18.0.2 (fd00:198:19::2) multicast, xmt/rcv/%loss = 5/5/0%, min/avg/max/std-dev = 0.412/0.530/0.702/0.101 ms\n" +
+		"198.18.0.3 (fd00:198:19::3)   unicast, xmt/rcv/%loss = 5/5/0%, min/avg/max/std-dev = 0.412/0.530/0.702/0.101 ms\n" +
+		"198.18.0.3 (fd00:198:19::3) multicast, xmt/rcv/%loss = 5/0/100%\n" +
+		"2 peers: unicast ok for 2, multicast ok for 1\n" +
+		"multicast loss to 1 peers not yet known as members of the ping group when probing began (MLD had not converged): 198.18.0.3 (fd00:198:19::3)\n"
+	if got := buf.String(); got != want {
+		t.Fatalf("Write:\n%s\nwant:\n%s", got, want)
+	}
+}
+
 func TestWriteEmpty(t *testing.T) {
 	var buf bytes.Buffer
 	Write(&buf, nil)
