@@ -104,7 +104,7 @@ test: deps build vet ## Run every test, under the race detector and then without
 # qemu-user-static if it is missing (apt-get update only then). The
 # integration tests (TestIntegration*, which need root, network namespaces
 # and netlink) stay on the host: qemu-user does not emulate those faithfully.
-CROSS_PKGS := ./igmp ./discovery ./internal/inet ./internal/ping ./internal/metrics \
+CROSS_PKGS := ./igmp ./mld ./discovery ./internal/inet ./internal/ping ./internal/metrics \
 	./internal/fakeaws ./replicate ./overlay ./bench
 .PHONY: cross
 cross: ## Build and vet for arm64, and run the unprivileged tests as arm64 under qemu-user
