@@ -1,6 +1,7 @@
 package replicate
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"sort"
 	"sync/atomic"
@@ -35,7 +36,12 @@ type floodCounts struct {
 }
 
 type floodSlot struct {
-	group    atomic.Uint32 // the IPv4 group, big-endian; 0 for an empty slot
+	// used is set once the slot holds a group, in hi and lo: its 16
+	// bytes (an IPv4 group as ::ffff:a.b.c.d), big-endian. The writer
+	// stores them before used, and a slot never changes group, so a
+	// reader that sees used sees them whole.
+	used     atomic.Bool
+	hi, lo   atomic.Uint64
 	frames   atomic.Uint64
 	copies   atomic.Uint64
 	dropSave atomic.Uint64
@@ -50,25 +56,26 @@ func (f *floodCounts) add(group netip.Addr, copies, save int) {
 	s.dropSave.Add(uint64(save))
 }
 
-// slot finds or claims the slot of group, or returns the overflow slot
-// when the table is full. A multicast group is never 0.0.0.0, so 0 marks an
-// empty slot.
+// slot finds or claims the slot of group, an IPv4 or IPv6 one, or returns
+// the overflow slot when the table is full or group is the zero Addr.
 func (f *floodCounts) slot(group netip.Addr) *floodSlot {
-	b := group.As4()
-	key := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-	if key == 0 {
+	if !group.IsValid() {
 		return &f.other
 	}
+	b := group.As16()
+	hi, lo := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
 	// Fibonacci hashing spreads the groups, which often differ only in
 	// their low bits.
-	i := (key * 2654435769) >> 24
+	i := ((hi ^ lo) * 11400714819323198485) >> 56
 	for range FloodGroups {
 		s := &f.slots[i%FloodGroups]
-		switch s.group.Load() {
-		case key:
+		if !s.used.Load() {
+			s.hi.Store(hi)
+			s.lo.Store(lo)
+			s.used.Store(true)
 			return s
-		case 0:
-			s.group.Store(key)
+		}
+		if s.hi.Load() == hi && s.lo.Load() == lo {
 			return s
 		}
 		i++
@@ -87,8 +94,11 @@ func (f *floodCounts) snapshot() []FloodCount {
 	}
 	for i := range f.slots {
 		s := &f.slots[i]
-		if k := s.group.Load(); k != 0 {
-			read(netip.AddrFrom4([4]byte{byte(k >> 24), byte(k >> 16), byte(k >> 8), byte(k)}), s)
+		if s.used.Load() {
+			var b [16]byte
+			binary.BigEndian.PutUint64(b[:8], s.hi.Load())
+			binary.BigEndian.PutUint64(b[8:], s.lo.Load())
+			read(netip.AddrFrom16(b).Unmap(), s)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Group.Less(out[j].Group) })

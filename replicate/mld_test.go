@@ -262,3 +262,39 @@ func TestMLDSnoopingZeroAllocs(t *testing.T) {
 		t.Errorf("a peer's MLD refresh allocates %.1f", a)
 	}
 }
+
+// TestMLDSnoopingFloodCounts: an unregistered IPv6 group is flooded with
+// the default policy and counted per group beside IPv4 ones, without
+// allocating, and the counts cross to the next process.
+func TestMLDSnoopingFloodCounts(t *testing.T) {
+	r := newMLDRig(t, 3, UnregisteredFlood)
+	now := time.Now().UnixNano()
+	buf, n := data6(src6, group6)
+	if got := r.egress(buf, n, now); len(got) != 3 {
+		t.Fatalf("unregistered IPv6 group went to %v, want every peer", got)
+	}
+	b4, n4 := mcastData(overlayLocal, netip.MustParseAddr("239.9.9.9"))
+	r.egress(b4, n4, now)
+	g := r.e.newEgress(64)
+	g.now = now
+	w := &capture{}
+	if a := testing.AllocsPerRun(100, func() {
+		g.forward(buf, n, w)
+		g.flush(w)
+	}); a != 0 {
+		t.Errorf("flooding an IPv6 group allocates %.1f per frame", a)
+	}
+	fl := r.s.Flooded()
+	if len(fl) != 2 || fl[0].Group != netip.MustParseAddr("239.9.9.9") || fl[1].Group != group6 ||
+		fl[1].Frames != 102 || fl[1].Copies != 306 || fl[1].DropSave != 306 {
+		t.Fatalf("Flooded() = %+v, want 239.9.9.9 and %v with 102 frames, 306 copies", fl, group6)
+	}
+	st := r.e.Export(time.Unix(0, now))
+	r2 := newMLDRig(t, 3, UnregisteredFlood)
+	if err := r2.e.Import(st, time.Unix(0, now)); err != nil {
+		t.Fatal(err)
+	}
+	if got := r2.s.Flooded(); len(got) != 2 || got[1] != fl[1] {
+		t.Errorf("imported Flooded() = %+v, want %+v", got, fl)
+	}
+}

@@ -235,8 +235,8 @@ func (e *Engine) Import(s EngineState, now time.Time) error {
 		g := FloodOther
 		if f.Group != "" {
 			a, err := netip.ParseAddr(f.Group)
-			if err == nil && (!a.Is4() || !a.IsMulticast()) {
-				err = errors.New("not an IPv4 multicast group")
+			if err == nil && (!a.IsMulticast() || a.Is4In6() || a.Zone() != "") {
+				err = errors.New("not an IPv4 or IPv6 multicast group")
 			}
 			if err != nil {
 				return fmt.Errorf("replicate: state: flooded entry %d (%q): %w", i, f.Group, err)

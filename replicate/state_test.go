@@ -438,7 +438,7 @@ func TestImportRejectsMalformed(t *testing.T) {
 		{"empty peer", func(s *EngineState) { s.MACs[0].Peer = "" }, `peer ""`},
 		{"peer key", func(s *EngineState) { s.Peers["peer2"] = PeerCounters{} }, `peer "peer2"`},
 		{"flood group", func(s *EngineState) { s.Flooded[0].Group = "239.1.1" }, `flooded entry 0 ("239.1.1")`},
-		{"unicast group", func(s *EngineState) { s.Flooded[0].Group = "10.0.0.1" }, `flooded entry 0 ("10.0.0.1"): not an IPv4 multicast group`},
+		{"unicast group", func(s *EngineState) { s.Flooded[0].Group = "10.0.0.1" }, `flooded entry 0 ("10.0.0.1"): not an IPv4 or IPv6 multicast group`},
 		{"fanout counts", func(s *EngineState) { s.Fanout.Counts = s.Fanout.Counts[:2] }, `fanout: 2 counts for 2 bounds`},
 		{"fanout bounds", func(s *EngineState) { s.Fanout.Bounds = []float64{1, 1} }, `fanout: bound 1`},
 		{"fanout sum alone", func(s *EngineState) { s.Fanout = FanoutState{Sum: 1} }, `fanout: 0 counts`},
