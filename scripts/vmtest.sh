@@ -6,12 +6,16 @@
 # KVM needed), and runs the test of ./internal/vmtest inside each: three
 # meshcast daemons in network namespaces with default flags, first with GRE
 # and then with VXLAN; one node sends, the two others receive. Each
-# encapsulation has two cases: delivery, a steady stream and then sendmmsg
-# bursts; and takeover, a steady stream during which node 2's daemon and then
-# node 1's are replaced with `meshcast run --takeover`. It prints a table per
-# kernel, encapsulation and case: the offloads meshcast status reports,
-# datagrams sent, received and lost, frames written into each receiver's TAP,
-# and tap_write drops; and how long each takeover took.
+# encapsulation has three cases: delivery, a steady stream and then sendmmsg
+# bursts; takeover, a steady stream during which node 2's daemon and then
+# node 1's are replaced with `meshcast run --takeover`; and mld, the nodes
+# with IPv6 overlay addresses and --unregistered drop, node 2 joins an IPv6
+# group (MLDv2), node 3 joins nothing, and node 1 streams to the group. It
+# prints a table per kernel, encapsulation and case: the offloads meshcast
+# status reports, datagrams sent, received and lost, frames written into each
+# receiver's TAP, tap_write drops, and in the mld case the packets node 3's
+# underlay received during the stream; how long each takeover took; and the
+# MLD membership and querier of the mld case.
 #
 # Run as root:   make vmtest
 # Installs what is missing with apt-get (qemu-system-x86, busybox-static,
@@ -28,13 +32,16 @@
 #   VMTEST_MEM      guest memory in MiB (default 1024)
 #   VMTEST_SMP      guest CPUs (default 2)
 #   MESHCAST_VMTEST_ENCAPS, MESHCAST_VMTEST_STEADY, MESHCAST_VMTEST_BURSTS,
-#   MESHCAST_VMTEST_BURST, MESHCAST_VMTEST_TAKEOVER  passed to the guest's
-#                   test (see internal/vmtest); MESHCAST_VMTEST_TAKEOVER=0
-#                   leaves the takeover case out
+#   MESHCAST_VMTEST_BURST, MESHCAST_VMTEST_TAKEOVER, MESHCAST_VMTEST_MLD
+#                   passed to the guest's test (see internal/vmtest);
+#                   MESHCAST_VMTEST_TAKEOVER=0 leaves the takeover case out,
+#                   MESHCAST_VMTEST_MLD=0 the mld case
 # Exit status: 0 if every kernel booted and, for every encapsulation, every
 # receiver got every datagram of the delivery case, every takeover cost each
-# receiver it affects at most 5 datagrams, and the offloads are those that
-# kernel allows.
+# receiver it affects at most 5 datagrams, the IPv6 group's member got every
+# datagram and the non-member's underlay at most 20 packets during the mld
+# stream, with the sender's MLD querier active, and the offloads are those
+# that kernel allows.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,10 +52,9 @@ readonly MEM=${VMTEST_MEM:-1024}
 readonly SMP=${VMTEST_SMP:-2}
 readonly ENCAPS=${MESHCAST_VMTEST_ENCAPS:-gre vxlan}
 # The cases the guest's test reports for each encapsulation.
-CASES=(delivery takeover)
-if [[ ${MESHCAST_VMTEST_TAKEOVER:-} == 0 ]]; then
-	CASES=(delivery)
-fi
+CASES=(delivery)
+[[ ${MESHCAST_VMTEST_TAKEOVER:-} == 0 ]] || CASES+=(takeover)
+[[ ${MESHCAST_VMTEST_MLD:-} == 0 ]] || CASES+=(mld)
 readonly CASES
 # Kernel packages by default: the newest of each series apt-cache lists.
 readonly DEFAULT_SERIES=(
@@ -269,7 +275,7 @@ done < <(ldd "$ipbin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { 
 	# The test stops (printing where it hung) before qemu is killed.
 	echo "TEST_TIMEOUT=$((TIMEOUT > 120 ? TIMEOUT - 60 : TIMEOUT))"
 	echo "export MESHCAST_BIN=/bin/meshcast MCASTPROBE_BIN=/bin/mcastprobe MESHCAST_VMTEST_ENCAPS='$ENCAPS'"
-	for v in MESHCAST_VMTEST_STEADY MESHCAST_VMTEST_BURSTS MESHCAST_VMTEST_BURST MESHCAST_VMTEST_TAKEOVER; do
+	for v in MESHCAST_VMTEST_STEADY MESHCAST_VMTEST_BURSTS MESHCAST_VMTEST_BURST MESHCAST_VMTEST_TAKEOVER MESHCAST_VMTEST_MLD; do
 		if [[ -n ${!v:-} ]]; then
 			printf "export %s='%s'\n" "$v" "${!v}"
 		fi
@@ -409,11 +415,12 @@ done
 
 # ---- the table ------------------------------------------------------------------
 
-readonly rowfmt='%-28s %-5s %-8s %-12s %-7s %-7s %-12s %-13s %-12s %8s %5s %5s %5s %7s %11s %11s  %s'
+readonly rowfmt='%-28s %-5s %-8s %-12s %-7s %-7s %-12s %-13s %-12s %8s %5s %5s %5s %7s %11s %11s %9s  %s'
 status=0
 rows=()
 reasons=()
 takeovers=()
+mlds=()
 for release in "${releases[@]}"; do
 	log=$CACHE/logs/$release.log
 	lines=$(sed -e "$clean" "$log" | grep -a '^VMTEST-' || true)
@@ -431,19 +438,33 @@ for release in "${releases[@]}"; do
 				status=1
 				continue
 			fi
+			# A failed case's reason comes last and has spaces.
+			why=""
+			if [[ $line == *" reason="* ]]; then
+				why=${line#* reason=}
+				line=${line%% reason=*}
+			fi
 			declare -A f=()
 			for kv in ${line#VMTEST-RESULT }; do
 				f[${kv%%=*}]=${kv#*=}
 			done
-			[[ ${f[verdict]:-} == PASS ]] || status=1
+			verdict=${f[verdict]:-}
+			if [[ $verdict != PASS ]]; then
+				status=1
+				[[ -z $why ]] || verdict="$verdict: $why"
+			fi
 			rows+=("$(printf "$rowfmt" \
 				"$release" "$encap" "$kind" "${f[tap_coalesce]}" "${f[udp_gso]}" "${f[udp_gro]}" "${f[af_packet_tx]:-absent}" "${f[af_packet_gso]:-absent}" "${f[af_packet_rx]:-absent}" "${f[fallback]}" \
 				"${f[sent]}" "${f[node2]}" "${f[node3]}" "${f[lost2]}/${f[lost3]}" "${f[frames2]}/${f[frames3]}" \
-				"${f[tap_write2]}/${f[tap_write3]}" "${f[verdict]}")")
+				"${f[tap_write2]}/${f[tap_write3]}" "${f[underlay3]:--}" "$verdict")")
 			if [[ $kind == takeover ]]; then
 				takeovers+=("$(printf "%-28s %-5s node 2 in %s (paused %s), node 1 in %s (paused %s); underlay 1 to 2 %s; node 2 lost %s at its own takeover, %s at node 1's" \
 					"$release" "$encap" "${f[takeover2]:-?}" "${f[paused2]:-?}" "${f[takeover1]:-?}" "${f[paused1]:-?}" \
 					"${f[underlay12]:-?}" "${f[lost2_at_node2]:-?}" "${f[lost2_at_node1]:-?}")")
+			fi
+			if [[ $kind == mld ]]; then
+				mlds+=("$(printf "%-28s %-5s IPv6 usable in %s; node 2 a member at node 1 in %s; node 1's MLD querier active/sent %s" \
+					"$release" "$encap" "${f[ipv6]:-?}" "${f[member2]:-?}" "${f[mld_querier]:-?}")")
 			fi
 			unset f
 		done
@@ -459,8 +480,8 @@ for release in "${releases[@]}"; do
 done
 
 echo
-echo "== meshcast on older kernels (qemu TCG): default flags, node 1 sends, nodes 2 and 3 receive"
-printf "$rowfmt\n" kernel encap case tap_coalesce udp_gso udp_gro af_packet_tx af_packet_gso af_packet_rx fallback sent node2 node3 lost "TAP frames" tap_write result
+echo "== meshcast on older kernels (qemu TCG): default flags, node 1 sends, nodes 2 and 3 receive (mld: node 2 only)"
+printf "$rowfmt\n" kernel encap case tap_coalesce udp_gso udp_gro af_packet_tx af_packet_gso af_packet_rx fallback sent node2 node3 lost "TAP frames" tap_write underlay3 result
 for r in "${rows[@]}"; do
 	echo "$r"
 done
@@ -468,11 +489,15 @@ echo
 echo "case: delivery, a steady stream and then sendmmsg bursts, every datagram must arrive; takeover, a steady"
 echo "stream during which node 2's daemon and then node 1's are taken over (meshcast run --takeover; GRE with"
 echo "--ingress packet, so that its receive ring is handed over), each"
-echo "takeover may cost each receiver it affects 5 datagrams. tap_coalesce ... af_packet_rx: in_use of meshcast"
-echo "status's offloads (the same on every node, else mixed; after a takeover, the successors'); fallback: their"
-echo "offload_fallback summed over all nodes; sent: datagrams of node 1; node2, node3: distinct datagrams"
-echo "received; lost: datagrams node 2/3 did not receive; TAP frames, tap_write: frames meshcast wrote into the"
-echo "TAP of nodes 2/3, and its tap_write drops there."
+echo "takeover may cost each receiver it affects 5 datagrams; mld, IPv6 overlay addresses and --unregistered"
+echo "drop, node 2 joins ff0e::1:2:3 (MLDv2), node 3 joins nothing, node 1 streams to it once its daemon lists"
+echo "node 2 as a member: node 2 must get every datagram, node 3's underlay at most 20 packets, node 1's MLD"
+echo "querier must be active. tap_coalesce ... af_packet_rx: in_use of meshcast status's offloads (the same on"
+echo "every node, else mixed; after a takeover, the successors'); fallback: their offload_fallback summed over"
+echo "all nodes; sent: datagrams of node 1; node2, node3: distinct datagrams received (mld: node 3 is no"
+echo "receiver, -); lost: datagrams node 2/3 did not receive; TAP frames, tap_write: frames meshcast wrote into"
+echo "the TAP of nodes 2/3, and its tap_write drops there; underlay3 (mld): packets node 3's underlay interface"
+echo "received during the stream; result: FAIL with the first reason the case gives (mld), or the console log."
 if ((${#takeovers[@]} > 0)); then
 	echo
 	echo "Takeovers: from the successor's start to its \"meshcast forwarding\" (paused: from the old daemon's"
@@ -480,6 +505,13 @@ if ((${#takeovers[@]} > 0)); then
 	echo "during the stream / node 2's daemons received from node 1, by their counters (the stream and the"
 	echo "daemons' own packets); node 2's loss split between the takeovers by them:"
 	printf '  %s\n' "${takeovers[@]}"
+fi
+if ((${#mlds[@]} > 0)); then
+	echo
+	echo "MLD: from the daemons forwarding until every TAP's IPv6 addresses were usable (duplicate address detection"
+	echo "over the overlay), and from node 2's join until node 1's daemon listed node 2 as a member of ff0e::1:2:3"
+	echo "(none: they were not); node 1's mld_querier at the end (active/queries sent):"
+	printf '  %s\n' "${mlds[@]}"
 fi
 if ((${#reasons[@]} > 0)); then
 	echo
@@ -492,7 +524,10 @@ for release in "${releases[@]}"; do
 done
 echo
 if ((status == 0)); then
-	say "PASS: on every kernel every receiver got every datagram, and every takeover cost at most 5"
+	msg="PASS: on every kernel every receiver got every datagram"
+	[[ " ${CASES[*]} " != *" takeover "* ]] || msg+=", every takeover cost at most 5"
+	[[ " ${CASES[*]} " != *" mld "* ]] || msg+=", and MLD kept the IPv6 group's stream off the non-member"
+	say "$msg"
 else
 	say "FAIL: see the table above and the console logs in $CACHE/logs"
 fi

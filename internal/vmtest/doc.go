@@ -3,8 +3,8 @@
 // scripts/vmtest.sh (make vmtest) boots with an older distribution kernel:
 // three meshcast daemons in network namespaces, one sender and two
 // receivers, first with GRE and then with VXLAN, default flags otherwise.
-// Each encapsulation has two cells, each its own subtest and its own result
-// line for the script's table:
+// Each encapsulation has three cells, each its own subtest and its own
+// result line for the script's table:
 //
 //   - delivery: a steady stream and then sendmmsg bursts. Every receiver
 //     gets every datagram, and the offloads meshcast status reports fit the
@@ -19,6 +19,15 @@
 //     sender sees no error, the daemon taken over exits 0, every TAP keeps
 //     its interface index, and the successors report the offloads the
 //     kernel allows.
+//   - mld: the nodes have IPv6 overlay addresses (IPv6 on each TAP, with
+//     its link-local address) and run with --unregistered drop. Node 2
+//     joins ff0e::1:2:3 (an MLDv2 report from its kernel), node 3 joins
+//     nothing. Once node 1's daemon lists node 2 as a member, node 1
+//     streams to the group: node 2 gets every datagram, node 3's underlay
+//     carries at most 20 packets during the stream (the daemons' own), and
+//     node 1's MLD querier is active with queries sent. A failed cell says
+//     why in its result line; the console has each node's IPv6 addresses,
+//     multicast addresses and daemon log.
 //
 // On a development host the test skips unless MESHCAST_VMTEST=1: it is
 // meant for the guest, where it is the only thing running.

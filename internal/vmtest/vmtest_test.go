@@ -33,6 +33,7 @@ const (
 	envBursts   = "MESHCAST_VMTEST_BURSTS"   // number of sendmmsg bursts, default 80
 	envBurst    = "MESHCAST_VMTEST_BURST"    // datagrams per burst, default 32
 	envTakeover = "MESHCAST_VMTEST_TAKEOVER" // datagrams of the takeover stream, default 9000; 0 leaves the takeover cells out
+	envMLD      = "MESHCAST_VMTEST_MLD"      // datagrams of the mld stream, default 1000; 0 leaves the mld cells out
 )
 
 // The overlay of the demo inventory: nodes 198.18.0.K carry 198.19.0.K/24.
@@ -47,6 +48,26 @@ const (
 	port    = 5000
 	size    = 200  // UDP payload bytes of every datagram
 	rate    = 1500 // datagrams per second, steady and bursts alike: TCG is slow
+)
+
+// The mld cell: the demo inventory with IPv6 overlay addresses, node K
+// fd00:198:19::K/64. Node 2 joins group6 (any source), node 3 joins
+// nothing; node 1 streams at rate6, and with --unregistered drop node 3's
+// underlay carries at most mldLeak packets during the stream: the daemons'
+// own (queries, reports of link-local groups, which are flooded), none of
+// the stream.
+const (
+	inventory6 = `# underlay      COMMUNITY,OVERLAY-IP/PREFIX[,OVERLAY-IPV6/PREFIX]
+198.18.0.1      demo,198.19.0.1/24,fd00:198:19::1/64
+198.18.0.2      demo,198.19.0.2/24,fd00:198:19::2/64
+198.18.0.3      demo,198.19.0.3/24,fd00:198:19::3/64
+`
+	group6      = "ff0e::1:2:3"
+	rate6       = 2000
+	defaultMLD  = 1000
+	mldLeak     = 20               // underlay packets node 3 may receive during the stream
+	overlayWait = 20 * time.Second // until DAD has ended on a TAP's IPv6 addresses
+	memberWait  = 30 * time.Second // until node 1 lists a member, from its receiver's join
 )
 
 // The takeover cell: node 1 streams at rate; node 2's daemon is taken over
@@ -108,6 +129,10 @@ type status struct {
 		Group string   `json:"group"`
 		Peers []string `json:"peers"`
 	} `json:"groups"`
+	MLDQuerier *struct {
+		Active bool   `json:"active"`
+		Sent   uint64 `json:"sent"`
+	} `json:"mld_querier"`
 	Peers []struct {
 		Underlay  string `json:"underlay"`
 		TxPackets uint64 `json:"tx_packets"`
@@ -175,11 +200,13 @@ func kernelRelease(t *testing.T, major, minor int) (string, bool) {
 }
 
 // TestVMDelivery runs three meshcast daemons with default flags, for each
-// encapsulation, in two cells. delivery: both receivers get every datagram
-// of a steady stream followed by sendmmsg bursts, and the offloads meshcast
-// reports fit this kernel. takeover: during a steady stream node 2's and
-// then node 1's daemon are replaced with meshcast run --takeover, and each
-// takeover costs each receiver it affects at most takeoverLoss datagrams.
+// encapsulation, in three cells. delivery: both receivers get every
+// datagram of a steady stream followed by sendmmsg bursts, and the offloads
+// meshcast reports fit this kernel. takeover: during a steady stream node
+// 2's and then node 1's daemon are replaced with meshcast run --takeover,
+// and each takeover costs each receiver it affects at most takeoverLoss
+// datagrams. mld: with IPv6 overlay addresses and --unregistered drop, an
+// IPv6 group's stream reaches its only member and not the other node.
 func TestVMDelivery(t *testing.T) {
 	if os.Getenv(envEnable) != "1" {
 		t.Skipf("runs inside the virtual machine of make vmtest (scripts/vmtest.sh); set %s=1 to run it here", envEnable)
@@ -194,11 +221,15 @@ func TestVMDelivery(t *testing.T) {
 		t.Fatal("nothing to send: the steady stream and the bursts are both empty")
 	}
 	takeover := envInt(t, envTakeover, defaultTakeover)
+	mld := envInt(t, envMLD, defaultMLD)
 	for _, encap := range encaps {
 		t.Run(encap, func(t *testing.T) {
 			t.Run("delivery", func(t *testing.T) { testDelivery(t, encap, bins, load) })
 			if takeover > 0 {
 				t.Run("takeover", func(t *testing.T) { testTakeover(t, encap, bins, takeover) })
+			}
+			if mld > 0 {
+				t.Run("mld", func(t *testing.T) { testMLD(t, encap, bins, mld) })
 			}
 		})
 	}
@@ -213,7 +244,7 @@ func (l load) total() int { return l.steady + l.bursts*l.burst }
 // result is one line of the table that scripts/vmtest.sh prints.
 type result struct {
 	kernel, encap string
-	cell          string // delivery or takeover
+	cell          string // delivery, takeover or mld
 	sent          int
 	received      [2]int    // by receiver: nodes 2 and 3
 	lost          [2]int    // sent but not received, by receiver
@@ -237,6 +268,32 @@ type result struct {
 	split   bool
 	lostAt2 int
 	lostAt1 int
+
+	// The mld cell only: the packets node 3's underlay interface received
+	// during the stream (-1 if not read), how long the TAPs' IPv6
+	// addresses took to be usable (duplicate address detection) and node
+	// 1 to list node 2 as a member (-1 if they did not), node 1's MLD
+	// querier, and why the cell failed.
+	underlay3 int
+	ipv6      time.Duration
+	member    time.Duration
+	querier   string // active/sent, or absent
+	reasons   []string
+}
+
+// fail fails the test and records why, for the cell's line.
+func (r *result) fail(t *testing.T, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	t.Error(msg)
+	r.reasons = append(r.reasons, msg)
+}
+
+// fatal is fail, then stops the test.
+func (r *result) fatal(t *testing.T, format string, args ...any) {
+	t.Helper()
+	r.fail(t, format, args...)
+	t.FailNow()
 }
 
 // takeoverStat is how one takeover went.
@@ -257,10 +314,14 @@ func (r *result) line() string {
 	if r.pass {
 		verdict = "PASS"
 	}
+	node3, lost3 := strconv.Itoa(r.received[1]), strconv.Itoa(r.lost[1])
+	if r.cell == "mld" {
+		node3, lost3 = "-", "-" // node 3 is no receiver
+	}
 	f := []string{
 		"kernel=" + r.kernel, "encap=" + r.encap, "case=" + r.cell,
-		fmt.Sprintf("sent=%d node2=%d node3=%d lost2=%d lost3=%d frames2=%d frames3=%d tap_write2=%d tap_write3=%d",
-			r.sent, r.received[0], r.received[1], r.lost[0], r.lost[1], r.frames[0], r.frames[1], r.tapWrite[0], r.tapWrite[1]),
+		fmt.Sprintf("sent=%d node2=%d node3=%s lost2=%d lost3=%s frames2=%d frames3=%d tap_write2=%d tap_write3=%d",
+			r.sent, r.received[0], node3, r.lost[0], lost3, r.frames[0], r.frames[1], r.tapWrite[0], r.tapWrite[1]),
 		fmt.Sprintf("tap_coalesce=%s udp_gso=%s udp_gro=%s af_packet_tx=%s af_packet_gso=%s af_packet_rx=%s fallback=%d seconds=%.1f",
 			use("tap_coalesce"), use("udp_gso"), use("udp_gro"), use("af_packet_tx"), use("af_packet_gso"), use("af_packet_rx"), r.fallback, r.seconds),
 	}
@@ -281,7 +342,28 @@ func (r *result) line() string {
 		}
 		f = append(f, "underlay12="+path, "lost2_at_node2="+at2, "lost2_at_node1="+at1)
 	}
+	if r.cell == "mld" {
+		underlay3, ipv6, member := "?", "none", "none"
+		if r.underlay3 >= 0 {
+			underlay3 = strconv.Itoa(r.underlay3)
+		}
+		if r.ipv6 >= 0 {
+			ipv6 = strconv.FormatInt(r.ipv6.Milliseconds(), 10) + "ms"
+		}
+		if r.member >= 0 {
+			member = strconv.FormatInt(r.member.Milliseconds(), 10) + "ms"
+		}
+		f = append(f, "underlay3="+underlay3, "ipv6="+ipv6, "member2="+member, "mld_querier="+r.querier)
+	}
 	f = append(f, "verdict="+verdict)
+	if !r.pass {
+		// Last, as it has spaces: the first reason, on one line.
+		why := "see the console log"
+		if len(r.reasons) > 0 {
+			why = strings.Join(strings.Fields(r.reasons[0]), " ")
+		}
+		f = append(f, "reason="+why)
+	}
 	return "VMTEST-RESULT " + strings.Join(f, " ")
 }
 
@@ -295,8 +377,9 @@ type mesh struct {
 	daemons  []*nstest.Proc // the daemon of each node now
 }
 
-// startMesh starts the three daemons and waits until they forward.
-func startMesh(t *testing.T, meshcast, encap string, extra ...string) *mesh {
+// startMesh starts the three daemons with inventory and waits until they
+// forward; if one does not, it stops the test with the reason in res.
+func startMesh(t *testing.T, res *result, meshcast, encap, inventory string, extra ...string) *mesh {
 	t.Helper()
 	nt := nstest.NewNet(t, 3)
 	dir := t.TempDir()
@@ -314,7 +397,8 @@ func startMesh(t *testing.T, meshcast, encap string, extra ...string) *mesh {
 	}
 	for i, d := range m.daemons {
 		if err := d.WaitOutput("meshcast forwarding", forwardWait); err != nil {
-			t.Fatalf("node %d did not start: %v\n%s", i+1, err, d.Output())
+			t.Log(d.Output())
+			res.fatal(t, "node %d's daemon did not start: %v: %s", i+1, err, lastLine(d.Output()))
 		}
 	}
 	return m
@@ -335,7 +419,10 @@ func (m *mesh) startReceivers(t *testing.T, probe string, count int) []*nstest.P
 	}
 	// The receivers' IGMP reports reach node 1 (unregistered groups are
 	// flooded anyway, so this only waits for the normal state).
-	waitMembers(t, m.nodes[0], m.meshcast, m.ctl[0], []string{receivers[0].Underlay.String(), receivers[1].Underlay.String()})
+	want := []string{receivers[0].Underlay.String(), receivers[1].Underlay.String()}
+	if _, err := waitMembers(t, m.nodes[0], m.meshcast, m.ctl[0], group, want); err != nil {
+		t.Logf("%v; sending anyway", err)
+	}
 	return recvs
 }
 
@@ -467,7 +554,7 @@ func testDelivery(t *testing.T, encap string, bins [2]string, load load) {
 	}()
 
 	nstest.LeakCheck(t)
-	m := startMesh(t, meshcast, encap)
+	m := startMesh(t, res, meshcast, encap, inventory)
 	nodes := m.nodes
 	total := load.total()
 	recvs := m.startReceivers(t, probe, total)
@@ -554,7 +641,7 @@ func testTakeover(t *testing.T, encap string, bins [2]string, count int) {
 	if ringCell(encap, res.cell) {
 		extra = []string{"--ingress", "packet"}
 	}
-	m := startMesh(t, meshcast, encap, extra...)
+	m := startMesh(t, res, meshcast, encap, inventory, extra...)
 	nodes := m.nodes
 	recvs := m.startReceivers(t, probe, count)
 	before := m.tapCounters(t)
@@ -723,6 +810,12 @@ func checkOffloads(t *testing.T, k int, o *offloads, release, encap string, tapG
 	}
 }
 
+// lastLine returns the last line of out that is not empty.
+func lastLine(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	return lines[len(lines)-1]
+}
+
 // lastJSON returns the last line of out that starts with "{".
 func lastJSON(out string) string {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -772,24 +865,29 @@ func readStatus(t *testing.T, n *nstest.Node, meshcast, ctl string) (*status, er
 	return &st, nil
 }
 
-// waitMembers waits up to 30 s until node n's meshcast lists every peer in
-// want as a member of the group. Delivery does not depend on it (the group
-// is flooded until then), so it only logs if they do not show up.
-func waitMembers(t *testing.T, n *nstest.Node, meshcast, ctl string, want []string) {
+// waitMembers waits up to memberWait until node n's meshcast lists every
+// peer in want as a member of grp, and returns how long that took, or an
+// error saying what it listed last.
+func waitMembers(t *testing.T, n *nstest.Node, meshcast, ctl, grp string, want []string) (time.Duration, error) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	start := time.Now()
 	for {
 		st, err := readStatus(t, n, meshcast, ctl)
+		listed := "no entry"
 		if err == nil {
 			for _, g := range st.Groups {
-				if g.Group == group && !slices.ContainsFunc(want, func(p string) bool { return !slices.Contains(g.Peers, p) }) {
-					return
+				if g.Group != grp {
+					continue
 				}
+				if !slices.ContainsFunc(want, func(p string) bool { return !slices.Contains(g.Peers, p) }) {
+					return time.Since(start), nil
+				}
+				listed = fmt.Sprintf("members %v", g.Peers)
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Logf("after 30 s, %s does not list %v as members of %s (last error %v); sending anyway", n, want, group, err)
-			return
+		if time.Since(start) > memberWait {
+			return -1, fmt.Errorf("after %v, %s does not list %v as members of %s (%s, last error %v)",
+				memberWait, n, want, grp, listed, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
