@@ -183,7 +183,11 @@ func printStatus(w io.Writer, st control.State, now time.Time) {
 				if len(m.Blocked) > 0 {
 					src += " blocked:" + strings.Join(m.Blocked, ",")
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\tv%d\t%.1fs\t%s\n", g.Group, m.Port, m.Mode, m.Version, m.ExpiresSeconds, strings.TrimSpace(src))
+				ver := fmt.Sprintf("v%d", m.Version)
+				if strings.Contains(g.Group, ":") {
+					ver = "mld" + ver // MLDv1 or MLDv2, not IGMP's
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fs\t%s\n", g.Group, m.Port, m.Mode, ver, m.ExpiresSeconds, strings.TrimSpace(src))
 			}
 		}
 		tw.Flush()
