@@ -16,6 +16,8 @@ import (
 // 127.0.0.1), on a free port, without namespaces. lo carries no multicast,
 // so they probe unicast only; the group socket is opened and joined all
 // the same. The namespace tests (integration6_test.go) probe both kinds.
+// Their names start with TestIntegration, so that `make cross` leaves them
+// to the host: qemu-user does not emulate IP_MULTICAST_ALL.
 
 var loopback6 = netip.MustParseAddr("::1")
 
@@ -92,7 +94,7 @@ func joinedOn(t *testing.T, ifname string, group netip.Addr) bool {
 	return false
 }
 
-func TestLoopback6Responder(t *testing.T) {
+func TestIntegrationLoopback6Responder(t *testing.T) {
 	checkGoroutines(t)
 	port := freePort(t)
 	r, err := Listen("lo", loopback6, netip.Addr{}, port)
@@ -148,9 +150,9 @@ func TestLoopback6Responder(t *testing.T) {
 	}
 }
 
-// TestLoopbackDual answers on both families with one Responder, and
+// TestIntegrationLoopbackDual answers on both families with one Responder, and
 // counts both.
-func TestLoopbackDual(t *testing.T) {
+func TestIntegrationLoopbackDual(t *testing.T) {
 	checkGoroutines(t)
 	port := freePort(t)
 	r, err := ListenDual("lo", netip.MustParseAddr("127.0.0.1"), loopback6, port)
@@ -197,7 +199,7 @@ func TestLoopbackDual(t *testing.T) {
 	}
 }
 
-func TestLoopback6ListenRefuses(t *testing.T) {
+func TestIntegrationLoopback6ListenRefuses(t *testing.T) {
 	checkGoroutines(t)
 	port := freePort(t)
 	for _, tc := range []struct {
@@ -249,9 +251,9 @@ func TestLoopback6ListenRefuses(t *testing.T) {
 	}
 }
 
-// TestLoopback6SendAllocs proves that a responder's IPv6 send allocates
+// TestIntegrationLoopback6SendAllocs proves that a responder's IPv6 send allocates
 // nothing.
-func TestLoopback6SendAllocs(t *testing.T) {
+func TestIntegrationLoopback6SendAllocs(t *testing.T) {
 	c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
 	if err != nil {
 		t.Skipf("no IPv6 on this host's loopback: %v", err)
