@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshcast/meshcast/igmp"
+	"github.com/meshcast/meshcast/mld"
 	"github.com/meshcast/meshcast/internal/inet"
 	"github.com/meshcast/meshcast/overlay"
 )
@@ -319,34 +320,52 @@ func TestSnoopingZeroAllocs(t *testing.T) {
 }
 
 // BenchmarkSnoopedDecision measures the replicate decision with 1,000
-// groups, each joined by half of 100 peers.
+// groups, each joined by half of 100 peers: IPv4 groups learned from IGMPv2
+// reports, and IPv6 groups (ff0e::/16) learned from MLDv2 reports, so
+// that the two families' costs compare in one run.
 func BenchmarkSnoopedDecision(b *testing.B) {
-	r := newSnoopRig(b, 100, UnregisteredFlood)
-	now := time.Now().UnixNano()
-	groups := make([]netip.Addr, 1000)
-	for gi := range groups {
-		groups[gi] = netip.AddrFrom4([4]byte{239, 1, byte(gi >> 8), byte(gi)})
-		for i := 2; i < 102; i += 2 {
-			rb, rn := igmpFrame(remoteMAC, netip.MustParseAddr("198.19.0.9"), groups[gi], v2Report(groups[gi]))
-			r.fromPeer(i, rb, rn, now)
-		}
+	for _, family := range []string{"ipv4", "ipv6"} {
+		b.Run("family="+family, func(b *testing.B) {
+			r := newMLDRig(b, 100, UnregisteredFlood)
+			now := time.Now().UnixNano()
+			groups := make([]netip.Addr, 1000)
+			bufs := make([][]byte, len(groups))
+			var n int
+			for gi := range groups {
+				if family == "ipv4" {
+					groups[gi] = netip.AddrFrom4([4]byte{239, 1, byte(gi >> 8), byte(gi)})
+				} else {
+					groups[gi] = netip.AddrFrom16([16]byte{0xff, 0x0e, 14: byte(gi >> 8), 15: byte(gi)})
+				}
+				for i := 2; i < 102; i += 2 {
+					var rb []byte
+					var rn int
+					if family == "ipv4" {
+						rb, rn = igmpFrame(remoteMAC, netip.MustParseAddr("198.19.0.9"), groups[gi], v2Report(groups[gi]))
+					} else {
+						rb, rn = mldFrame(remoteMAC, peerLL, mldAll, mldReport(mld.RecordSpec{Type: mld.ModeIsExclude, Group: groups[gi]}))
+					}
+					r.fromPeer(i, rb, rn, now)
+				}
+				if family == "ipv4" {
+					bufs[gi], n = mcastData(overlayLocal, groups[gi])
+				} else {
+					bufs[gi], n = data6(src6, groups[gi])
+				}
+			}
+			set := r.e.peers.Load()
+			scratch := make([]*Peer, 0, 128)
+			b.ReportAllocs()
+			i, copies := 0, 0
+			for b.Loop() {
+				frame := bufs[i%len(bufs)][overlay.Headroom : overlay.Headroom+n]
+				copies += len(r.s.decide(frame, set, scratch[:0], now))
+				i++
+			}
+			b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "lookups/s")
+			b.ReportMetric(float64(copies)/float64(i), "peers/lookup")
+		})
 	}
-	bufs := make([][]byte, len(groups))
-	var n int
-	for i, g := range groups {
-		bufs[i], n = mcastData(overlayLocal, g)
-	}
-	set := r.e.peers.Load()
-	scratch := make([]*Peer, 0, 128)
-	b.ReportAllocs()
-	i, copies := 0, 0
-	for b.Loop() {
-		frame := bufs[i%len(bufs)][overlay.Headroom : overlay.Headroom+n]
-		copies += len(r.s.decide(frame, set, scratch[:0], now))
-		i++
-	}
-	b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "lookups/s")
-	b.ReportMetric(float64(copies)/float64(i), "peers/lookup")
 }
 
 // TestSnoopingLocalMemberNotFlooded: a group that only the local host has
