@@ -298,11 +298,14 @@ func (g *egress) forward(buf []byte, n int, w PacketWriter) error {
 	data6 := false // routable IPv6 multicast: what --max-fanout applies to
 	if isMulticastMAC(dst) {
 		if e.limiter != nil || e.maxFan > 0 {
-			_, group, _, ok := igmp.IPv4Multicast(frame)
-			data = ok && !group.IsLinkLocalMulticast()
+			// IGMP and MLD are control traffic even when addressed
+			// to a group (IGMPv2 and MLDv1 reports are): they go to
+			// every peer, whatever the limits.
+			_, group, proto, ok := igmp.IPv4Multicast(frame)
+			data = ok && !group.IsLinkLocalMulticast() && proto != igmp.ProtoIGMP
 			if !ok && e.maxFan > 0 {
 				_, group, ok = mld.IPv6Multicast(frame)
-				data6 = ok && igmp.Snooped(group)
+				data6 = ok && igmp.Snooped(group) && !isMLD(frame)
 			}
 		}
 		if data && e.limiter != nil && !e.limiter.allow(frame, g.now) {

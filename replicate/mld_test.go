@@ -298,3 +298,91 @@ func TestMLDSnoopingFloodCounts(t *testing.T) {
 		t.Errorf("imported Flooded() = %+v, want %+v", got, fl)
 	}
 }
+
+// TestMLDControlNotCapped: --max-fanout holds back data, not IGMP or MLD:
+// an MLDv1 report or an IGMPv2 report is addressed to its group, and goes
+// to every peer all the same; data to the group over the cap is dropped.
+func TestMLDControlNotCapped(t *testing.T) {
+	r := newMLDRig(t, 3, UnregisteredFlood)
+	r.e.maxFan = 2
+	now := time.Now().UnixNano()
+	b6, n6 := mldFrame(localMAC, localLL, group6, mldV1(mld.TypeV1Report, group6))
+	if got := r.egress(b6, n6, now); len(got) != 3 {
+		t.Errorf("an MLDv1 report went to %v, want every peer", got)
+	}
+	g4 := netip.MustParseAddr("239.1.2.3")
+	b4, n4 := igmpFrame(localMAC, overlayLocal, g4, v2Report(g4))
+	if got := r.egress(b4, n4, now); len(got) != 3 {
+		t.Errorf("an IGMPv2 report went to %v, want every peer", got)
+	}
+	before := r.e.Drops()["fanout_cap"]
+	d, dn := data6(src6, netip.MustParseAddr("ff0e::99"))
+	if got := r.egress(d, dn, now); len(got) != 0 || r.e.Drops()["fanout_cap"] != before+1 {
+		t.Errorf("IPv6 data for 3 peers with a cap of 2 went to %v (fanout_cap %d)", got, r.e.Drops()["fanout_cap"]-before)
+	}
+}
+
+// TestMLDBehindDestOpts: an MLD report behind a Destination Options
+// header (so without the Router Alert that only a Hop-by-Hop header can
+// carry) is invalid: neither learned nor delivered, and counted.
+func TestMLDBehindDestOpts(t *testing.T) {
+	r := newMLDRig(t, 2, UnregisteredDrop)
+	now := time.Now().UnixNano()
+	buf, n := mldFrame(remoteMAC, peerLL, group6, mldV1(mld.TypeV1Report, group6))
+	f := buf[overlay.Headroom : overlay.Headroom+n]
+	f[14+6] = 60   // Destination Options instead of Hop-by-Hop
+	f[14+40+2] = 1 // its option: PadN instead of Router Alert
+	f[14+40+3] = 2 // PadN of 2 bytes
+	before := r.e.Drops()["mld_router_alert"]
+	if r.fromPeer(2, buf, n, now) {
+		t.Error("an MLD report behind Destination Options was delivered into the TAP")
+	}
+	if got := r.egress(buf, n, now); len(got) != 0 {
+		t.Errorf("the same from the host went to %v", got)
+	}
+	if d := r.e.Drops()["mld_router_alert"] - before; d != 2 {
+		t.Errorf("mld_router_alert counted %d, want 2", d)
+	}
+	if gs, _ := r.s.Table.Snapshot(time.Unix(0, now)); len(gs) != 0 {
+		t.Errorf("learned %+v", gs)
+	}
+}
+
+// TestMLDReservedScope: IPv6 multicast to the reserved scope 0 is dropped
+// and counted, from the host and from a peer (RFC 4291 section 2.7).
+func TestMLDReservedScope(t *testing.T) {
+	r := newMLDRig(t, 2, UnregisteredFlood)
+	now := time.Now().UnixNano()
+	buf, n := data6(src6, netip.MustParseAddr("ff00::1"))
+	if got := r.egress(buf, n, now); len(got) != 0 {
+		t.Errorf("scope 0 went to %v", got)
+	}
+	copy(buf[overlay.Headroom+6:], remoteMAC) // from a host behind the peer
+	if r.fromPeer(2, buf, n, now) {
+		t.Error("scope 0 from a peer was delivered")
+	}
+	if d := r.e.Drops()["ipv6_reserved_scope"]; d != 2 {
+		t.Errorf("ipv6_reserved_scope = %d, want 2", d)
+	}
+}
+
+// TestSnoopingNonIPv4Port: a router port that is not an IPv4 address
+// (only a hand-edited state file can hold one) names no peer, and does not
+// break forwarding.
+func TestSnoopingNonIPv4Port(t *testing.T) {
+	r := newMLDRig(t, 2, UnregisteredFlood)
+	now := time.Now()
+	st := igmp.TableState{Routers: []igmp.RouterPortState{{Port: netip.MustParseAddr("2001:db8::1"), Router: netip.MustParseAddr("fe80::1"),
+		Learned: map[string]time.Time{"query": now.Add(time.Minute)}}}}
+	if err := r.s.Table.Import(st, now); err != nil {
+		t.Fatal(err)
+	}
+	buf, n := data6(src6, group6)
+	if got := r.egress(buf, n, now.UnixNano()); len(got) != 2 {
+		t.Errorf("unregistered group went to %v, want both peers", got)
+	}
+	b4, n4 := mcastData(overlayLocal, netip.MustParseAddr("239.7.7.7"))
+	if got := r.egress(b4, n4, now.UnixNano()); len(got) != 2 {
+		t.Errorf("unregistered IPv4 group went to %v, want both peers", got)
+	}
+}

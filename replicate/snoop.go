@@ -82,6 +82,7 @@ type Snooping struct {
 	mldDrops   [mld.NumReasons]atomic.Uint64
 	mldInvalid [numMLDInvalid]atomic.Uint64
 	badIP6     atomic.Uint64 // IPv6 multicast whose header or extension headers are malformed
+	badScope   atomic.Uint64 // IPv6 multicast to the reserved scope 0
 	unregDrop  atomic.Uint64 // unregistered traffic with no router peer, dropped
 	flooded    floodCounts   // unregistered traffic flooded, per group
 
@@ -130,6 +131,10 @@ func (s *Snooping) decide(frame []byte, set *peerSet, scratch []*Peer, now int64
 // (ff02::/16 above all: neighbour discovery, mDNS) go to every peer, and
 // the rest go where the table says.
 func (s *Snooping) decide6(frame []byte, src, dst netip.Addr, set *peerSet, scratch []*Peer, now int64) []*Peer {
+	if reservedScope(dst) {
+		s.badScope.Add(1)
+		return nil
+	}
 	if maybeMLD(frame) {
 		p, r := mld.FromFrame(frame)
 		switch r {
@@ -151,11 +156,39 @@ func (s *Snooping) decide6(frame []byte, src, dst netip.Addr, set *peerSet, scra
 
 // maybeMLD reports whether an IPv6 frame's first next header is one an
 // MLD message can follow: Hop-by-Hop Options (which carries MLD's Router
-// Alert) or ICMPv6. Data traffic is neither, and skips mld.FromFrame.
+// Alert), ICMPv6, or the Destination Options and Routing headers an
+// invalid MLD message may hide behind (mld.FromFrame walks them, and
+// parseMLD then refuses the message for its missing Router Alert). Data
+// traffic is none of these, and skips mld.FromFrame.
 func maybeMLD(frame []byte) bool {
-	nh := frame[ethHeaderLen+6]
-	return nh == 0 || nh == mld.NextHeaderICMPv6
+	switch frame[ethHeaderLen+6] {
+	case 0, mld.NextHeaderICMPv6, nextHeaderDstOpts, nextHeaderRouting:
+		return true
+	}
+	return false
 }
+
+// IPv6 extension headers an MLD message may follow.
+const (
+	nextHeaderRouting = 43
+	nextHeaderDstOpts = 60
+)
+
+// isMLD reports whether an IPv6 multicast frame carries MLD, valid or not,
+// or is malformed where MLD could be: control traffic, which the limits
+// for data never hold back.
+func isMLD(frame []byte) bool {
+	if !maybeMLD(frame) {
+		return false
+	}
+	_, r := mld.FromFrame(frame)
+	return r != mld.NotMLD
+}
+
+// reservedScope reports whether an IPv6 multicast destination has the
+// reserved scope 0, which RFC 4291 section 2.7 has nodes drop silently
+// (meshcast counts them, as ipv6_reserved_scope).
+func reservedScope(dst netip.Addr) bool { return dst.As16()[1]&0x0f == 0 }
 
 // ethHeaderLen is the length of an untagged Ethernet header.
 const ethHeaderLen = 14
@@ -174,7 +207,7 @@ func (s *Snooping) lookup(dst, src netip.Addr, set *peerSet, scratch []*Peer) []
 		if n := len(set.list); n > 0 {
 			routers := 0
 			for _, port := range ports {
-				if set.byAddr[port.As4()] != nil {
+				if port.Is4() && set.byAddr[port.As4()] != nil {
 					routers++
 				}
 			}
@@ -183,6 +216,11 @@ func (s *Snooping) lookup(dst, src netip.Addr, set *peerSet, scratch []*Peer) []
 		return set.list
 	}
 	for _, port := range ports {
+		// A port is a peer's IPv4 underlay address; one that is not
+		// (from a hand-edited state file) names no peer.
+		if !port.Is4() {
+			continue
+		}
 		if p := set.byAddr[port.As4()]; p != nil {
 			scratch = append(scratch, p)
 		}
@@ -352,7 +390,15 @@ func (s *Snooping) ingress(p *Peer, frame []byte, now int64) bool {
 //     query does neither.
 //   - A malformed or invalid message (see parseMLD) is counted and dropped.
 func (s *Snooping) ingress6(p *Peer, frame []byte, now int64) bool {
-	if _, _, ok := mld.IPv6Multicast(frame); !ok || !maybeMLD(frame) {
+	_, dst, ok := mld.IPv6Multicast(frame)
+	if !ok {
+		return true
+	}
+	if reservedScope(dst) {
+		s.badScope.Add(1)
+		return false
+	}
+	if !maybeMLD(frame) {
 		return true
 	}
 	pk, r := mld.FromFrame(frame)
@@ -542,6 +588,7 @@ func (s *Snooping) addDrops(m map[string]uint64) {
 		m[name] = s.mldInvalid[i].Load()
 	}
 	m["ipv6_header"] = s.badIP6.Load()
+	m["ipv6_reserved_scope"] = s.badScope.Load()
 	m["unregistered"] = s.unregDrop.Load()
 	for k, v := range s.Table.Refused() {
 		m[k] = v

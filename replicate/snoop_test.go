@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/meshcast/meshcast/igmp"
-	"github.com/meshcast/meshcast/mld"
 	"github.com/meshcast/meshcast/internal/inet"
+	"github.com/meshcast/meshcast/mld"
 	"github.com/meshcast/meshcast/overlay"
 )
 

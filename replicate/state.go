@@ -332,6 +332,7 @@ func (e *Engine) dropCounters() map[string]*atomic.Uint64 {
 			m[name] = &s.mldInvalid[i]
 		}
 		m["ipv6_header"] = &s.badIP6
+		m["ipv6_reserved_scope"] = &s.badScope
 	}
 	return m
 }
