@@ -373,14 +373,31 @@ func TestMLDExportImport(t *testing.T) {
 	if !reflect.DeepEqual(g1, g2) || !slices.Equal(r1, r2) {
 		t.Errorf("imported\n%+v %v\nexported\n%+v %v", g2, r2, g1, r1)
 	}
-	// An IPv6 group with IGMPv1 state, or an IPv4 source, does not import.
+	// The IPv6 state is kept apart, so that a meshcast without MLD takes
+	// the IPv4 state after a downgrade: it refuses a whole state that
+	// holds an IPv6 group or an IPv6 router address in these lists.
+	for _, ms := range st.Memberships {
+		if !ms.Group.Is4() {
+			t.Errorf("IPv6 membership %v among the IPv4 ones", ms.Group)
+		}
+	}
+	for _, rs := range st.Routers {
+		if !rs.Router.Is4() {
+			t.Errorf("IPv6 router %v among the IPv4 ones", rs.Router)
+		}
+	}
+	if len(st.Memberships) != 1 || len(st.MembershipsIPv6) != 2 || len(st.RoutersIPv6) != 1 {
+		t.Errorf("exported %d IPv4 and %d IPv6 memberships, %d IPv6 routers; want 1, 2, 1",
+			len(st.Memberships), len(st.MembershipsIPv6), len(st.RoutersIPv6))
+	}
+	// An IPv6 group with an IPv4 source does not import.
 	bad := st
-	bad.Memberships = slices.Clone(st.Memberships)
-	for i := range bad.Memberships {
-		if bad.Memberships[i].Group.Is6() && len(bad.Memberships[i].Sources) > 0 {
-			ms := bad.Memberships[i]
+	bad.MembershipsIPv6 = slices.Clone(st.MembershipsIPv6)
+	for i := range bad.MembershipsIPv6 {
+		if len(bad.MembershipsIPv6[i].Sources) > 0 {
+			ms := bad.MembershipsIPv6[i]
 			ms.Sources = []SourceState{{Addr: s1, Until: at(time.Minute)}}
-			bad.Memberships[i] = ms
+			bad.MembershipsIPv6[i] = ms
 		}
 	}
 	if err := newTestTable(Config{}).Import(bad, at(2*time.Second)); err == nil {

@@ -27,6 +27,13 @@ type TableState struct {
 	Memberships []MembershipState `json:"memberships"`
 	// Routers are the router ports, in port order.
 	Routers []RouterPortState `json:"routers"`
+	// MembershipsIPv6 and RoutersIPv6 are the IPv6 groups' memberships
+	// (MLD) and the router ports whose router was heard last over IPv6,
+	// in the same orders. They are kept apart from the IPv4 ones so that
+	// a meshcast without MLD, which ignores these keys, still takes the
+	// IPv4 state after a downgrade rather than refusing all of it.
+	MembershipsIPv6 []MembershipState `json:"memberships_ipv6,omitempty"`
+	RoutersIPv6     []RouterPortState `json:"routers_ipv6,omitempty"`
 	// Refused are the table's refusal counters by name, as Refused returns
 	// them, so that the counts go on from where they were.
 	Refused map[string]uint64 `json:"refused,omitempty"`
@@ -120,11 +127,16 @@ func (t *Table) Export(now time.Time) TableState {
 	for group, ports := range t.groups {
 		for port, m := range ports {
 			if ms, ok := exportMembership(group, port, m, now); ok {
-				s.Memberships = append(s.Memberships, ms)
+				if group.Is4() {
+					s.Memberships = append(s.Memberships, ms)
+				} else {
+					s.MembershipsIPv6 = append(s.MembershipsIPv6, ms)
+				}
 			}
 		}
 	}
 	slices.SortFunc(s.Memberships, compareMembership)
+	slices.SortFunc(s.MembershipsIPv6, compareMembership)
 	for port, r := range t.routers {
 		rs := RouterPortState{Port: port, Router: r.addr, Learned: make(map[string]time.Time, NumRouterSources)}
 		for how, until := range r.until {
@@ -132,11 +144,17 @@ func (t *Table) Export(now time.Time) TableState {
 				rs.Learned[RouterSource(how).String()] = wall(until)
 			}
 		}
-		if len(rs.Learned) > 0 {
+		switch {
+		case len(rs.Learned) == 0:
+		case rs.Router.Is4():
 			s.Routers = append(s.Routers, rs)
+		default:
+			s.RoutersIPv6 = append(s.RoutersIPv6, rs)
 		}
 	}
-	slices.SortFunc(s.Routers, func(a, b RouterPortState) int { return a.Port.Compare(b.Port) })
+	byPort := func(a, b RouterPortState) int { return a.Port.Compare(b.Port) }
+	slices.SortFunc(s.Routers, byPort)
+	slices.SortFunc(s.RoutersIPv6, byPort)
 	return s
 }
 
@@ -201,6 +219,10 @@ func (t *Table) Import(s TableState, now time.Time) error {
 	if len(t.groups) > 0 || len(t.routers) > 0 {
 		return errors.New("igmp: import: the table has state already")
 	}
+	// One list of each, IPv6 after IPv4: the indexes in errors count in
+	// it.
+	s.Memberships = slices.Concat(s.Memberships, s.MembershipsIPv6)
+	s.Routers = slices.Concat(s.Routers, s.RoutersIPv6)
 	if err := t.validateLocked(&s); err != nil {
 		return err
 	}

@@ -290,6 +290,9 @@ func TestMLDSnoopingFloodCounts(t *testing.T) {
 		t.Fatalf("Flooded() = %+v, want 239.9.9.9 and %v with 102 frames, 306 copies", fl, group6)
 	}
 	st := r.e.Export(time.Unix(0, now))
+	if len(st.Flooded) != 1 || len(st.FloodedIPv6) != 1 || st.FloodedIPv6[0].Group != group6.String() {
+		t.Errorf("exported flooded %+v and flooded_ipv6 %+v, want the IPv6 group apart", st.Flooded, st.FloodedIPv6)
+	}
 	r2 := newMLDRig(t, 3, UnregisteredFlood)
 	if err := r2.e.Import(st, time.Unix(0, now)); err != nil {
 		t.Fatal(err)

@@ -35,8 +35,12 @@ type EngineState struct {
 	// Fanout is the fan-out histogram.
 	Fanout FanoutState `json:"fanout"`
 	// Flooded are the flood counters of the engine's Snooping, as
-	// Snooping.Flooded returns them; empty without a Snooping.
-	Flooded []FloodState `json:"flooded,omitempty"`
+	// Snooping.Flooded returns them; empty without a Snooping. Those of
+	// IPv6 groups are in FloodedIPv6, which a meshcast without MLD
+	// ignores (it refuses an IPv6 group in Flooded, and with it the whole
+	// state).
+	Flooded     []FloodState `json:"flooded,omitempty"`
+	FloodedIPv6 []FloodState `json:"flooded_ipv6,omitempty"`
 }
 
 // MACState is one learned MAC address.
@@ -127,7 +131,12 @@ func (e *Engine) Export(now time.Time) EngineState {
 			if f.Group != FloodOther {
 				g = f.Group.String()
 			}
-			s.Flooded = append(s.Flooded, FloodState{Group: g, Frames: f.Frames, Copies: f.Copies, DropSave: f.DropSave})
+			fs := FloodState{Group: g, Frames: f.Frames, Copies: f.Copies, DropSave: f.DropSave}
+			if f.Group.Is6() {
+				s.FloodedIPv6 = append(s.FloodedIPv6, fs)
+			} else {
+				s.Flooded = append(s.Flooded, fs)
+			}
 		}
 	}
 	return s
@@ -230,8 +239,14 @@ func (e *Engine) Import(s EngineState, now time.Time) error {
 		}
 	}
 
+	// In the order Flooded returns them: IPv4 groups, IPv6 groups, then
+	// the overflow, the entry without a group.
+	all := slices.Concat(s.Flooded, s.FloodedIPv6)
+	if i := slices.IndexFunc(s.Flooded, func(f FloodState) bool { return f.Group == "" }); i >= 0 {
+		all = slices.Concat(s.Flooded[:i], s.Flooded[i+1:], s.FloodedIPv6, s.Flooded[i:i+1])
+	}
 	var flooded []FloodCount
-	for i, f := range s.Flooded {
+	for i, f := range all {
 		g := FloodOther
 		if f.Group != "" {
 			a, err := netip.ParseAddr(f.Group)
