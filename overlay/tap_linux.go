@@ -227,12 +227,22 @@ func probeUSO(fd int) error {
 	return err
 }
 
+// addrGenModeEUI64 is IN6_ADDR_GEN_MODE_EUI64 of linux/if_link.h.
+const addrGenModeEUI64 = 0
+
 // setIPv6 turns IPv6 on for the TAP with overlay6 (valid) or off. A
 // kernel without IPv6 has no such setting: off is then what it is.
 func (t *TAP) setIPv6(link netlink.Link, overlay6 netip.Prefix) error {
 	v := []byte("1")
 	if overlay6.IsValid() {
 		v = []byte("0")
+		// The link-local address from the MAC (EUI-64), whatever the
+		// host's default (stable-privacy, say): the MLD querier
+		// queries from it, and a router on this host does too.
+		if err := netlink.LinkSetIP6AddrGenMode(link, addrGenModeEUI64); err != nil {
+			t.log.Warn("TAP's IPv6 link-local address may not come from its MAC: addr_gen_mode eui64 refused",
+				"tap", t.name, "errno", ErrnoName(Errno(err)), "err", err)
+		}
 	}
 	err := os.WriteFile("/proc/sys/net/ipv6/conf/"+t.name+"/disable_ipv6", v, 0)
 	if !overlay6.IsValid() {

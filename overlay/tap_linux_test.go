@@ -2,8 +2,13 @@ package overlay
 
 import (
 	"net/netip"
+	"os"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
 )
 
 func TestValidIfName(t *testing.T) {
@@ -71,5 +76,51 @@ func TestOpenTAPRefusesBadConfig(t *testing.T) {
 				t.Fatalf("OpenTAP = %q, want it to mention %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestIntegrationTAPIPv6LinkLocal checks that a TAP with an IPv6 overlay
+// address gets the link-local address of its MAC (EUI-64) even where the
+// host's default is another way (random here): meshcast's MLD querier
+// queries from that address.
+func TestIntegrationTAPIPv6LinkLocal(t *testing.T) {
+	ns := newTestNS(t)
+	const name = "mctest6"
+	overlay6 := netip.MustParsePrefix("fd00:198:19::1/64")
+	var tap *TAP
+	ns.do(t, func() error {
+		if err := os.WriteFile("/proc/sys/net/ipv6/conf/default/addr_gen_mode", []byte("3"), 0); err != nil {
+			return err
+		}
+		var err error
+		tap, err = OpenTAP(TAPConfig{Name: name, Overlay: tapOverlay, Overlay6: overlay6})
+		return err
+	})
+	t.Cleanup(func() { tap.Close() })
+	m := tap.MAC()
+	want := netip.AddrFrom16([16]byte{0xfe, 0x80, 8: m[0] ^ 2, 9: m[1], 10: m[2], 11: 0xff, 12: 0xfe, 13: m[3], 14: m[4], 15: m[5]})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var got []netip.Prefix
+		ns.do(t, func() error {
+			link, err := netlink.LinkByName(name)
+			if err != nil {
+				return err
+			}
+			addrs, err := netlink.AddrList(link, netlink.FAMILY_V6)
+			for _, a := range addrs {
+				ip, _ := netip.AddrFromSlice(a.IP)
+				bits, _ := a.Mask.Size()
+				got = append(got, netip.PrefixFrom(ip, bits))
+			}
+			return err
+		})
+		if slices.Contains(got, netip.PrefixFrom(want, 64)) && slices.Contains(got, overlay6) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("TAP IPv6 addresses %v, want %v/64 (EUI-64 of %v) and %v", got, want, m, overlay6)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
