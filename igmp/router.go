@@ -7,13 +7,17 @@ import (
 	"time"
 
 	"github.com/meshcast/meshcast/internal/inet"
+	"github.com/meshcast/meshcast/mld"
 )
 
 // Multicast router discovery. RFC 4541 section 2.1.1 has a snooping switch
 // learn the ports behind which multicast routers sit from IGMP queries
 // whose source is not 0.0.0.0, from PIM Hellos and from Multicast Router
 // Discovery advertisements (RFC 4286). Traffic for every group goes to
-// those ports, registered or not, and so do the reports.
+// those ports, registered or not, and so do the reports. Over IPv6 the
+// same messages (PIM to ff02::d, MRD as ICMPv6 to ff02::6a) are found by
+// mld.PIMFromFrame and mld.MRDFromFrame, and parsed by ParsePIM6 and
+// ParseMRD6.
 
 // Router discovery constants.
 const (
@@ -112,30 +116,64 @@ func PIMFromFrame(frame []byte) (src, dst netip.Addr, pim []byte, isPIM bool) {
 // Hello that says goodbye, HoldForever for 0xffff. ok is false for a
 // malformed message. It allocates nothing.
 func ParsePIM(b []byte) (typ uint8, holdtime time.Duration, ok bool) {
+	return parsePIM(b, false, netip.Addr{}, netip.Addr{})
+}
+
+// ParsePIM6 is ParsePIM for PIM over IPv6 (mld.PIMFromFrame): the checksum
+// also covers the IPv6 pseudo-header of src, dst, the message's length and
+// next header 103 (RFC 7761 section 4.9). A Register's checksum over its
+// 8-byte header alone is taken with a pseudo-header length of 8, as Linux
+// computes it. It allocates nothing.
+func ParsePIM6(src, dst netip.Addr, b []byte) (typ uint8, holdtime time.Duration, ok bool) {
+	return parsePIM(b, true, src, dst)
+}
+
+// parsePIM is ParsePIM, or with v6 ParsePIM6.
+func parsePIM(b []byte, v6 bool, src, dst netip.Addr) (typ uint8, holdtime time.Duration, ok bool) {
 	if len(b) < pimHeaderLen || b[0]>>4 != 2 {
 		return 0, 0, false
 	}
 	typ = b[0] & 0x0f
 	// A Register's checksum covers its header; one over the whole
 	// message is accepted too (section 4.9.3).
-	if !inet.Verify(b) && (typ != PIMRegister || len(b) < pimRegisterLen || !inet.Verify(b[:pimRegisterLen])) {
+	if !pimChecksumOK(b, v6, src, dst) &&
+		(typ != PIMRegister || len(b) < pimRegisterLen || !pimChecksumOK(b[:pimRegisterLen], v6, src, dst)) {
 		return 0, 0, false
 	}
 	if typ != PIMHello {
 		return typ, 0, true
 	}
+	if holdtime, ok = helloHoldtime(b[pimHeaderLen:]); !ok {
+		return 0, 0, false
+	}
+	return PIMHello, holdtime, true
+}
+
+// pimChecksumOK reports whether b's PIM checksum verifies: alone for IPv4,
+// with the IPv6 pseudo-header of src and dst for v6.
+func pimChecksumOK(b []byte, v6 bool, src, dst netip.Addr) bool {
+	if v6 {
+		return mld.VerifyPseudo(src, dst, mld.NextHeaderPIM, b)
+	}
+	return inet.Verify(b)
+}
+
+// helloHoldtime walks the options of a PIM Hello, each of which must lie
+// inside opts, and returns the holdtime of its Holdtime option (see
+// ParsePIM), or ok false.
+func helloHoldtime(opts []byte) (holdtime time.Duration, ok bool) {
 	holdtime = PIMDefaultHoldtime
-	for opts := b[pimHeaderLen:]; len(opts) > 0; {
+	for len(opts) > 0 {
 		if len(opts) < 4 {
-			return 0, 0, false
+			return 0, false
 		}
 		t, l := binary.BigEndian.Uint16(opts), int(binary.BigEndian.Uint16(opts[2:]))
 		if 4+l > len(opts) {
-			return 0, 0, false
+			return 0, false
 		}
 		if t == pimOptHoldtime {
 			if l != 2 {
-				return 0, 0, false
+				return 0, false
 			}
 			switch h := binary.BigEndian.Uint16(opts[4:]); h {
 			case 0xffff:
@@ -146,7 +184,7 @@ func ParsePIM(b []byte) (typ uint8, holdtime time.Duration, ok bool) {
 		}
 		opts = opts[4+l:]
 	}
-	return PIMHello, holdtime, true
+	return holdtime, true
 }
 
 // IsMRD reports whether b, an IGMP message, is of one of the MRD types
@@ -165,18 +203,36 @@ func ParseMRD(b []byte) (typ uint8, hold time.Duration, r Reason) {
 	if !IsMRD(b) {
 		return 0, 0, UnknownType
 	}
+	return parseMRD(b, TypeMRDAdvertisement, false, netip.Addr{}, netip.Addr{})
+}
+
+// ParseMRD6 is ParseMRD for MRD over IPv6 (RFC 4286 section 4,
+// mld.MRDFromFrame): ICMPv6 of types mld.TypeMRDAdvertisement6 to
+// mld.TypeMRDTermination6, with the same layout, whose ICMPv6 checksum
+// covers the IPv6 pseudo-header of src and dst too. typ is the ICMPv6
+// type. Other types are UnknownType. It allocates nothing.
+func ParseMRD6(src, dst netip.Addr, b []byte) (typ uint8, hold time.Duration, r Reason) {
+	if len(b) == 0 || b[offType] < mld.TypeMRDAdvertisement6 || b[offType] > mld.TypeMRDTermination6 {
+		return 0, 0, UnknownType
+	}
+	return parseMRD(b, mld.TypeMRDAdvertisement6, true, src, dst)
+}
+
+// parseMRD is ParseMRD, or with v6 ParseMRD6, for a message of an MRD type
+// whose advertisement type is adv.
+func parseMRD(b []byte, adv uint8, v6 bool, src, dst netip.Addr) (typ uint8, hold time.Duration, r Reason) {
 	typ = b[offType]
 	min := mrdShortLen
-	if typ == TypeMRDAdvertisement {
+	if typ == adv {
 		min = mrdAdvertisementLn
 	}
 	if len(b) < min {
 		return 0, 0, Truncated
 	}
-	if !verifyChecksum(b) {
+	if v6 && !mld.VerifyPseudo(src, dst, mld.NextHeaderICMPv6, b) || !v6 && !verifyChecksum(b) {
 		return 0, 0, BadChecksum
 	}
-	if typ == TypeMRDAdvertisement {
+	if typ == adv {
 		interval := time.Duration(b[offCode]) * time.Second
 		if interval == 0 {
 			interval = MRDDefaultInterval

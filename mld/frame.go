@@ -121,19 +121,59 @@ func IPv6Multicast(frame []byte) (src, dst netip.Addr, ok bool) {
 // On NotMLD and Malformed the Packet is the zero Packet. FromFrame allocates
 // nothing and never panics.
 func FromFrame(frame []byte) (Packet, FrameReason) {
-	if len(frame) < ethHeaderLen || binary.BigEndian.Uint16(frame[12:14]) != EtherTypeIPv6 {
+	u, r := walk(frame)
+	if r != reached {
+		return Packet{}, r
+	}
+	if u.next != NextHeaderICMPv6 || u.off >= len(u.ip) {
 		return Packet{}, NotMLD
 	}
-	if len(frame) > ethHeaderLen && frame[ethHeaderLen]>>4 != 6 {
+	switch u.ip[u.off] {
+	case TypeQuery, TypeV1Report, TypeV1Done, TypeV2Report:
+	default:
 		return Packet{}, NotMLD
+	}
+	return Packet{
+		Src:         addr(u.ip[ipOffSrc:]),
+		Dst:         addr(u.ip[ipOffDst:]),
+		HopLimit:    u.ip[ipOffHopLimit],
+		RouterAlert: u.routerAlert,
+		MLD:         u.ip[u.off:],
+	}, IsMLD
+}
+
+// upper is where walk found the upper layer of an IPv6 packet.
+type upper struct {
+	// ip is the IPv6 packet, trimmed to its payload length; its capacity
+	// is its length.
+	ip          []byte
+	next        uint8 // the Next Header of the upper layer
+	off         int   // where the upper layer starts in ip; len(ip) if it is empty
+	routerAlert bool  // a Hop-by-Hop header carried MLD's Router Alert
+}
+
+// reached is what walk returns when it found the upper layer.
+const reached = IsMLD
+
+// walk checks the IPv6 header of an untagged Ethernet frame and walks its
+// extension headers as FromFrame describes, up to the first next header
+// that is none of Hop-by-Hop, Destination Options and Routing (a Fragment
+// header stops it too). It returns reached and where the upper layer is;
+// NotMLD for a frame that is not IPv6; or Malformed. It allocates nothing.
+func walk(frame []byte) (upper, FrameReason) {
+	if len(frame) < ethHeaderLen || binary.BigEndian.Uint16(frame[12:14]) != EtherTypeIPv6 {
+		return upper{}, NotMLD
+	}
+	if len(frame) > ethHeaderLen && frame[ethHeaderLen]>>4 != 6 {
+		return upper{}, NotMLD
 	}
 	ip, ok := ipv6(frame)
 	if !ok {
-		return Packet{}, Malformed
+		return upper{}, Malformed
 	}
 	end := ipv6HeaderLen + int(binary.BigEndian.Uint16(ip[ipOffPayloadLen:]))
 	if end > len(ip) {
-		return Packet{}, Malformed
+		return upper{}, Malformed
 	}
 	ip = ip[:end:end]
 
@@ -142,42 +182,26 @@ func FromFrame(frame []byte) (Packet, FrameReason) {
 	off := ipv6HeaderLen
 	for n := 0; ; n++ {
 		switch next {
-		case NextHeaderICMPv6:
-			if off >= end {
-				return Packet{}, NotMLD
-			}
-			switch ip[off] {
-			case TypeQuery, TypeV1Report, TypeV1Done, TypeV2Report:
-			default:
-				return Packet{}, NotMLD
-			}
-			return Packet{
-				Src:         addr(ip[ipOffSrc:]),
-				Dst:         addr(ip[ipOffDst:]),
-				HopLimit:    ip[ipOffHopLimit],
-				RouterAlert: routerAlert,
-				MLD:         ip[off:end:end],
-			}, IsMLD
 		case nextHopByHop, nextDestOpts, nextRouting:
-		default: // Fragment, No Next Header, transport protocols, ...
-			return Packet{}, NotMLD
+		default: // ICMPv6, PIM, Fragment, No Next Header, transport protocols, ...
+			return upper{ip: ip, next: next, off: off, routerAlert: routerAlert}, reached
 		}
 		if n == maxExtHeaders || (next == nextHopByHop && n != 0) {
-			return Packet{}, Malformed
+			return upper{}, Malformed
 		}
-		// Every extension header FromFrame walks starts with Next Header
+		// Every extension header walk follows starts with Next Header
 		// and Hdr Ext Len, its length in 8-byte units beyond the first 8.
 		if end-off < 2 {
-			return Packet{}, Malformed
+			return upper{}, Malformed
 		}
 		hlen := 8 * (int(ip[off+1]) + 1)
 		if end-off < hlen {
-			return Packet{}, Malformed
+			return upper{}, Malformed
 		}
 		if next == nextHopByHop {
 			ra, ok := hbhOptions(ip[off+2 : off+hlen])
 			if !ok {
-				return Packet{}, Malformed
+				return upper{}, Malformed
 			}
 			routerAlert = ra
 		}

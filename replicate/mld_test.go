@@ -4,10 +4,12 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/meshcast/meshcast/igmp"
+	"github.com/meshcast/meshcast/internal/inet"
 	"github.com/meshcast/meshcast/mld"
 	"github.com/meshcast/meshcast/overlay"
 )
@@ -387,5 +389,258 @@ func TestSnoopingNonIPv4Port(t *testing.T) {
 	b4, n4 := mcastData(overlayLocal, netip.MustParseAddr("239.7.7.7"))
 	if got := r.egress(b4, n4, now.UnixNano()); len(got) != 2 {
 		t.Errorf("unregistered IPv4 group went to %v, want both peers", got)
+	}
+}
+
+// Router discovery over IPv6: the counterparts of TestSnoopingPIMRouter,
+// TestSnoopingMRD and TestSnoopingHostRouter.
+
+// pim6Frame wraps a PIM message in an Ethernet/IPv6 frame of next header
+// 103, hop limit 1, from src to dst, in a buffer with headroom, and sets
+// its checksum over the IPv6 pseudo-header, summed here by hand.
+func pim6Frame(srcMAC net.HardwareAddr, src, dst netip.Addr, pim []byte) ([]byte, int) {
+	mac := mld.MulticastMAC(dst)
+	n := 14 + 40 + len(pim)
+	buf := make([]byte, BufSize)
+	f := buf[overlay.Headroom : overlay.Headroom+n]
+	copy(f, mac[:])
+	copy(f[6:], srcMAC)
+	binary.BigEndian.PutUint16(f[12:], 0x86dd)
+	ip := f[14:]
+	ip[0] = 0x60
+	binary.BigEndian.PutUint16(ip[4:], uint16(len(pim)))
+	ip[6], ip[7] = 103, 1
+	s, d := src.As16(), dst.As16()
+	copy(ip[8:], s[:])
+	copy(ip[24:], d[:])
+	b := ip[40:]
+	copy(b, pim)
+	b[2], b[3] = 0, 0
+	acc := inet.Sum(s[:], inet.Sum(d[:], uint64(len(b))+103))
+	binary.BigEndian.PutUint16(b[2:], ^inet.Fold(inet.Sum(b, acc)))
+	return buf, n
+}
+
+// mrd6Msg is an MRD message of ICMPv6 type typ: an advertisement with an
+// interval of 2 s, or a 4-byte solicitation or termination. Its checksum
+// is left to mld.BuildFrame.
+func mrd6Msg(typ uint8) []byte {
+	b := []byte{typ, 0, 0, 0}
+	if typ == mld.TypeMRDAdvertisement6 {
+		b = make([]byte, 8)
+		igmp.PutMRDAdvertisement(b, 2*time.Second, 125*time.Second, 2)
+		b[0] = typ
+	}
+	return b
+}
+
+var pimPeerLL = netip.MustParseAddr("fe80::200:ff:fe00:2")
+
+// TestMLDSnoopingPIMRouter: a peer's PIM Hello to ff02::d from a
+// link-local address goes into the TAP and makes the peer a router port
+// for its holdtime: unregistered IPv6 groups then reach it with
+// --unregistered drop. A goodbye ends it; a Hello from a global address,
+// or to another group, teaches nothing.
+func TestMLDSnoopingPIMRouter(t *testing.T) {
+	r := newMLDRig(t, 3, UnregisteredDrop)
+	now := time.Now().UnixNano()
+	hb, hn := pim6Frame(remoteMAC, pimPeerLL, mld.AllPIMRouters6, pimHello(3*time.Second))
+	if !r.fromPeer(2, hb, hn, now) {
+		t.Fatal("a peer's PIMv6 Hello was not delivered into the TAP")
+	}
+	if got := routerPorts(r.s, now); !slices.Equal(got[underlay(2)], []igmp.RouterSource{igmp.RouterPIM}) || len(got) != 1 {
+		t.Fatalf("router ports %v, want 198.18.0.2 learned by pim", got)
+	}
+	if !r.s.Table.HasRouters() {
+		t.Fatal("HasRouters false after a PIMv6 Hello")
+	}
+	if got := r.egress2(data6(src6, group6))(now); len(got) != 1 || got[underlay(2)] != 1 {
+		t.Errorf("unregistered IPv6 group went to %v, want the router peer", got)
+	}
+	r.s.tick(time.Unix(0, now).Add(3 * time.Second))
+	if got := routerPorts(r.s, now+int64(3*time.Second)); len(got) != 0 {
+		t.Fatalf("router ports %v after the holdtime", got)
+	}
+	r.fromPeer(2, hb, hn, now+int64(4*time.Second))
+	gb, gn := pim6Frame(remoteMAC, pimPeerLL, mld.AllPIMRouters6, pimHello(0))
+	if !r.fromPeer(2, gb, gn, now+int64(5*time.Second)) {
+		t.Fatal("a goodbye Hello was not delivered")
+	}
+	if got := routerPorts(r.s, now+int64(5*time.Second)); len(got) != 0 {
+		t.Fatalf("router ports %v after a goodbye", got)
+	}
+	for _, c := range []struct{ src, dst netip.Addr }{
+		{src6, mld.AllPIMRouters6},
+		{pimPeerLL, netip.MustParseAddr("ff02::1")},
+	} {
+		b, n := pim6Frame(remoteMAC, c.src, c.dst, pimHello(time.Minute))
+		if !r.fromPeer(2, b, n, now) {
+			t.Errorf("a Hello from %v to %v was not delivered", c.src, c.dst)
+		}
+	}
+	if got := routerPorts(r.s, now); len(got) != 0 {
+		t.Errorf("router ports %v from no link-local Hello to ff02::d", got)
+	}
+}
+
+// TestMLDSnoopingPIMMalformed: a PIMv6 message whose checksum fails (one
+// without the pseudo-header among them) or whose version is wrong is
+// neither delivered nor learned, and is counted as pim_malformed.
+func TestMLDSnoopingPIMMalformed(t *testing.T) {
+	r := newMLDRig(t, 2, UnregisteredDrop)
+	now := time.Now().UnixNano()
+	v4Sum := pimHello(105 * time.Second)[2:4] // IPv4's checksum: no pseudo-header
+	mutations := []func(b []byte){
+		func(b []byte) { b[len(b)-1] ^= 1 },
+		func(b []byte) { copy(b[2:4], v4Sum) },
+		func(b []byte) { b[0] = 1<<4 | igmp.PIMHello },
+	}
+	for i, mutate := range mutations {
+		buf, n := pim6Frame(remoteMAC, pimPeerLL, mld.AllPIMRouters6, pimHello(105*time.Second))
+		mutate(buf[overlay.Headroom+14+40 : overlay.Headroom+n])
+		if r.fromPeer(2, buf, n, now) {
+			t.Errorf("malformed PIMv6 %d delivered", i)
+		}
+	}
+	if d := r.e.Drops()["pim_malformed"]; d != uint64(len(mutations)) {
+		t.Errorf("pim_malformed = %d, want %d", d, len(mutations))
+	}
+	if got := routerPorts(r.s, now); len(got) != 0 {
+		t.Errorf("router ports %v from malformed Hellos", got)
+	}
+}
+
+// TestMLDSnoopingMRD: a peer's MRD advertisement to ff02::6a makes it a
+// router port for 3 × its interval, and its termination ends that; both
+// are delivered. One whose checksum fails, or that is cut short, is
+// dropped and counted by its mld_ reason.
+func TestMLDSnoopingMRD(t *testing.T) {
+	r := newMLDRig(t, 2, UnregisteredDrop)
+	now := time.Now().UnixNano()
+	ab, an := mldFrame(remoteMAC, pimPeerLL, mld.AllSnoopers6, mrd6Msg(mld.TypeMRDAdvertisement6))
+	if !r.fromPeer(2, ab, an, now) {
+		t.Fatal("an MRD advertisement was not delivered")
+	}
+	if got := routerPorts(r.s, now); !slices.Equal(got[underlay(2)], []igmp.RouterSource{igmp.RouterMRD}) {
+		t.Fatalf("router ports %v, want 198.18.0.2 learned by mrd", got)
+	}
+	if !r.s.Table.HasRouters() {
+		t.Fatal("HasRouters false after an MRD advertisement")
+	}
+	r.s.tick(time.Unix(0, now).Add(6 * time.Second))
+	if got := routerPorts(r.s, now+int64(6*time.Second)); len(got) != 0 {
+		t.Fatalf("router ports %v after 3 × the advertisement interval", got)
+	}
+	r.fromPeer(2, ab, an, now+int64(7*time.Second))
+	tb, tn := mldFrame(remoteMAC, pimPeerLL, mld.AllSnoopers6, mrd6Msg(mld.TypeMRDTermination6))
+	if !r.fromPeer(2, tb, tn, now+int64(8*time.Second)) {
+		t.Fatal("an MRD termination was not delivered")
+	}
+	if got := routerPorts(r.s, now+int64(8*time.Second)); len(got) != 0 {
+		t.Fatalf("router ports %v after a termination", got)
+	}
+	sb, sn := mldFrame(remoteMAC, pimPeerLL, netip.MustParseAddr("ff02::2"), mrd6Msg(mld.TypeMRDSolicitation6))
+	if !r.fromPeer(2, sb, sn, now) {
+		t.Error("an MRD solicitation was not delivered")
+	}
+	for _, c := range []struct {
+		drop   string
+		mutate func(f []byte)
+	}{
+		{"mld_checksum", func(f []byte) { f[len(f)-1] ^= 1 }},
+		{"mld_truncated", func(f []byte) { binary.BigEndian.PutUint16(f[14+4:], 8+6) }},
+	} {
+		buf, n := mldFrame(remoteMAC, pimPeerLL, mld.AllSnoopers6, mrd6Msg(mld.TypeMRDAdvertisement6))
+		c.mutate(buf[overlay.Headroom : overlay.Headroom+n])
+		before := r.e.Drops()[c.drop]
+		if r.fromPeer(2, buf, n, now+int64(9*time.Second)) {
+			t.Errorf("a %s MRD advertisement was delivered", c.drop)
+		}
+		if d := r.e.Drops()[c.drop] - before; d != 1 {
+			t.Errorf("%s counted %d, want 1", c.drop, d)
+		}
+	}
+	if got := routerPorts(r.s, now+int64(9*time.Second)); len(got) != 0 {
+		t.Errorf("router ports %v from malformed advertisements", got)
+	}
+}
+
+// TestMLDSnoopingHostRouter: a PIM Hello to ff02::d or an MRD
+// advertisement to ff02::6a from the local host goes to every peer and
+// shows a router on the host: the peers' MLD reports then go into the TAP,
+// until the Hello's holdtime or the advertisement's dead interval passes.
+func TestMLDSnoopingHostRouter(t *testing.T) {
+	for _, how := range []string{"pim", "mrd"} {
+		t.Run(how, func(t *testing.T) {
+			r := newMLDRig(t, 2, UnregisteredDrop)
+			now := time.Now().UnixNano()
+			report := func(at int64) bool {
+				rb, rn := mldFrame(remoteMAC, peerLL, mldAll, mldReport(mld.RecordSpec{Type: mld.ModeIsExclude, Group: group6}))
+				return r.fromPeer(2, rb, rn, at)
+			}
+			if r.s.HostRouter(time.Unix(0, now)) || report(now) {
+				t.Fatal("a peer's MLD report went into the TAP with no router on the host")
+			}
+			var lb []byte
+			var ln int
+			var hold time.Duration
+			switch how {
+			case "pim":
+				lb, ln = pim6Frame(localMAC, localLL, mld.AllPIMRouters6, pimHello(3*time.Second))
+				hold = 3 * time.Second
+			case "mrd":
+				lb, ln = mldFrame(localMAC, localLL, mld.AllSnoopers6, mrd6Msg(mld.TypeMRDAdvertisement6))
+				hold = 6 * time.Second
+			}
+			if got := r.egress(lb, ln, now); len(got) != 2 {
+				t.Fatalf("the host's %s message went to %v, want every peer", how, got)
+			}
+			if !r.s.HostRouter(time.Unix(0, now)) || !report(now+1) {
+				t.Fatal("no router on the host after its message, or a peer's report stayed out of the TAP")
+			}
+			if got := routerPorts(r.s, now); len(got) != 0 {
+				t.Errorf("router ports %v: the local host is no peer", got)
+			}
+			if r.s.HostRouter(time.Unix(0, now).Add(hold)) || report(now+int64(hold)) {
+				t.Fatal("reports still go into the TAP after the host's router went quiet")
+			}
+		})
+	}
+}
+
+// TestMLDSnoopingRouterIngressZeroAllocs: a known router's PIMv6 Hellos
+// and MRD advertisements cost no allocation on the peer path, nor does the
+// local host's PIMv6 Hello on the egress path.
+func TestMLDSnoopingRouterIngressZeroAllocs(t *testing.T) {
+	r := newMLDRig(t, 2, UnregisteredDrop)
+	now := time.Now().UnixNano()
+	hb, hn := pim6Frame(remoteMAC, pimPeerLL, mld.AllPIMRouters6, pimHello(105*time.Second))
+	ab, an := mldFrame(remoteMAC, pimPeerLL, mld.AllSnoopers6, mrd6Msg(mld.TypeMRDAdvertisement6))
+	for _, c := range []struct {
+		name string
+		buf  []byte
+		n    int
+	}{{"pimv6 hello", hb, hn}, {"mrd6 advertisement", ab, an}} {
+		pkt := encapFrom(r.codec, underlay(2), c.buf[overlay.Headroom:overlay.Headroom+c.n])
+		if r.e.receive(underlay(2), pkt, now) == nil { // learned the first time
+			t.Fatalf("%s dropped", c.name)
+		}
+		if a := testing.AllocsPerRun(1000, func() {
+			if r.e.receive(underlay(2), pkt, now) == nil {
+				t.Fatalf("%s dropped", c.name)
+			}
+		}); a != 0 {
+			t.Errorf("%s: the peer path allocates %.1f per packet", c.name, a)
+		}
+	}
+	g := r.e.newEgress(64)
+	g.now = now
+	w := &capture{}
+	lb, ln := pim6Frame(localMAC, localLL, mld.AllPIMRouters6, pimHello(105*time.Second))
+	if a := testing.AllocsPerRun(1000, func() {
+		g.forward(lb, ln, w)
+		g.flush(w)
+	}); a != 0 {
+		t.Errorf("the host's PIMv6 Hello allocates %.1f per frame", a)
 	}
 }

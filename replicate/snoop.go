@@ -57,7 +57,12 @@ const (
 //     where the table says. A peer's reports and dones are learned, not
 //     delivered; queries are delivered, and one without the meshcast mark
 //     (a router's) makes the peer a router port. MLDQuerier queries the
-//     TAP. See decide6, ingress6 and parseMLD.
+//     TAP. Router ports are learned from a peer's PIM Hellos to ff02::d
+//     and MRD advertisements to ff02::6a (RFC 4286 section 4) too, and a
+//     router on the local host is noticed from them, as for IPv4; a
+//     malformed one from a peer is dropped and counted (pim_malformed, or
+//     the mld_ reason of an MRD message). See decide6, ingress6 and
+//     parseMLD.
 type Snooping struct {
 	Table   *igmp.Table
 	Querier *igmp.Querier // nil: no querier
@@ -135,7 +140,7 @@ func (s *Snooping) decide6(frame []byte, src, dst netip.Addr, set *peerSet, scra
 		s.badScope.Add(1)
 		return nil
 	}
-	if maybeMLD(frame) {
+	if maybeControl6(frame) {
 		p, r := mld.FromFrame(frame)
 		switch r {
 		case mld.IsMLD:
@@ -147,6 +152,7 @@ func (s *Snooping) decide6(frame []byte, src, dst netip.Addr, set *peerSet, scra
 			s.badIP6.Add(1)
 			return nil
 		}
+		s.snoopHostRouter6(frame, dst, now)
 	}
 	if !igmp.Snooped(dst) {
 		return set.list
@@ -166,6 +172,13 @@ func maybeMLD(frame []byte) bool {
 		return true
 	}
 	return false
+}
+
+// maybeControl6 reports whether an IPv6 frame may carry MLD (maybeMLD),
+// MRD (ICMPv6, so maybeMLD too) or PIM: its first next header is PIM's.
+// Data traffic is none of these, and skips the parsing.
+func maybeControl6(frame []byte) bool {
+	return maybeMLD(frame) || frame[ethHeaderLen+6] == mld.NextHeaderPIM
 }
 
 // IPv6 extension headers an MLD message may follow.
@@ -389,6 +402,7 @@ func (s *Snooping) ingress(p *Peer, frame []byte, now int64) bool {
 //     the election of the local MLD querier; a meshcast querier's marked
 //     query does neither.
 //   - A malformed or invalid message (see parseMLD) is counted and dropped.
+//   - PIM and MRD are snooped by peerRouter6.
 func (s *Snooping) ingress6(p *Peer, frame []byte, now int64) bool {
 	_, dst, ok := mld.IPv6Multicast(frame)
 	if !ok {
@@ -398,13 +412,13 @@ func (s *Snooping) ingress6(p *Peer, frame []byte, now int64) bool {
 		s.badScope.Add(1)
 		return false
 	}
-	if !maybeMLD(frame) {
+	if !maybeControl6(frame) {
 		return true
 	}
 	pk, r := mld.FromFrame(frame)
 	switch r {
 	case mld.NotMLD:
-		return true
+		return s.peerRouter6(p, frame, now)
 	case mld.Malformed:
 		s.badIP6.Add(1)
 		return false
@@ -513,6 +527,75 @@ func (s *Snooping) peerPIM(p *Peer, frame []byte, now int64) bool {
 		s.Table.HeardRouter(p.Underlay, src, igmp.RouterPIM, hold, time.Unix(0, now))
 	}
 	return true
+}
+
+// peerRouter6 snoops a frame from peer p that passed maybeControl6 and
+// carries no MLD, as peerPIM and ingress do for IPv4: a PIM Hello to
+// ff02::d makes p a router port for its holdtime, an MRD advertisement to
+// ff02::6a for its neighbor dead interval, and an MRD termination there
+// ends that. The router's address must be link-local (Table.HeardRouter
+// ignores others). It reports whether the frame goes into the TAP: false
+// when the PIM or MRD message is malformed, counted as pim_malformed or by
+// its mld_ reason. Anything else goes into the TAP. It allocates nothing
+// once p is known as a router port.
+func (s *Snooping) peerRouter6(p *Peer, frame []byte, now int64) bool {
+	if src, dst, b, ok := mld.PIMFromFrame(frame); ok {
+		typ, hold, ok := igmp.ParsePIM6(src, dst, b)
+		if !ok {
+			s.badPIM.Add(1)
+			return false
+		}
+		if typ == igmp.PIMHello && dst == mld.AllPIMRouters6 {
+			s.Table.HeardRouter(p.Underlay, src, igmp.RouterPIM, hold, time.Unix(0, now))
+		}
+		return true
+	}
+	if src, dst, b, ok := mld.MRDFromFrame(frame); ok {
+		typ, hold, r := igmp.ParseMRD6(src, dst, b)
+		if r != igmp.OK {
+			s.mldDrops[mldReason(r)].Add(1)
+			return false
+		}
+		if dst == mld.AllSnoopers6 && (typ == mld.TypeMRDAdvertisement6 || typ == mld.TypeMRDTermination6) {
+			s.Table.HeardRouter(p.Underlay, src, igmp.RouterMRD, hold, time.Unix(0, now))
+		}
+		return true
+	}
+	return true
+}
+
+// mldReason is the MLD counterpart of a reason igmp.ParseMRD6 gives, for
+// the mld_ drop counters.
+func mldReason(r igmp.Reason) mld.Reason {
+	switch r {
+	case igmp.Truncated:
+		return mld.Truncated
+	case igmp.BadChecksum:
+		return mld.BadChecksum
+	}
+	return mld.UnknownType
+}
+
+// snoopHostRouter6 notes a PIM Hello to ff02::d, or an MRD advertisement to
+// ff02::6a, from a link-local source on the local host: a router on the
+// host, as snoopHostPIM and snoopHost note for IPv4. The frame goes to
+// every peer whatever it holds (both groups are link-local); the peers
+// judge it. It runs on the egress goroutine only.
+func (s *Snooping) snoopHostRouter6(frame []byte, dst netip.Addr, now int64) {
+	switch dst {
+	case mld.AllPIMRouters6:
+		if src, _, b, ok := mld.PIMFromFrame(frame); ok && src.IsLinkLocalUnicast() {
+			if typ, hold, ok := igmp.ParsePIM6(src, dst, b); ok && typ == igmp.PIMHello {
+				s.heardHostRouter(now, hold)
+			}
+		}
+	case mld.AllSnoopers6:
+		if src, _, b, ok := mld.MRDFromFrame(frame); ok && src.IsLinkLocalUnicast() {
+			if typ, hold, r := igmp.ParseMRD6(src, dst, b); r == igmp.OK && typ == mld.TypeMRDAdvertisement6 {
+				s.heardHostRouter(now, hold)
+			}
+		}
+	}
 }
 
 // Flooded returns, per group, what flooding unregistered traffic from the
