@@ -5,14 +5,18 @@
 # Each instance is a Linux network namespace. A bridge in a fourth "hub"
 # namespace stands in for the unicast-only network of a cloud VPC (the
 # "underlay", 198.18.0.0/24). meshcast gives every instance a TAP device
-# mcbr-demo with an overlay address (198.19.0.0/24) and carries the frames
-# sent on it to the other instances inside GRE or VXLAN.
+# mcbr-demo with an overlay address (198.19.0.0/24, and fd00:198:19::/64
+# for IPv6) and carries the frames sent on it to the other instances inside
+# GRE or VXLAN. It snoops IGMP and MLD, so a group's datagrams cross the
+# underlay only to the instances that joined it.
 #
 # Run as root, after `make build`:   make demo   or   ENCAP=vxlan make demo
 # Environment: ENCAP (gre|vxlan, default gre), COUNT (datagrams, default
 # 1000), RATE (datagrams per second, default 500), MESHCAST and MCASTPROBE
 # (the binaries, default bin/meshcast and bin/mcastprobe).
-# Exit status: 0 if every receiver got every datagram and the ping answered.
+# Exit status: 0 if every receiver got every datagram (IPv4 and IPv6), the
+# IPv6 group stayed off the instance that did not join it, and the pings
+# answered.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,6 +29,7 @@ readonly RATE=${RATE:-500}
 readonly COMMUNITY=demo
 readonly TAP=mcbr-demo
 readonly GROUP=239.1.2.3
+readonly GROUP6=ff0e::1:2:3
 readonly PORT=5000
 readonly PREFIX=meshdemo
 readonly HUB=$PREFIX-hub
@@ -41,6 +46,7 @@ die() {
 ns() { printf '%s-%s' "$PREFIX" "$1"; }
 underlay() { printf '198.18.0.%s' "$1"; }
 overlay() { printf '198.19.0.%s' "$1"; }
+overlay6() { printf 'fd00:198:19::%s' "$1"; }
 
 # ---- preconditions ---------------------------------------------------------
 
@@ -152,9 +158,9 @@ done
 heading "2. Starting meshcast on each instance (encapsulation: $ENCAP)"
 inventory=$tmp/peers
 {
-	echo "# underlay      COMMUNITY,OVERLAY-IP/PREFIX"
+	echo "# underlay      COMMUNITY,OVERLAY-IP/PREFIX[,OVERLAY-IPv6/PREFIX]"
 	for k in "${NODES[@]}"; do
-		printf '%-15s %s,%s/24\n' "$(underlay "$k")" "$COMMUNITY" "$(overlay "$k")"
+		printf '%-15s %s,%s/24,%s/64\n' "$(underlay "$k")" "$COMMUNITY" "$(overlay "$k")" "$(overlay6 "$k")"
 	done
 } >"$inventory"
 say "Every instance reads the same inventory, $inventory:"
@@ -196,13 +202,16 @@ for k in "${NODES[@]}"; do
 			status=1
 			die "meshcast on node $k exited early; its log is printed below"
 		fi
+		# The IPv6 address is usable once duplicate address detection
+		# (about a second) has passed: not tentative.
 		if ip -n "$n" -o link show dev "$TAP" 2>/dev/null | grep -q '[<,]UP[,>]' &&
-			ip -n "$n" -4 -o addr show dev "$TAP" 2>/dev/null | grep -qF " $(overlay "$k")/"; then
+			ip -n "$n" -4 -o addr show dev "$TAP" 2>/dev/null | grep -qF " $(overlay "$k")/" &&
+			ip -n "$n" -6 -o addr show dev "$TAP" 2>/dev/null | grep -F " $(overlay6 "$k")/" | grep -qv tentative; then
 			break
 		fi
 		if ((i >= 150)); then
 			status=1
-			die "after 15 s, $TAP is not up with $(overlay "$k") on node $k"
+			die "after 15 s, $TAP is not up with $(overlay "$k") and $(overlay6 "$k") on node $k"
 		fi
 		sleep 0.1
 	done
@@ -253,11 +262,55 @@ for k in "${RECEIVERS[@]}"; do
 	say "node $k: $(grep -v '^ready$' "$tmp/recv-$k.out" | tr '\n' ' ')[$verdict]"
 done
 
-# ---- 4. unicast ------------------------------------------------------------
+# ---- 4. IPv6 multicast ------------------------------------------------------
 
-heading "4. Unicast across the overlay: node 1 pings node 2 at $(overlay 2)"
+heading "4. IPv6 multicast: node 1 sends $COUNT datagrams to group $GROUP6; only node 2 joins"
+say "Node 2's receiver joins $GROUP6 (the kernel sends an MLDv2 report, which meshcast"
+say "snoops); node 3 joins nothing, so meshcast on node 1 sends it no copy."
+ip netns exec "$(ns 2)" "$MCASTPROBE" recv --iface "$TAP" --group "$GROUP6" \
+	--port "$PORT" --count "$COUNT" --timeout "$((COUNT / RATE + 20))s" \
+	>"$tmp/recv6-2.out" 2>&1 &
+receiver6=$!
+for ((i = 0; ; i++)); do
+	grep -qx ready "$tmp/recv6-2.out" 2>/dev/null && break
+	if ! kill -0 "$receiver6" 2>/dev/null || ((i >= 100)); then
+		status=1
+		cat "$tmp/recv6-2.out" >&2
+		die "the IPv6 receiver on node 2 did not start"
+	fi
+	sleep 0.1
+done
+say "node 2: joined $GROUP6, listening on port $PORT"
+say "Letting the MLD report reach the other instances..."
+sleep 1
+before3=$(ip netns exec "$(ns 3)" cat /sys/class/net/eth0/statistics/rx_packets)
+say "node 1: sending $COUNT datagrams of 200 bytes at $RATE per second out of $TAP"
+if ! ip netns exec "$(ns 1)" "$MCASTPROBE" send --iface "$TAP" --group "$GROUP6" \
+	--port "$PORT" --count "$COUNT" --rate "$RATE" --size 200 2>&1 | indent; then
+	status=1
+fi
+if wait "$receiver6"; then
+	mcast6=ok
+else
+	mcast6=FAILED
+	status=1
+fi
+say "node 2: $(grep -v '^ready$' "$tmp/recv6-2.out" | tr '\n' ' ')[$mcast6]"
+to3=$(($(ip netns exec "$(ns 3)" cat /sys/class/net/eth0/statistics/rx_packets) - before3))
+if ((to3 <= 20)); then
+	pruned6=ok
+else
+	pruned6=FAILED
+	status=1
+fi
+say "node 3 (not a member): $to3 underlay packets arrived on its eth0 during the $COUNT-datagram stream [$pruned6]"
+
+# ---- 5. unicast ------------------------------------------------------------
+
+heading "5. Unicast across the overlay: node 1 pings node 2 at $(overlay 2) and $(overlay6 2)"
 if command -v ping >/dev/null; then
-	if in_ns 1 ping -c 3 -i 0.3 -W 2 "$(overlay 2)" 2>&1 | indent; then
+	if in_ns 1 ping -c 3 -i 0.3 -W 2 "$(overlay 2)" 2>&1 | indent &&
+		in_ns 1 ping -6 -c 3 -i 0.3 -W 2 "$(overlay6 2)" 2>&1 | indent; then
 		ping_ok=ok
 	else
 		ping_ok=FAILED
@@ -268,9 +321,9 @@ else
 	ping_ok=skipped
 fi
 
-# ---- 5. counters -----------------------------------------------------------
+# ---- 6. counters -----------------------------------------------------------
 
-heading "5. Counters on each instance"
+heading "6. Counters on each instance"
 say "$TAP counts the frames the applications exchange; eth0 counts the"
 say "encapsulated packets that crossed the underlay. Node 1 sent each datagram"
 say "once on $TAP, and meshcast sent one copy per interested peer on eth0."
@@ -291,26 +344,29 @@ for k in "${NODES[@]}"; do
 	fi
 done
 
-# ---- 6. meshcast ping ------------------------------------------------------
+# ---- 7. meshcast ping ------------------------------------------------------
 
 if [[ $has_status == true ]]; then
-	heading "6. meshcast ping from node 1: every peer, unicast and multicast"
+	heading "7. meshcast ping from node 1: every peer, unicast and multicast, over IPv4 and IPv6"
 	say "Every daemon answers probes on its overlay address and on the ping group,"
 	say "so this checks the whole path to each peer without any tool over there."
 	mapfile -t extra < <(control_args 1)
-	if in_ns 1 "$MESHCAST" ping "${extra[@]}" --count 3 --interval 200ms 2>&1 | indent; then
-		:
-	else
-		say "meshcast ping reported loss"
-		status=1
-	fi
+	for family in 4 6; do
+		if in_ns 1 "$MESHCAST" ping "${extra[@]}" --family "$family" --count 3 --interval 200ms 2>&1 | indent; then
+			:
+		else
+			say "meshcast ping --family $family reported loss"
+			status=1
+		fi
+	done
 fi
 
 # ---- verdict ---------------------------------------------------------------
 
 heading "Result"
 say "multicast: $delivered of ${#RECEIVERS[@]} receivers got all $COUNT datagrams"
-say "unicast ping across the overlay: $ping_ok"
+say "IPv6 multicast: the member got all $COUNT datagrams: $mcast6; the non-member got none: $pruned6"
+say "unicast ping across the overlay (IPv4 and IPv6): $ping_ok"
 if ((status == 0)); then
 	say "PASS"
 else
