@@ -32,3 +32,16 @@ func Example() {
 		}
 	}
 }
+
+// An IPv6-only underlay: node K has fd00:198:18::K on NodeLink and no IPv4
+// address.
+func ExampleNewNetWith() {
+	_ = func(t *testing.T) {
+		nstest.LeakCheck(t)
+		nt := nstest.NewNetWith(t, 2, nstest.Options{Underlay: nstest.UnderlayIPv6})
+		a, b := nt.Node(1), nt.Node(2)
+		if out, err := a.Exec(t, "ping", "-6", "-c", "1", "-W", "2", b.Underlay6.String()); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+	}
+}

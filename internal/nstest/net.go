@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -12,11 +13,55 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
-// UnderlayPrefix is the subnet of every Net's underlay: node K has its
-// address .K on NodeLink. Do not modify it.
+// UnderlayPrefix is the IPv4 subnet of every Net's underlay: node K has its
+// address .K on NodeLink, unless the Net is IPv6-only. Do not modify it.
 var UnderlayPrefix = netip.MustParsePrefix("198.18.0.0/24")
+
+// UnderlayPrefix6 is the IPv6 subnet of the underlay of a Net built with
+// UnderlayIPv6 or UnderlayDualStack: node K has the address whose interface
+// identifier is K on NodeLink (fd00:198:18::1, ..., fd00:198:18::a for node
+// 10). Do not modify it.
+var UnderlayPrefix6 = netip.MustParsePrefix("fd00:198:18::/64")
+
+// A Family says which addresses the nodes of a Net have on NodeLink.
+type Family int
+
+const (
+	// UnderlayIPv4 gives each node an IPv4 address in UnderlayPrefix and
+	// leaves IPv6 disabled everywhere. It is the zero Family, and what
+	// NewNet builds.
+	UnderlayIPv4 Family = iota
+	// UnderlayIPv6 gives each node an IPv6 address in UnderlayPrefix6 and
+	// no IPv4 address.
+	UnderlayIPv6
+	// UnderlayDualStack gives each node both addresses.
+	UnderlayDualStack
+)
+
+func (f Family) String() string {
+	switch f {
+	case UnderlayIPv4:
+		return "IPv4"
+	case UnderlayIPv6:
+		return "IPv6"
+	case UnderlayDualStack:
+		return "dual-stack"
+	}
+	return fmt.Sprintf("Family(%d)", int(f))
+}
+
+func (f Family) hasIPv4() bool { return f == UnderlayIPv4 || f == UnderlayDualStack }
+func (f Family) hasIPv6() bool { return f == UnderlayIPv6 || f == UnderlayDualStack }
+
+// Options are the choices of NewNetWith. The zero Options build what NewNet
+// builds.
+type Options struct {
+	// Underlay is the address family of the nodes' underlay links.
+	Underlay Family
+}
 
 const (
 	// BridgeName is the name of the Linux bridge in the hub namespace.
@@ -29,14 +74,15 @@ const (
 )
 
 // A Net is an underlay network: a hub namespace with a Linux bridge, and
-// nodes connected to it. Build one with NewNet. Its methods are safe for
-// concurrent use.
+// nodes connected to it. Build one with NewNet or NewNetWith. Its methods
+// are safe for concurrent use.
 type Net struct {
 	// Hub is the hub namespace. Its bridge is BridgeName; the bridge port
 	// that leads to node K is named HubPort(K).
 	Hub *Node
 
 	prefix string      // namespace name prefix, "mc<pid>-<rand>-"
+	family Family      // the addresses nodes get
 	tb     testing.TB  // the test that made the Net
 	test   string      // its name
 	seq    uint64      // from netSeq, for LeakCheck
@@ -53,16 +99,29 @@ func HubPort(k int) string { return fmt.Sprintf("node%d", k) }
 
 // NewNet builds an underlay with n nodes (n may be 0) and registers its
 // removal with t.Cleanup. It calls RequireRoot first, and fails the test
-// if any step fails.
+// if any step fails. The underlay is IPv4 only: it is NewNetWith with the
+// zero Options.
 func NewNet(t testing.TB, n int) *Net {
+	t.Helper()
+	return NewNetWith(t, n, Options{})
+}
+
+// NewNetWith is NewNet with options, such as an IPv6 or dual-stack
+// underlay:
+//
+//	nt := nstest.NewNetWith(t, 2, nstest.Options{Underlay: nstest.UnderlayIPv6})
+func NewNetWith(t testing.TB, n int, opts Options) *Net {
 	t.Helper()
 	RequireRoot(t)
 	if n < 0 || n > maxNodes {
 		t.Fatalf("nstest.NewNet: %d nodes; want 0 to %d", n, maxNodes)
 	}
+	if !opts.Underlay.hasIPv4() && !opts.Underlay.hasIPv6() {
+		t.Fatalf("nstest.NewNetWith: unknown underlay family %v", opts.Underlay)
+	}
 	sweepOnce.Do(func() { sweepStale(t.Logf) })
 
-	nt := &Net{prefix: newPrefix(), tb: t, test: t.Name(), seq: netSeq.Add(1)}
+	nt := &Net{prefix: newPrefix(), family: opts.Underlay, tb: t, test: t.Name(), seq: netSeq.Add(1)}
 	// Registered before anything is created, so a failure half way through
 	// is cleaned up too.
 	t.Cleanup(func() { nt.cleanup(t) })
@@ -92,8 +151,9 @@ func NewNet(t testing.TB, n int) *Net {
 	return nt
 }
 
-// AddNode adds a node on the underlay, with the next free address, and
-// returns it. It fails the test if that is impossible.
+// AddNode adds a node on the underlay, with the next free address (or
+// addresses, in a dual-stack Net), and returns it. It fails the test if
+// that is impossible.
 func (nt *Net) AddNode(t testing.TB) *Node {
 	t.Helper()
 	nt.mu.Lock()
@@ -109,9 +169,16 @@ func (nt *Net) AddNode(t testing.TB) *Node {
 	if err != nil {
 		t.Fatalf("nstest: %v", err)
 	}
-	a := UnderlayPrefix.Addr().As4()
-	a[3] = byte(k)
-	node.Underlay = netip.AddrFrom4(a)
+	if nt.family.hasIPv4() {
+		a := UnderlayPrefix.Addr().As4()
+		a[3] = byte(k)
+		node.Underlay = netip.AddrFrom4(a)
+	}
+	if nt.family.hasIPv6() {
+		a := UnderlayPrefix6.Addr().As16()
+		a[15] = byte(k)
+		node.Underlay6 = netip.AddrFrom16(a)
+	}
 	if err := nt.connect(node); err != nil {
 		t.Fatalf("nstest: connecting %s to the hub: %v", node.Name, err)
 	}
@@ -147,21 +214,65 @@ func (nt *Net) connect(node *Node) error {
 	if err != nil {
 		return err
 	}
+	if node.Underlay6.IsValid() {
+		if err := node.Do(enableIPv6); err != nil {
+			return err
+		}
+	}
 	return node.nl(func(h *netlink.Handle) error {
 		l, err := h.LinkByName(NodeLink)
 		if err != nil {
 			return err
 		}
-		pfx := netip.PrefixFrom(node.Underlay, UnderlayPrefix.Bits())
-		addr := &netlink.Addr{IPNet: &net.IPNet{
-			IP:   node.Underlay.AsSlice(),
-			Mask: net.CIDRMask(pfx.Bits(), 32),
-		}}
-		if err := h.AddrAdd(l, addr); err != nil {
-			return fmt.Errorf("adding %s to %s: %w", pfx, NodeLink, err)
+		if node.Underlay.IsValid() {
+			pfx := netip.PrefixFrom(node.Underlay, UnderlayPrefix.Bits())
+			addr := &netlink.Addr{IPNet: &net.IPNet{
+				IP:   node.Underlay.AsSlice(),
+				Mask: net.CIDRMask(pfx.Bits(), 32),
+			}}
+			if err := h.AddrAdd(l, addr); err != nil {
+				return fmt.Errorf("adding %s to %s: %w", pfx, NodeLink, err)
+			}
+		}
+		if node.Underlay6.IsValid() {
+			pfx := netip.PrefixFrom(node.Underlay6, UnderlayPrefix6.Bits())
+			addr := &netlink.Addr{
+				IPNet: &net.IPNet{
+					IP:   node.Underlay6.AsSlice(),
+					Mask: net.CIDRMask(pfx.Bits(), 128),
+				},
+				// Usable at once: no duplicate address detection.
+				Flags: unix.IFA_F_NODAD,
+			}
+			if err := h.AddrAdd(l, addr); err != nil {
+				return fmt.Errorf("adding %s to %s: %w", pfx, NodeLink, err)
+			}
 		}
 		return h.LinkSetUp(l)
 	})
+}
+
+// ipv6Sysctls are written, in order, for NodeLink in a node of a Net with
+// IPv6: no duplicate address detection (so the link-local address is
+// usable at once too), no router advertisements (so no router
+// solicitations either), and then IPv6 on. Every other interface keeps
+// IPv6 disabled.
+var ipv6Sysctls = []struct{ name, value string }{
+	{"accept_dad", "0"},
+	{"accept_ra", "0"},
+	{"disable_ipv6", "0"},
+}
+
+// enableIPv6 enables IPv6 on NodeLink, which must be down. It runs inside
+// the node's namespace, where /proc/sys/net is the namespace's.
+func enableIPv6() error {
+	for _, sc := range ipv6Sysctls {
+		f := "/proc/sys/net/ipv6/conf/" + NodeLink + "/" + sc.name
+		if err := os.WriteFile(f, []byte(sc.value), 0); err != nil {
+			return fmt.Errorf("enabling IPv6 on %s: %w", NodeLink, err)
+		}
+	}
+	return nil
 }
 
 // newNode creates the namespace prefix+role and a Node for it, and records

@@ -24,9 +24,14 @@ const ExecTimeout = 2 * time.Minute
 type Node struct {
 	// Name is the namespace name, for `ip netns exec NAME` or `ip -n NAME`.
 	Name string
-	// Underlay is the node's address on NodeLink; invalid for the hub.
+	// Underlay is the node's IPv4 address on NodeLink; invalid for the hub
+	// and in a Net built with UnderlayIPv6.
 	Underlay netip.Addr
-	// Index is K in the underlay address 198.18.0.K; 0 for the hub.
+	// Underlay6 is the node's IPv6 address on NodeLink; invalid for the
+	// hub and in a Net built with UnderlayIPv4 (as by NewNet).
+	Underlay6 netip.Addr
+	// Index is K in the underlay addresses 198.18.0.K and
+	// fd00:198:18::K (K in hex there); 0 for the hub.
 	Index int
 
 	net    *Net

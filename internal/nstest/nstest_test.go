@@ -3,6 +3,7 @@ package nstest
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,6 +102,150 @@ func TestIntegrationAddNode(t *testing.T) {
 		t.Fatalf("AddNode = index %d underlay %s", n2.Index, n2.Underlay)
 	}
 	ping(t, n2, nt.Node(1))
+}
+
+func TestFamilyString(t *testing.T) {
+	for f, want := range map[Family]string{
+		UnderlayIPv4: "IPv4", UnderlayIPv6: "IPv6", UnderlayDualStack: "dual-stack", Family(7): "Family(7)",
+	} {
+		if got := f.String(); got != want {
+			t.Errorf("Family(%d).String() = %q, want %q", int(f), got, want)
+		}
+	}
+	var zero Options
+	if zero.Underlay != UnderlayIPv4 {
+		t.Errorf("the zero Options have underlay %v, want IPv4", zero.Underlay)
+	}
+}
+
+// sysctl6 reads the IPv6 setting name of interface ifname in n's namespace,
+// and fails the test if it cannot.
+func sysctl6(t *testing.T, n *Node, ifname, name string) string {
+	t.Helper()
+	out, err := n.Exec(t, "cat", "/proc/sys/net/ipv6/conf/"+ifname+"/"+name)
+	if err != nil {
+		t.Fatalf("%s: reading %s of %s: %v\n%s", n.Name, name, ifname, err, out)
+	}
+	return strings.TrimSpace(out)
+}
+
+// checkAddrs checks the addresses of NodeLink in n: the IPv4 one if want4
+// is valid, none otherwise, and likewise for IPv6 (a global address,
+// ready to use).
+func checkAddrs(t *testing.T, n *Node, want4, want6 netip.Addr) {
+	t.Helper()
+	out, err := n.Exec(t, "ip", "-4", "-o", "addr", "show", "dev", NodeLink)
+	switch {
+	case err != nil:
+		t.Errorf("%s: IPv4 addresses of %s: %v\n%s", n.Name, NodeLink, err, out)
+	case want4.IsValid() && !strings.Contains(out, " inet "+want4.String()+"/24 "):
+		t.Errorf("%s: %s lacks %s/24:\n%s", n.Name, NodeLink, want4, out)
+	case !want4.IsValid() && strings.TrimSpace(out) != "":
+		t.Errorf("%s: %s has IPv4 addresses; want none:\n%s", n.Name, NodeLink, out)
+	}
+	out, err = n.Exec(t, "ip", "-6", "-o", "addr", "show", "dev", NodeLink, "scope", "global")
+	switch {
+	case err != nil:
+		t.Errorf("%s: IPv6 addresses of %s: %v\n%s", n.Name, NodeLink, err, out)
+	case want6.IsValid() && !strings.Contains(out, " inet6 "+want6.String()+"/64 "):
+		t.Errorf("%s: %s lacks %s/64:\n%s", n.Name, NodeLink, want6, out)
+	case want6.IsValid() && strings.Contains(out, "tentative"):
+		t.Errorf("%s: %s is still tentative:\n%s", n.Name, want6, out)
+	case !want6.IsValid() && strings.TrimSpace(out) != "":
+		t.Errorf("%s: %s has IPv6 addresses; want none:\n%s", n.Name, NodeLink, out)
+	}
+}
+
+func TestIntegrationUnderlayIPv6(t *testing.T) {
+	t.Parallel()
+	for _, family := range []Family{UnderlayIPv6, UnderlayDualStack} {
+		t.Run(family.String(), func(t *testing.T) {
+			t.Parallel()
+			LeakCheck(t)
+			nt := NewNetWith(t, 2, Options{Underlay: family})
+			nodes := nt.Nodes()
+			if len(nodes) != 2 {
+				t.Fatalf("got %d nodes, want 2", len(nodes))
+			}
+			// AddNode gives the next addresses of the family too.
+			nodes = append(nodes, nt.AddNode(t))
+			for i, n := range nodes {
+				k := i + 1
+				var want4 netip.Addr
+				if family == UnderlayDualStack {
+					want4 = netip.MustParseAddr(fmt.Sprintf("198.18.0.%d", k))
+				}
+				want6 := netip.MustParseAddr(fmt.Sprintf("fd00:198:18::%d", k))
+				if n.Index != k || n.Underlay != want4 || n.Underlay6 != want6 {
+					t.Errorf("node %d: %s index %d underlay %v underlay6 %v; want %v and %v",
+						k, n.Name, n.Index, n.Underlay, n.Underlay6, want4, want6)
+				}
+				checkAddrs(t, n, want4, want6)
+				if v := sysctl6(t, n, NodeLink, "disable_ipv6"); v != "0" {
+					t.Errorf("%s: disable_ipv6 on %s = %q, want 0", n.Name, NodeLink, v)
+				}
+				// Every other interface, and those created later,
+				// keep IPv6 off.
+				for _, ifname := range []string{"lo", "all", "default"} {
+					if v := sysctl6(t, n, ifname, "disable_ipv6"); v != "1" {
+						t.Errorf("%s: disable_ipv6 on %s = %q, want 1", n.Name, ifname, v)
+					}
+				}
+			}
+			// The hub only switches: IPv6 stays off on the bridge and its
+			// ports, and the bridge floods multicast, neighbour
+			// solicitations included.
+			for _, ifname := range []string{BridgeName, HubPort(1), HubPort(2), HubPort(3)} {
+				if v := sysctl6(t, nt.Hub, ifname, "disable_ipv6"); v != "1" {
+					t.Errorf("hub: disable_ipv6 on %s = %q, want 1", ifname, v)
+				}
+			}
+			if out, err := nt.Hub.Exec(t, "cat", "/sys/class/net/"+BridgeName+"/bridge/multicast_snooping"); err != nil || strings.TrimSpace(out) != "0" {
+				t.Errorf("hub: multicast_snooping of %s = %q, %v; want 0", BridgeName, out, err)
+			}
+
+			ping6 := func(from, to *Node) {
+				t.Helper()
+				if out, err := from.Exec(t, "ping", "-6", "-c", "2", "-W", "2", to.Underlay6.String()); err != nil {
+					t.Errorf("ping -6 %s -> %s: %v\n%s", from.Underlay6, to.Underlay6, err, out)
+				}
+			}
+			ping6(nodes[0], nodes[1])
+			ping6(nodes[2], nodes[0])
+			if family == UnderlayDualStack {
+				ping(t, nodes[0], nodes[1])
+				ping(t, nodes[2], nodes[1])
+			} else if out, err := nodes[0].Exec(t, "ping", "-4", "-c", "1", "-W", "1", "198.18.0.2"); err == nil {
+				t.Errorf("IPv4 ping in an IPv6-only Net succeeded:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestIntegrationUnderlayIPv4Only checks that NewNet, and NewNetWith with
+// the zero Options, keep IPv6 off on the node link.
+func TestIntegrationUnderlayIPv4Only(t *testing.T) {
+	t.Parallel()
+	for name, build := range map[string]func(t *testing.T) *Net{
+		"NewNet":     func(t *testing.T) *Net { return NewNet(t, 2) },
+		"NewNetWith": func(t *testing.T) *Net { return NewNetWith(t, 2, Options{}) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			LeakCheck(t)
+			nt := build(t)
+			for _, n := range append(nt.Nodes(), nt.AddNode(t)) {
+				if n.Underlay6.IsValid() || !n.Underlay.IsValid() {
+					t.Errorf("%s: underlay %v underlay6 %v; want only IPv4", n.Name, n.Underlay, n.Underlay6)
+				}
+				if v := sysctl6(t, n, NodeLink, "disable_ipv6"); v != "1" {
+					t.Errorf("%s: disable_ipv6 on %s = %q, want 1", n.Name, NodeLink, v)
+				}
+				checkAddrs(t, n, n.Underlay, netip.Addr{})
+			}
+			ping(t, nt.Node(1), nt.Node(3))
+		})
+	}
 }
 
 func TestIntegrationCounters(t *testing.T) {
