@@ -3,7 +3,6 @@ package igmp
 import (
 	"encoding/binary"
 	"github.com/meshcast/meshcast/internal/inet"
-	"math/bits"
 	"net/netip"
 	"time"
 )
@@ -406,14 +405,7 @@ func (r Record) Aux() []byte {
 // mantissa, standing for (mantissa | 0x10) << (exponent + 3). The result is in
 // the field's units: tenths of a second for Max Resp Code, seconds for QQIC.
 // It ranges from 0 to 31744.
-func DecodeCode(c uint8) int {
-	if c < 0x80 {
-		return int(c)
-	}
-	exp := uint(c>>4) & 0x07
-	mant := int(c & 0x0f)
-	return (mant | 0x10) << (exp + 3)
-}
+func DecodeCode(c uint8) int { return int(inet.DecodeFloat(uint32(c), 4)) }
 
 // MaxCodeValue is the largest value a Max Resp Code or QQIC can stand for.
 const MaxCodeValue = 31744
@@ -423,21 +415,7 @@ const MaxCodeValue = 31744
 // float format can represent, so a code never stands for more than was asked
 // for; values above MaxCodeValue give the largest code, 0xff. Negative
 // values give 0.
-func EncodeCode(v int) uint8 {
-	switch {
-	case v < 0:
-		return 0
-	case v < 0x80:
-		return uint8(v)
-	case v >= MaxCodeValue:
-		return 0xff
-	}
-	// v is in [128, 31744): 8 to 15 significant bits. The top 5 bits are
-	// 1mmmm, shifted left by exp+3.
-	exp := bits.Len(uint(v)) - 8
-	mant := (v >> (exp + 3)) & 0x0f
-	return 0x80 | uint8(exp)<<4 | uint8(mant)
-}
+func EncodeCode(v int) uint8 { return uint8(inet.EncodeFloat(int64(v), 4)) }
 
 // tenths converts d to whole tenths of a second, rounding down.
 func tenths(d time.Duration) int {

@@ -2,7 +2,6 @@ package mld
 
 import (
 	"encoding/binary"
-	"math/bits"
 	"net/netip"
 	"time"
 
@@ -441,12 +440,6 @@ func (r Record) Aux() []byte {
 	return r[off : off+r.AuxLen() : off+r.AuxLen()]
 }
 
-// The largest values the float codes stand for.
-const (
-	maxCodeMillis = (0xfff | 0x1000) << (7 + 3) // Maximum Response Code 0xffff: 8387584 ms
-	maxQQICSecs   = (0x0f | 0x10) << (7 + 3)    // QQIC 0xff: 31744 s
-)
-
 // DecodeCode returns the Maximum Response Delay that an MLDv2 Maximum
 // Response Code stands for (RFC 3810 section 5.1.3), in milliseconds: a code
 // below 32768 is the number of milliseconds itself; from 32768 on it is a
@@ -454,12 +447,7 @@ const (
 // (mantissa | 0x1000) << (exponent + 3) ms. It ranges from 0 to 8387584 ms
 // (about 2 h 20 min).
 func DecodeCode(c uint16) time.Duration {
-	if c < 0x8000 {
-		return time.Duration(c) * time.Millisecond
-	}
-	exp := uint(c>>12) & 0x07
-	mant := int64(c & 0x0fff)
-	return time.Duration((mant|0x1000)<<(exp+3)) * time.Millisecond
+	return time.Duration(inet.DecodeFloat(uint32(c), 12)) * time.Millisecond
 }
 
 // EncodeCode returns the Maximum Response Code for d, the inverse of
@@ -468,21 +456,7 @@ func DecodeCode(c uint16) time.Duration {
 // can represent, so a code never stands for more than was asked for; beyond
 // 8387584 ms it gives the largest code, 0xffff. Negative durations give 0.
 func EncodeCode(d time.Duration) uint16 {
-	if d <= 0 {
-		return 0
-	}
-	ms := int64(d / time.Millisecond)
-	switch {
-	case ms < 0x8000:
-		return uint16(ms)
-	case ms >= maxCodeMillis:
-		return 0xffff
-	}
-	// ms is in [32768, 8387584): 16 to 23 significant bits. The top 13
-	// bits are 1mmmmmmmmmmmm, shifted left by exp+3.
-	exp := bits.Len64(uint64(ms)) - 16
-	mant := (ms >> (exp + 3)) & 0x0fff
-	return 0x8000 | uint16(exp)<<12 | uint16(mant)
+	return uint16(inet.EncodeFloat(int64(max(d, 0)/time.Millisecond), 12))
 }
 
 // DecodeQQIC returns the Querier's Query Interval that a QQIC stands for
@@ -492,12 +466,7 @@ func EncodeCode(d time.Duration) uint16 {
 // seconds, with 3 bits of exponent and 4 of mantissa. It ranges from 0 to
 // 31744 s.
 func DecodeQQIC(c uint8) time.Duration {
-	if c < 0x80 {
-		return time.Duration(c) * time.Second
-	}
-	exp := uint(c>>4) & 0x07
-	mant := int64(c & 0x0f)
-	return time.Duration((mant|0x10)<<(exp+3)) * time.Second
+	return time.Duration(inet.DecodeFloat(uint32(c), 4)) * time.Second
 }
 
 // EncodeQQIC returns the QQIC for d, the inverse of DecodeQQIC. d is rounded
@@ -505,21 +474,7 @@ func DecodeQQIC(c uint8) time.Duration {
 // down to a value the float format can represent; beyond 31744 s it gives
 // the largest code, 0xff. Negative durations give 0.
 func EncodeQQIC(d time.Duration) uint8 {
-	if d <= 0 {
-		return 0
-	}
-	s := int64(d / time.Second)
-	switch {
-	case s < 0x80:
-		return uint8(s)
-	case s >= maxQQICSecs:
-		return 0xff
-	}
-	// s is in [128, 31744): 8 to 15 significant bits. The top 5 bits are
-	// 1mmmm, shifted left by exp+3.
-	exp := bits.Len64(uint64(s)) - 8
-	mant := (s >> (exp + 3)) & 0x0f
-	return 0x80 | uint8(exp)<<4 | uint8(mant)
+	return uint8(inet.EncodeFloat(int64(max(d, 0)/time.Second), 4))
 }
 
 // putAddr writes a as 16 bytes. The zero Addr is written as ::. An IPv4
