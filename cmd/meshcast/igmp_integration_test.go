@@ -20,22 +20,32 @@ import (
 // IGMPv2 first.
 func igmpMesh(t *testing.T, encap string, igmpVersion int, extra ...string) ([]*nstest.Node, []*nstest.Proc, []string) {
 	t.Helper()
+	return snoopMesh(t, demoInventory, encap, func(n *nstest.Node) {
+		if igmpVersion == 2 {
+			if out, err := n.Exec(t, "sysctl", "-w", "net.ipv4.conf.all.force_igmp_version=2"); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+		}
+	}, extra...)
+}
+
+// snoopMesh starts three daemons (A, B, C = nodes 1, 2, 3) on inventory,
+// with a short last member (and listener) interval, after prepare has run
+// on each node, and waits until each forwards.
+func snoopMesh(t *testing.T, inventory, encap string, prepare func(*nstest.Node), extra ...string) ([]*nstest.Node, []*nstest.Proc, []string) {
+	t.Helper()
 	nt := nstest.NewNet(t, 3)
 	nstest.LeakCheck(t)
 	bin, _ := binaries(t)
 	inv := filepath.Join(t.TempDir(), "peers")
-	if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
+	if err := os.WriteFile(inv, []byte(inventory), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	nodes := nt.Nodes()
 	var daemons []*nstest.Proc
 	var socks []string
 	for _, n := range nodes {
-		if igmpVersion == 2 {
-			if out, err := n.Exec(t, "sysctl", "-w", "net.ipv4.conf.all.force_igmp_version=2"); err != nil {
-				t.Fatalf("%v\n%s", err, out)
-			}
-		}
+		prepare(n)
 		sock := ctlPath(t)
 		socks = append(socks, sock)
 		args := append([]string{"run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap, "--control", sock,

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,28 +19,7 @@ const inventory6 = "198.18.0.1 demo,198.19.0.1/24,fd00:198:19::1/64\n" +
 // every node's IPv6 overlay address is usable.
 func mldMesh(t *testing.T, encap string, extra ...string) ([]*nstest.Node, []*nstest.Proc, []string) {
 	t.Helper()
-	nt := nstest.NewNet(t, 3)
-	nstest.LeakCheck(t)
-	bin, _ := binaries(t)
-	inv := filepath.Join(t.TempDir(), "peers")
-	if err := os.WriteFile(inv, []byte(inventory6), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	nodes := nt.Nodes()
-	var daemons []*nstest.Proc
-	var socks []string
-	for _, n := range nodes {
-		sock := ctlPath(t)
-		socks = append(socks, sock)
-		args := append([]string{"run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap, "--control", sock,
-			"--igmp-last-member-interval", "500ms"}, extra...)
-		daemons = append(daemons, n.Start(t, bin, args...))
-	}
-	for i, d := range daemons {
-		if err := d.WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
-			t.Fatalf("node %d did not start: %v\n%s", i+1, err, d.Output())
-		}
-	}
+	nodes, daemons, socks := snoopMesh(t, inventory6, encap, func(*nstest.Node) {}, extra...)
 	waitOverlay6(t, nodes)
 	return nodes, daemons, socks
 }
