@@ -41,8 +41,8 @@ type mmsghdr struct {
 type batchIO struct {
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
-	addrs []unix.RawSockaddrInet4
-	bufs  [][]byte // receive buffers, one per header
+	addrs []unix.RawSockaddrInet6 // room for either family's address
+	bufs  [][]byte                // receive buffers, one per header
 	ctrl  []byte   // control buffers, ctrlLen bytes per header
 
 	start, cnt int        // the headers the next system call covers
@@ -55,7 +55,7 @@ func newBatchIO(size int) *batchIO {
 	b := &batchIO{
 		hdrs:  make([]mmsghdr, size),
 		iovs:  make([]unix.Iovec, size),
-		addrs: make([]unix.RawSockaddrInet4, size),
+		addrs: make([]unix.RawSockaddrInet6, size),
 	}
 	for i := range b.hdrs {
 		b.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&b.addrs[i]))
@@ -63,6 +63,31 @@ func newBatchIO(size int) *batchIO {
 		b.hdrs[i].hdr.Iovlen = 1
 	}
 	return b
+}
+
+// setAddr makes header i address a (IPv4 or IPv6) at port, which raw
+// sockets ignore.
+func (b *batchIO) setAddr(i int, a netip.Addr, port uint16) {
+	if a.Is4() {
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&b.addrs[i]))
+		*sa = unix.RawSockaddrInet4{Family: unix.AF_INET, Port: htons(port), Addr: a.As4()}
+		b.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet4
+		return
+	}
+	b.addrs[i] = unix.RawSockaddrInet6{Family: unix.AF_INET6, Port: htons(port), Addr: a.As16()}
+	b.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet6
+}
+
+// addr returns the address the kernel wrote for header i: the sender of
+// a received packet.
+func (b *batchIO) addr(i int) netip.Addr {
+	switch b.addrs[i].Family {
+	case unix.AF_INET:
+		return netip.AddrFrom4((*unix.RawSockaddrInet4)(unsafe.Pointer(&b.addrs[i])).Addr)
+	case unix.AF_INET6:
+		return netip.AddrFrom16(b.addrs[i].Addr)
+	}
+	return netip.Addr{}
 }
 
 // Conn is an underlay socket pair for one encapsulation: it receives on rx
@@ -187,9 +212,16 @@ func reuse(f *os.File, typ, proto int, local netip.Addr, port uint16, log *slog.
 			return fmt.Errorf("%w: %v", ErrNotOurSocket, err)
 		}
 		sa, err := unix.Getsockname(fd)
-		in4, ok := sa.(*unix.SockaddrInet4)
+		var addr netip.Addr
+		var aport int
+		switch sa := sa.(type) {
+		case *unix.SockaddrInet4:
+			addr, aport = netip.AddrFrom4(sa.Addr), sa.Port
+		case *unix.SockaddrInet6:
+			addr, aport = netip.AddrFrom16(sa.Addr), sa.Port
+		}
 		// A raw socket reports its protocol where a port would be.
-		if err != nil || !ok || t != typ || (proto != 0 && p != proto) || netip.AddrFrom4(in4.Addr) != local || (typ != unix.SOCK_RAW && in4.Port != int(port)) {
+		if err != nil || t != typ || (proto != 0 && p != proto) || addr != local || (typ != unix.SOCK_RAW && aport != int(port)) {
 			return fmt.Errorf("%w: want a socket of type %d, protocol %d on %v:%d", ErrNotOurSocket, typ, proto, local, port)
 		}
 		return nil
@@ -225,7 +257,16 @@ const (
 
 // ListenGRE opens a raw IPv4 socket for protocol 47 bound to local. It
 // receives every GRE packet addressed to this host, outer IPv4 header
-// included, and sends with the kernel writing the outer header.
+// included, and sends with the kernel writing the outer header. When local
+// is an IPv6 address the socket is a raw IPv6 one, which receives GRE
+// without the outer IPv6 header (Codec.DecapIPv6): the kernel has checked
+// that header and processed its extension headers (reassembling
+// fragments), and drops what fails there, counted in its own statistics
+// (nstat's Ip6InHdrErrors, Ip6InTruncatedPkts and the like).
+//
+// Over an IPv6 underlay neither AF_PACKET egress nor the receive ring is
+// used (their status says so, OffloadNoIPv6): every copy goes through the
+// IPv6 socket.
 //
 // Unless opts.NoPacketEgress or opts.NoOffload is set, both ListenGRE and
 // ListenVXLAN also open AF_PACKET egress (OffloadPacketTx): an AF_PACKET
@@ -298,8 +339,15 @@ func (c *Conn) openRing(local netip.Addr, opts Options) {
 	}
 	c.rxOff = newOffload(OffloadPacketRx, log)
 	inherited := opts.ReceiveRing
-	if opts.NoOffload || !opts.PacketRx {
-		c.rxOff.disable(OffloadOffByConfig)
+	if opts.NoOffload || !opts.PacketRx || local.Is6() {
+		if local.Is6() {
+			c.rxOff.disable(OffloadNoIPv6)
+			if opts.PacketRx && !opts.NoOffload {
+				log.Info("AF_PACKET receive ring off: GRE arrives through the raw socket", "offload", OffloadPacketRx, "reason", OffloadNoIPv6)
+			}
+		} else {
+			c.rxOff.disable(OffloadOffByConfig)
+		}
 		if inherited != nil {
 			inherited.Close()
 		}
@@ -369,7 +417,11 @@ func (c *Conn) Quiesce() {
 // ListenVXLAN opens a UDP socket on local:port to receive VXLAN and a raw
 // IPv4 socket for protocol UDP to send it, so that the source port can
 // follow the inner flow. The raw socket carries a filter that accepts
-// nothing, so the kernel never queues received UDP on it.
+// nothing, so the kernel never queues received UDP on it. When local is
+// an IPv6 address both are IPv6 sockets, and the kernel computes the UDP
+// checksum that IPv6 requires for the raw socket's datagrams
+// (IPV6_CHECKSUM) as for the flow sockets'; the receive socket takes only
+// datagrams whose checksum verifies.
 //
 // Unless opts.NoOffload is set, and where the kernel supports it (Linux
 // 4.18 and later), the receive socket coalesces the datagrams of one
@@ -401,6 +453,16 @@ func ListenVXLAN(local netip.Addr, port uint16, opts Options) (*Conn, error) {
 	if err != nil {
 		unix.Close(rx)
 		return nil, fmt.Errorf("open raw UDP socket on %v: %w", local, err)
+	}
+	if local.Is6() {
+		// UDP over IPv6 must carry a checksum: the kernel computes it
+		// over the pseudo-header into the field at offset 6, as it
+		// does for ICMPv6.
+		if err := unix.SetsockoptInt(tx, unix.IPPROTO_IPV6, unix.IPV6_CHECKSUM, 6); err != nil {
+			unix.Close(rx)
+			unix.Close(tx)
+			return nil, fmt.Errorf("raw UDP socket on %v: setsockopt IPV6_CHECKSUM: %w", local, err)
+		}
 	}
 	if err := receiveNothing(tx); err != nil {
 		unix.Close(rx)
@@ -453,6 +515,14 @@ func (c *Conn) openPacket(local netip.Addr, proto uint8, opts Options) {
 		}
 		return
 	}
+	if local.Is6() {
+		c.pktOff.disable(OffloadNoIPv6)
+		if c.segOff != nil {
+			c.segOff.disable(OffloadNoIPv6)
+		}
+		log.Info("AF_PACKET egress off: every copy goes through the IP socket", "offload", OffloadPacketTx, "reason", OffloadNoIPv6)
+		return
+	}
 	p, err := openPacketTx(local, proto, len(c.wr.hdrs), func() (sockHeader, error) { return readSockHeader(c.txc) }, c.pktOff, c.segOff, log)
 	if p != nil {
 		c.pkt = p
@@ -476,17 +546,40 @@ func (c *Conn) PacketEgress() PacketEgressStats {
 	return c.pkt.stats()
 }
 
-// socket opens a nonblocking IPv4 socket bound to local:port, with large
-// buffers to absorb bursts of replicated copies (the FORCE variants pass
-// net.core.{r,w}mem_max when we have CAP_NET_ADMIN).
+// family is the socket address family of a.
+func family(a netip.Addr) int {
+	if a.Is4() {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
+}
+
+// sockaddr is a:port as a socket address of a's family.
+func sockaddr(a netip.Addr, port uint16) unix.Sockaddr {
+	if a.Is4() {
+		return &unix.SockaddrInet4{Addr: a.As4(), Port: int(port)}
+	}
+	return &unix.SockaddrInet6{Addr: a.As16(), Port: int(port)}
+}
+
+// socket opens a nonblocking socket of local's family (IPv4 or IPv6)
+// bound to local:port, with large buffers to absorb bursts of replicated
+// copies (the FORCE variants pass net.core.{r,w}mem_max when we have
+// CAP_NET_ADMIN). An IPv6 socket is IPv6-only.
 func socket(typ, proto int, local netip.Addr, port uint16, log *slog.Logger) (int, error) {
-	fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
+	fd, err := unix.Socket(family(local), typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
 	if err != nil {
 		return -1, err
 	}
 	setBuffer(fd, recvBuffer, log)
 	setBuffer(fd, sendBuffer, log)
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local.As4(), Port: int(port)}); err != nil {
+	if local.Is6() && typ != unix.SOCK_RAW {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
+	}
+	if err := unix.Bind(fd, sockaddr(local, port)); err != nil {
 		unix.Close(fd)
 		return -1, err
 	}
@@ -668,7 +761,7 @@ func (c *Conn) readSocket(msgs []Message, wait bool) (int, error) {
 	if c.rest.i >= c.rest.n {
 		for i := range b.hdrs {
 			h := &b.hdrs[i].hdr
-			h.Namelen = unix.SizeofSockaddrInet4
+			h.Namelen = unix.SizeofSockaddrInet6
 			h.Flags = 0
 			if c.gro {
 				h.Control = &b.ctrl[i*ctrlLen]
@@ -695,7 +788,7 @@ func (c *Conn) readSocket(msgs []Message, wait bool) (int, error) {
 		h := &b.hdrs[i]
 		total := int(h.len)
 		m := &msgs[k]
-		m.Addr = netip.AddrFrom4(b.addrs[i].Addr)
+		m.Addr = b.addr(i)
 		k++
 		seg := 0
 		if c.gro {
@@ -784,8 +877,7 @@ func (c *Conn) writeRaw(msgs []Message) (failed int, err error) {
 			buf := chunk[i].Buf
 			b.iovs[i].Base = unsafe.SliceData(buf)
 			b.iovs[i].SetLen(len(buf))
-			b.addrs[i] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: chunk[i].Addr.As4()}
-			b.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet4
+			b.setAddr(i, chunk[i].Addr, 0)
 		}
 		for sent := 0; sent < len(chunk); {
 			b.start, b.cnt, b.n, b.errno = sent, len(chunk)-sent, 0, 0

@@ -129,9 +129,11 @@ func ParseGRE(b []byte) (GREHeader, int, Reason) {
 	return h, n, OK
 }
 
-// GRE is the codec for Ethernet over GRE, interoperable with Linux gretap.
-// Packets are sent through a raw IPv4 socket for protocol 47, so the kernel
-// writes the outer IPv4 header; received packets include it.
+// GRE is the codec for Ethernet over GRE, interoperable with Linux gretap
+// and, over IPv6, ip6gretap. Packets are sent through a raw socket for
+// protocol 47, so the kernel writes the outer IP header. Received packets
+// include the outer IPv4 header (Decap); over IPv6 they do not
+// (DecapIPv6).
 type GRE struct {
 	key    uint32
 	hasKey bool
@@ -184,7 +186,11 @@ func (g *GRE) Decap(pkt []byte) ([]byte, Reason) {
 	return g.DecapGRE(payload)
 }
 
-// DecapGRE validates a GRE packet without its outer IPv4 header and returns
+// DecapIPv6 implements Codec: a raw IPv6 socket delivers the GRE header
+// and what follows, without the outer IPv6 header.
+func (g *GRE) DecapIPv6(pkt []byte) ([]byte, Reason) { return g.DecapGRE(pkt) }
+
+// DecapGRE validates a GRE packet without its outer IP header and returns
 // the inner frame.
 func (g *GRE) DecapGRE(b []byte) ([]byte, Reason) {
 	h, n, r := ParseGRE(b)

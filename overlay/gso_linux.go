@@ -64,7 +64,7 @@ type gsoRun struct {
 
 type runKey struct {
 	sport, dport uint16
-	dst          [4]byte
+	dst          netip.Addr
 }
 
 // gsoSender sends VXLAN with UDP segmentation offload. Its scratch
@@ -73,7 +73,7 @@ type runKey struct {
 type gsoSender struct {
 	off   *Offload     // OffloadUDPGSO; switched off when the kernel refuses it
 	log   *slog.Logger // for a flow socket that cannot be opened
-	local [4]byte
+	local netip.Addr // IPv4 or IPv6: the flow sockets' family
 	socks map[uint16]*flowSock
 	runs  []gsoRun
 	open  map[runKey]int // the last run of each key in runs
@@ -98,7 +98,7 @@ func newGSOSender(local netip.Addr, b *batchIO, off *Offload, log *slog.Logger) 
 	g := &gsoSender{
 		off:   off,
 		log:   log,
-		local: local.As4(),
+		local: local,
 		socks: make(map[uint16]*flowSock),
 		open:  make(map[runKey]int),
 		b:     newBatchIO(len(b.hdrs)),
@@ -144,8 +144,8 @@ func (g *gsoSender) sock(sport uint16) *flowSock {
 }
 
 // flowSocket opens a UDP socket bound to local:sport that only sends.
-func flowSocket(local [4]byte, sport uint16, log *slog.Logger) (int, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+func flowSocket(local netip.Addr, sport uint16, log *slog.Logger) (int, error) {
+	fd, err := unix.Socket(family(local), unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
 	}
@@ -154,7 +154,7 @@ func flowSocket(local [4]byte, sport uint16, log *slog.Logger) (int, error) {
 		unix.Close(fd)
 		return -1, err
 	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local, Port: int(sport)}); err != nil {
+	if err := unix.Bind(fd, sockaddr(local, sport)); err != nil {
 		unix.Close(fd)
 		return -1, err
 	}
@@ -168,7 +168,8 @@ func flowSocket(local [4]byte, sport uint16, log *slog.Logger) (int, error) {
 // the run. Runs are linked through g.next and listed in g.order by source
 // port, in the order they were opened within a port. Copies of a flow
 // without a socket go to g.raw (their index in g.rawAt), to be sent one
-// by one. A message too short for VXLAN, or not to IPv4, is marked failed;
+// by one. A message too short for VXLAN, or to the other address family
+// than the Conn's, is marked failed;
 // group returns how many were.
 func (g *gsoSender) group(msgs []Message) (failed int) {
 	g.runs = g.runs[:0]
@@ -180,7 +181,7 @@ func (g *gsoSender) group(msgs []Message) (failed int) {
 	g.raw, g.rawAt = g.raw[:0], g.rawAt[:0]
 	for i := range msgs {
 		m := &msgs[i]
-		if len(m.Buf) < UDPHeaderLen+VXLANHeaderLen || !m.Addr.Is4() {
+		if len(m.Buf) < UDPHeaderLen+VXLANHeaderLen || m.Addr.Is4() != g.local.Is4() {
 			m.N, m.Errno = -1, unix.EINVAL
 			failed++
 			continue
@@ -188,7 +189,7 @@ func (g *gsoSender) group(msgs []Message) (failed int) {
 		key := runKey{
 			sport: binary.BigEndian.Uint16(m.Buf[0:2]),
 			dport: binary.BigEndian.Uint16(m.Buf[2:4]),
-			dst:   m.Addr.As4(),
+			dst:   m.Addr,
 		}
 		plen := len(m.Buf) - UDPHeaderLen
 		g.next[i] = -1
@@ -330,9 +331,7 @@ func (g *gsoSender) sendRuns(msgs []Message, runs []int, raw func([]Message) (in
 			h := &b.hdrs[nh].hdr
 			h.Iov = &g.iovs[first]
 			h.SetIovlen(run.count)
-			b.addrs[nh] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: run.key.dst}
-			b.addrs[nh].Port = htons(run.key.dport)
-			h.Namelen = unix.SizeofSockaddrInet4
+			b.setAddr(nh, run.key.dst, run.key.dport)
 			h.Control, h.Controllen = nil, 0
 			if run.count > 1 {
 				c := g.ctrl[nh*gsoCtrlLen : (nh+1)*gsoCtrlLen]

@@ -147,7 +147,7 @@ func runsOf(t *testing.T, g *gsoSender, msgs []Message) []run {
 		if gr.count != len(idx) || gr.bytes != bytes {
 			t.Errorf("run %d: count %d bytes %d, but its list holds %d copies of %d bytes", r, gr.count, gr.bytes, len(idx), bytes)
 		}
-		out = append(out, run{sport: gr.key.sport, dport: gr.key.dport, dst: netip.AddrFrom4(gr.key.dst).String(), seg: gr.seg, msgs: idx})
+		out = append(out, run{sport: gr.key.sport, dport: gr.key.dport, dst: gr.key.dst.String(), seg: gr.seg, msgs: idx})
 	}
 	return out
 }
@@ -422,8 +422,8 @@ func FuzzGSOGroup(f *testing.F) {
 			for j, i := range r.msgs {
 				seen[i]++
 				m := msgs[i]
-				key := runKey{sport: binary.BigEndian.Uint16(m.Buf[0:2]), dport: binary.BigEndian.Uint16(m.Buf[2:4]), dst: m.Addr.As4()}
-				if key.sport != r.sport || key.dport != r.dport || netip.AddrFrom4(key.dst).String() != r.dst {
+				key := runKey{sport: binary.BigEndian.Uint16(m.Buf[0:2]), dport: binary.BigEndian.Uint16(m.Buf[2:4]), dst: m.Addr}
+				if key.sport != r.sport || key.dport != r.dport || key.dst.String() != r.dst {
 					t.Errorf("message %d (%v) in run %v", i, key, r)
 				}
 				plen := len(m.Buf) - UDPHeaderLen

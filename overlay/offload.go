@@ -39,6 +39,11 @@ const (
 // configuration turned off (Options.NoOffload, TAPConfig.NoCoalesce).
 const OffloadOffByConfig = "turned off by configuration"
 
+// OffloadNoIPv6 is the OffloadStatus.Reason of an AF_PACKET offload over
+// an IPv6 underlay, where meshcast does not use it: the copies go through
+// the IPv6 socket, which loses none of them.
+const OffloadNoIPv6 = "not used over an IPv6 underlay: copies go through the IPv6 socket"
+
 // OffloadStatus is a snapshot of one offload.
 type OffloadStatus struct {
 	Name  string

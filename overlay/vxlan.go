@@ -51,8 +51,10 @@ func (v *VXLAN) Overhead() int { return IPv4HeaderLen + UDPHeaderLen + VXLANHead
 
 // Encap implements Codec. It writes a UDP checksum of zero, as RFC 7348
 // section 5 recommends for IPv4, and the source port from FlowPort. The raw
-// socket sends the header as it is; a segmentation-offload send through a
-// flow socket (Conn.WriteBatch) has the kernel fill the checksum in.
+// IPv4 socket sends the header as it is; a segmentation-offload send
+// through a flow socket (Conn.WriteBatch) has the kernel fill the checksum
+// in, and so does the raw IPv6 socket (IPV6_CHECKSUM): over IPv6 every
+// datagram carries its checksum (RFC 8200 section 8.1).
 func (v *VXLAN) Encap(buf []byte, n int) []byte {
 	start := Headroom - UDPHeaderLen - VXLANHeaderLen
 	u := buf[start:]
@@ -101,6 +103,10 @@ func (v *VXLAN) Decap(pkt []byte) ([]byte, Reason) {
 	}
 	return inner, OK
 }
+
+// DecapIPv6 implements Codec: the UDP socket delivers the same payload
+// over either family. The kernel has verified the mandatory checksum.
+func (v *VXLAN) DecapIPv6(pkt []byte) ([]byte, Reason) { return v.Decap(pkt) }
 
 // FlowPort returns a UDP source port in the dynamic range 49152-65535 that
 // is a hash of the inner frame's flow: its MAC addresses and EtherType, and
