@@ -177,22 +177,21 @@ func (e *Engine) SetPeers(infos []PeerInfo) (added, removed []netip.Addr, err er
 	e.setMu.Lock()
 	defer e.setMu.Unlock()
 	old := e.peers.Load()
-	seen := make(map[[4]byte]bool, len(infos))
+	seen := make(map[netip.Addr]bool, len(infos))
 	list := make([]*Peer, 0, len(infos))
 	for _, in := range infos {
-		if !in.Underlay.Is4() {
-			return nil, nil, fmt.Errorf("peer %s: underlay address %v is not IPv4", in.ID, in.Underlay)
+		if !in.Underlay.IsValid() || in.Underlay.Zone() != "" || in.Underlay.Is4In6() || in.Underlay.IsUnspecified() || in.Underlay.IsMulticast() {
+			return nil, nil, fmt.Errorf("peer %s: underlay address %v is not a unicast IPv4 or IPv6 address", in.ID, in.Underlay)
 		}
-		k := in.Underlay.As4()
-		if seen[k] {
+		if seen[in.Underlay] {
 			return nil, nil, fmt.Errorf("peer %s: underlay address %v listed twice", in.ID, in.Underlay)
 		}
-		seen[k] = true
-		if p := old.byAddr[k]; p != nil && p.Overlay == in.Overlay && p.Overlay6 == in.Overlay6 {
+		seen[in.Underlay] = true
+		if p := old.lookup(in.Underlay); p != nil && p.Overlay == in.Overlay && p.Overlay6 == in.Overlay6 {
 			list = append(list, p)
 			continue
 		}
-		list = append(list, &Peer{Underlay: in.Underlay, Overlay: in.Overlay, Overlay6: in.Overlay6, ID: in.ID, addr4: k})
+		list = append(list, &Peer{Underlay: in.Underlay, Overlay: in.Overlay, Overlay6: in.Overlay6, ID: in.ID})
 		added = append(added, in.Underlay)
 		if e.snoop != nil && len(old.list) > 0 {
 			// A peer added to a running node learns this host's groups
@@ -203,8 +202,8 @@ func (e *Engine) SetPeers(infos []PeerInfo) (added, removed []netip.Addr, err er
 	slices.SortFunc(list, func(a, b *Peer) int { return a.Underlay.Compare(b.Underlay) })
 	next := newPeerSet(list)
 	var gone []*Peer
-	for k, p := range old.byAddr {
-		if next.byAddr[k] != p {
+	for _, p := range old.list {
+		if next.lookup(p.Underlay) != p {
 			gone = append(gone, p)
 			removed = append(removed, p.Underlay)
 		}
@@ -409,7 +408,12 @@ func (e *Engine) Announce(frame []byte) error {
 // source address as the socket reported it.
 func (e *Engine) receive(src netip.Addr, pkt []byte, now int64) []byte {
 	set := e.peers.Load()
-	p := set.byAddr[src.As4()]
+	var p *Peer
+	if src.Is4() {
+		p = set.byAddr[src.As4()]
+	} else {
+		p = set.byAddr6[src.As16()]
+	}
 	if p == nil {
 		e.drops[ReasonNotPeer].Add(1)
 		return nil
@@ -418,7 +422,13 @@ func (e *Engine) receive(src netip.Addr, pkt []byte, now int64) []byte {
 		e.wireDrops[overlay.ReasonTruncated].Add(1)
 		return nil
 	}
-	frame, r := e.codec.Decap(pkt)
+	var frame []byte
+	var r overlay.Reason
+	if src.Is4() {
+		frame, r = e.codec.Decap(pkt)
+	} else {
+		frame, r = e.codec.DecapIPv6(pkt)
+	}
 	if r != overlay.OK {
 		e.wireDrops[r].Add(1)
 		return nil

@@ -220,7 +220,7 @@ func (s *Snooping) lookup(dst, src netip.Addr, set *peerSet, scratch []*Peer) []
 		if n := len(set.list); n > 0 {
 			routers := 0
 			for _, port := range ports {
-				if port.Is4() && set.byAddr[port.As4()] != nil {
+				if set.lookup(port) != nil {
 					routers++
 				}
 			}
@@ -229,12 +229,9 @@ func (s *Snooping) lookup(dst, src netip.Addr, set *peerSet, scratch []*Peer) []
 		return set.list
 	}
 	for _, port := range ports {
-		// A port is a peer's IPv4 underlay address; one that is not
-		// (from a hand-edited state file) names no peer.
-		if !port.Is4() {
-			continue
-		}
-		if p := set.byAddr[port.As4()]; p != nil {
+		// A port is a peer's underlay address; one that is not (from
+		// a hand-edited state file) names no peer.
+		if p := set.lookup(port); p != nil {
 			scratch = append(scratch, p)
 		}
 	}

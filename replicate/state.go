@@ -315,12 +315,7 @@ func (e *Engine) Import(s EngineState, now time.Time) error {
 }
 
 // lookupPeer returns the current peer at underlay address a, or nil.
-func lookupPeer(set *peerSet, a netip.Addr) *Peer {
-	if !a.Is4() {
-		return nil
-	}
-	return set.byAddr[a.As4()]
-}
+func lookupPeer(set *peerSet, a netip.Addr) *Peer { return set.lookup(a) }
 
 // dropCounters returns the engine's drop counters by reason name, those of
 // its Snooping included and those of the IGMP table left out: the names
