@@ -43,7 +43,7 @@ type batchIO struct {
 	iovs  []unix.Iovec
 	addrs []unix.RawSockaddrInet6 // room for either family's address
 	bufs  [][]byte                // receive buffers, one per header
-	ctrl  []byte   // control buffers, ctrlLen bytes per header
+	ctrl  []byte                  // control buffers, ctrlLen bytes per header
 
 	start, cnt int        // the headers the next system call covers
 	n          int        // messages handled by the last system call
@@ -909,7 +909,8 @@ func (c *Conn) writeRaw(msgs []Message) (failed int, err error) {
 func perMessage(errno unix.Errno) bool {
 	switch errno {
 	case unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EMSGSIZE, unix.ECONNREFUSED,
-		unix.EPERM, unix.EACCES, unix.EINVAL, unix.ENOBUFS, unix.EADDRNOTAVAIL, unix.EHOSTDOWN:
+		unix.EPERM, unix.EACCES, unix.EINVAL, unix.ENOBUFS, unix.EADDRNOTAVAIL, unix.EHOSTDOWN,
+		unix.EAFNOSUPPORT: // an address of the other family
 		return true
 	}
 	return false

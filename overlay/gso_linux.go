@@ -73,7 +73,7 @@ type runKey struct {
 type gsoSender struct {
 	off   *Offload     // OffloadUDPGSO; switched off when the kernel refuses it
 	log   *slog.Logger // for a flow socket that cannot be opened
-	local netip.Addr // IPv4 or IPv6: the flow sockets' family
+	local netip.Addr   // IPv4 or IPv6: the flow sockets' family
 	socks map[uint16]*flowSock
 	runs  []gsoRun
 	open  map[runKey]int // the last run of each key in runs

@@ -35,7 +35,7 @@ var _ syscall.RawConn = noIO{}
 // groupingSender returns a gsoSender with a fake socket for every source
 // port in msgs but those in raw, which have none. It opens nothing.
 func groupingSender(msgs []Message, raw ...uint16) *gsoSender {
-	g := &gsoSender{socks: make(map[uint16]*flowSock), open: make(map[runKey]int)}
+	g := &gsoSender{local: netip.MustParseAddr("198.18.0.1"), socks: make(map[uint16]*flowSock), open: make(map[runKey]int)}
 	addSockets(g, msgs, raw...)
 	return g
 }
