@@ -93,4 +93,3 @@ func (s *peerSet) lookup(a netip.Addr) *Peer {
 	}
 	return s.byAddr6[a.As16()]
 }
-
