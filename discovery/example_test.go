@@ -63,3 +63,28 @@ func ExampleInventoryError() {
 	// 1
 	// peers.txt:1: overlay "198.19.0.1" has no prefix length; write it as 198.19.0.1/24
 }
+
+// A community of an IPv4-only instance a, an IPv6-only instance b and a
+// dual-stack instance c, under --underlay-family auto: c tunnels to a over
+// IPv4 and to b over IPv6; a reaches c only, and leaves b out.
+func ExampleReach() {
+	a := discovery.Member{ID: "i-a", Underlay: netip.MustParseAddr("198.18.0.1")}
+	b := discovery.Member{ID: "i-b", Underlay: netip.MustParseAddr("fd00:198:18::2")}
+	c := discovery.Member{ID: "i-c", Underlay: netip.MustParseAddr("198.18.0.3"), Underlay6: netip.MustParseAddr("fd00:198:18::3")}
+	community := []discovery.Member{a, b, c}
+
+	for _, self := range []discovery.Member{c, a} {
+		peers, problems := discovery.Reach(self, community, discovery.FamilyAuto)
+		for _, p := range peers {
+			fmt.Printf("%s -> %s over %s\n", self.ID, p.ID, p.Underlay)
+		}
+		for _, p := range problems {
+			fmt.Printf("%s -> %s left out: %s\n", self.ID, p.ID, p.Reason)
+		}
+	}
+	// Output:
+	// i-c -> i-a over 198.18.0.1
+	// i-c -> i-b over fd00:198:18::2
+	// i-a -> i-c over 198.18.0.3
+	// i-a -> i-b left out: no_common_family
+}

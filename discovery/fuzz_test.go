@@ -51,6 +51,26 @@ func checkOverlay6(p netip.Prefix) string {
 	return ""
 }
 
+// checkUnderlay reports what is wrong with an underlay address that
+// ParseInventory returned, or "".
+func checkUnderlay(u netip.Addr) string {
+	switch {
+	case !u.IsValid():
+		return "invalid"
+	case u.Is4():
+		if u.IsMulticast() || u.IsLoopback() || u.IsUnspecified() || u == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+			return "not unicast IPv4"
+		}
+	case u.Is4In6() || u.Zone() != "":
+		return "IPv4-mapped or zoned IPv6"
+	case !u.IsGlobalUnicast():
+		return "not global unicast IPv6"
+	case netip.MustParsePrefix("::/96").Contains(u):
+		return "IPv4-compatible IPv6"
+	}
+	return ""
+}
+
 func FuzzParseTag(f *testing.F) {
 	for _, tt := range tagTests {
 		f.Add(tt.in)
@@ -93,7 +113,15 @@ func FuzzParseInventory(f *testing.F) {
 	}
 	for _, tt := range tagTests {
 		f.Add([]byte("198.18.0.1 " + tt.in + "\n"))
+		f.Add([]byte("fd00:198:18::1 " + tt.in + "\n"))
 	}
+	for _, u := range []string{
+		"2001:db8::1", "fd00:198:18::ffff", "FD00:198:18::1", "fd00:0198:0018::1", "fe80::1", "fe80::1%eth0",
+		"fd00::1%2", "ff02::1", "::", "::1", "::ffff:198.18.0.1", "::198.18.0.1", "64:ff9b::c612:1", "fd00::1/64", "[fd00::1]",
+	} {
+		f.Add([]byte(u + " demo,198.19.0.1/24\n"))
+	}
+	f.Add([]byte("198.18.0.1 demo,198.19.0.1/24\nfd00:198:18::2 demo,198.19.0.2/24,fd00:198:19::2/64\nfd00:198:18:0::2 demo,198.19.0.3/24\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ms, err := ParseInventory(bytes.NewReader(data), "f")
 		if err != nil {
@@ -113,8 +141,8 @@ func FuzzParseInventory(f *testing.F) {
 		prev := 0
 		for _, m := range ms {
 			u := m.Underlay
-			if !u.Is4() || u.IsMulticast() || u.IsLoopback() || u.IsUnspecified() || u == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
-				t.Fatalf("member %v: underlay is not unicast IPv4", m)
+			if bad := checkUnderlay(u); bad != "" || m.Underlay6.IsValid() {
+				t.Fatalf("member %v: underlay %s, or an Underlay6", m, bad)
 			}
 			if bad := checkOverlay(m.Overlay); bad != "" {
 				t.Fatalf("member %v: overlay %s", m, bad)

@@ -82,18 +82,28 @@ func unwrapPath(err error) error {
 }
 
 // ParseInventory parses an inventory: one instance per line, its underlay
-// IPv4 address, whitespace, then its tag value exactly as ParseTag accepts it:
+// address (IPv4 or IPv6), whitespace, then its tag value exactly as ParseTag
+// accepts it:
 //
 //	# underlay      COMMUNITY,OVERLAY-IP/PREFIX[,OVERLAY-IPv6/PREFIX]
 //	198.18.0.1      demo,198.19.0.1/24
 //	198.18.0.2      demo,198.19.0.2/24   # trailing comment
 //	198.18.0.3      demo,198.19.0.3/24,fd00:198:19::3/64
+//	fd00:198:18::4  demo,198.19.0.4/24   # an IPv6 underlay
 //
 // Blank lines are skipped. A '#' at the start of a line, or after
 // whitespace, starts a comment that runs to the end of the line. Lines may
 // end in LF or CRLF, and the file may start with a UTF-8 byte order mark.
 // The underlay address is a unicast IPv4 address: not multicast, loopback,
-// unspecified or 255.255.255.255.
+// unspecified or 255.255.255.255. Or it is a global unicast or unique
+// local IPv6 address, in any spelling netip accepts: not link-local
+// (fe80::/10 needs a zone, which an inventory cannot give), without a
+// zone, and not multicast, loopback, unspecified, IPv4-mapped
+// (::ffff:0:0/96; write the IPv4 form) or IPv4-compatible (::/96). Each
+// line has one underlay address; Member.Underlay holds it, of either
+// family, and Member.Underlay6 stays zero. A node tunnels to a line of
+// the other family only if it has an address of that family itself (see
+// Reach).
 //
 // Lines of every community are checked, not just the local one. Within one
 // community, no two lines may share an underlay address or an overlay
@@ -210,7 +220,7 @@ func parseLine(line string) (m Member, ok bool, msg string) {
 	if a, _, ok := strings.Cut(f[0], "/"); ok {
 		return Member{}, false, fmt.Sprintf("underlay %q has a prefix length; write the bare address %s", clip(f[0]), clip(a))
 	}
-	u, err := parseIPv4("underlay", f[0], "198.18.0.1")
+	u, err := parseUnderlay(f[0])
 	if err != nil {
 		return Member{}, false, err.Error()
 	}
@@ -223,4 +233,52 @@ func parseLine(line string) (m Member, ok bool, msg string) {
 		return Member{}, false, msg
 	}
 	return Member{Underlay: u, Community: tag.Community, Overlay: tag.Overlay, Overlay6: tag.Overlay6}, true, ""
+}
+
+// parseUnderlay parses the underlay column: a unicast IPv4 address (see
+// parseIPv4) or a global unicast or unique local IPv6 address.
+func parseUnderlay(s string) (netip.Addr, error) {
+	const example6 = "fd00:198:18::1"
+	if !strings.Contains(s, ":") {
+		return parseIPv4("underlay", s, "198.18.0.1")
+	}
+	addr, zone, hasZone := strings.Cut(s, "%")
+	a, err := netip.ParseAddr(addr)
+	switch {
+	case err != nil:
+		return netip.Addr{}, fmt.Errorf("underlay address %q is not an IPv4 or IPv6 address; write one, such as 198.18.0.1 or %s", clip(s), example6)
+	case a.Is4In6():
+		return netip.Addr{}, fmt.Errorf("underlay address %q is IPv4-mapped IPv6; write the plain IPv4 form %s", clip(s), a.Unmap())
+	case a.IsLinkLocalUnicast():
+		return netip.Addr{}, fmt.Errorf("underlay address %q is link-local, which needs a zone (an interface) that an inventory cannot give; write a global or unique local IPv6 address, such as %s", clip(s), example6)
+	case hasZone:
+		return netip.Addr{}, fmt.Errorf("underlay address %q has a zone (%%%s); write the plain address %s", clip(s), clip(zone), a)
+	}
+	var kind string
+	switch {
+	case a.IsUnspecified():
+		kind = "the unspecified address"
+	case a.IsLoopback():
+		kind = "the loopback address"
+	case a.IsMulticast():
+		kind = "a multicast address"
+	case isIPv4Compatible(a):
+		return netip.Addr{}, fmt.Errorf("underlay address %s is IPv4-compatible IPv6 (::/96, deprecated); write the plain IPv4 form %s", a, netip.AddrFrom4([4]byte(a.AsSlice()[12:])))
+	default:
+		return a, nil
+	}
+	return netip.Addr{}, fmt.Errorf("underlay address %s is %s; write the instance's unicast address, such as %s", a, kind, example6)
+}
+
+// isIPv4Compatible reports whether the IPv6 address a is in ::/96, the
+// deprecated IPv4-compatible form (the unspecified and loopback addresses
+// are in it too; check them first).
+func isIPv4Compatible(a netip.Addr) bool {
+	b := a.As16()
+	for _, x := range b[:12] {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -60,6 +60,20 @@ var inventoryTests = []struct {
 		errLine: 2,
 		errSub:  "IPv6 overlay fd00:198:19::1 is already used on line 1 in community demo",
 	},
+	{
+		name: "IPv6 underlay",
+		in: "# underlay      COMMUNITY,OVERLAY-IP/PREFIX\n" +
+			"fd00:198:18::1  demo,198.19.0.1/24\n" +
+			"2001:db8::2     demo,198.19.0.2/24,fd00:198:19::2/64  # a comment\n" +
+			"198.18.0.3      demo,198.19.0.3/24\n" +
+			"FD00:0198:0018:0000::4 demo,198.19.0.4/24\n", // any spelling netip accepts
+		want: []Member{
+			member("fd00:198:18::1", "demo,198.19.0.1/24", "peers.txt:2"),
+			member("2001:db8::2", "demo,198.19.0.2/24,fd00:198:19::2/64", "peers.txt:3"),
+			member("198.18.0.3", "demo,198.19.0.3/24", "peers.txt:4"),
+			member("fd00:198:18::4", "demo,198.19.0.4/24", "peers.txt:5"),
+		},
+	},
 	{name: "only comments", in: "# a\n\n   \n\t# b\n#\n"},
 	{
 		name: "comments and spacing",
@@ -130,8 +144,22 @@ var inventoryTests = []struct {
 	{name: "hash without space", in: "198.18.0.1 demo,198.19.0.1/24#c\n", errLine: 1, errSub: "a comment needs whitespace before '#'"},
 	{name: "underlay not an address", in: "host1 demo,198.19.0.1/24\n", errLine: 1, errSub: `underlay address "host1" is not an IPv4 address`},
 	{name: "long underlay clipped", in: strings.Repeat("z", 4000) + " demo,198.19.0.1/24\n", errLine: 1, errSub: `underlay address "` + strings.Repeat("z", 60) + `..." is not an IPv4 address`},
-	{name: "underlay IPv6", in: "2001:db8::1 demo,198.19.0.1/24\n", errLine: 1, errSub: "is IPv6"},
-	{name: "underlay mapped", in: "::ffff:198.18.0.1 demo,198.19.0.1/24\n", errLine: 1, errSub: "write the plain IPv4 form 198.18.0.1"},
+	{name: "underlay mapped", in: "::ffff:198.18.0.1 demo,198.19.0.1/24\n", errLine: 1, errSub: "is IPv4-mapped IPv6; write the plain IPv4 form 198.18.0.1"},
+	{name: "underlay IPv6 not an address", in: "fd00:198:18::1::2 demo,198.19.0.1/24\n", errLine: 1, errSub: `underlay address "fd00:198:18::1::2" is not an IPv4 or IPv6 address; write one`},
+	{name: "underlay IPv6 link-local", in: "fe80::1 demo,198.19.0.1/24\n", errLine: 1, errSub: "is link-local, which needs a zone"},
+	{name: "underlay IPv6 link-local with zone", in: "fe80::1%eth0 demo,198.19.0.1/24\n", errLine: 1, errSub: "is link-local, which needs a zone"},
+	{name: "underlay IPv6 zone", in: "fd00:198:18::1%eth0 demo,198.19.0.1/24\n", errLine: 1, errSub: `has a zone (%eth0); write the plain address fd00:198:18::1`},
+	{name: "underlay IPv6 multicast", in: "ff02::1 demo,198.19.0.1/24\n", errLine: 1, errSub: "underlay address ff02::1 is a multicast address; write the instance's unicast address"},
+	{name: "underlay IPv6 unspecified", in: "\n:: demo,198.19.0.1/24\n", errLine: 2, errSub: "underlay address :: is the unspecified address"},
+	{name: "underlay IPv6 loopback", in: "::1 demo,198.19.0.1/24\n", errLine: 1, errSub: "underlay address ::1 is the loopback address"},
+	{name: "underlay IPv4-compatible", in: "::198.18.0.1 demo,198.19.0.1/24\n", errLine: 1, errSub: "is IPv4-compatible IPv6 (::/96, deprecated); write the plain IPv4 form 198.18.0.1"},
+	{name: "underlay IPv6 prefix", in: "fd00:198:18::1/64 demo,198.19.0.1/24\n", errLine: 1, errSub: "has a prefix length; write the bare address fd00:198:18::1"},
+	{
+		name:    "duplicate IPv6 underlay",
+		in:      "fd00:198:18::1 demo,198.19.0.1/24\nFD00:198:18:0:0:0:0:1 demo,198.19.0.2/24\n",
+		errLine: 2,
+		errSub:  "underlay fd00:198:18::1 is already on line 1 in community demo",
+	},
 	{name: "underlay prefix", in: "198.18.0.1/16 demo,198.19.0.1/24\n", errLine: 1, errSub: "has a prefix length; write the bare address 198.18.0.1"},
 	{name: "underlay multicast", in: "239.0.0.1 demo,198.19.0.1/24\n", errLine: 1, errSub: "multicast address; write the instance's unicast address"},
 	{name: "underlay loopback", in: "127.0.0.1 demo,198.19.0.1/24\n", errLine: 1, errSub: "loopback"},

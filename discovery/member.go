@@ -10,8 +10,16 @@ import (
 )
 
 // Member is one instance of a community.
+//
+// Its underlay addresses are where tunnels to it go. Underlay is IPv4, or
+// IPv6 for an IPv6-only instance and for an inventory line that gives an
+// IPv6 address. A dual-stack EC2 instance has its IPv4 address in
+// Underlay and its IPv6 address in Underlay6; Underlay6 is the zero Addr
+// otherwise. Underlays returns them by family, and Reach picks the one a
+// tunnel uses.
 type Member struct {
-	Underlay  netip.Addr   // IPv4 underlay address: where tunnels to this instance go
+	Underlay  netip.Addr   // underlay address: IPv4, or IPv6 when the instance has no IPv4 underlay
+	Underlay6 netip.Addr   // IPv6 underlay address of a dual-stack instance (Underlay is then IPv4); the zero Addr otherwise
 	Community string       // community name from the tag
 	Overlay   netip.Prefix // overlay address with its prefix length, e.g. 198.19.0.1/24 (not masked)
 	Overlay6  netip.Prefix // optional IPv6 overlay address, e.g. fd00:198:19::1/64; the zero Prefix if none
@@ -84,9 +92,10 @@ func InCommunity(all []Member, community string) []Member {
 }
 
 // FindLocal picks this node's own entry among members (normally one
-// community's). When local is valid, it is the member whose Underlay equals
-// local. Otherwise it is the single member whose Underlay isLocal reports
-// true for; isLocal is typically the result of LocalAddrs.
+// community's). When local is valid, it is the member with the underlay
+// address local (Underlay or Underlay6, of either family). Otherwise it is
+// the single member with an underlay address isLocal reports true for;
+// isLocal is typically the result of LocalAddrs.
 //
 // When no member or several match, the error is a *LocalError, which wraps
 // ErrLocalNotFound or ErrLocalAmbiguous.
@@ -98,13 +107,13 @@ func FindLocal(members []Member, local netip.Addr, isLocal func(netip.Addr) bool
 	if local.IsValid() {
 		local = local.Unmap()
 		for _, m := range members {
-			if m.Underlay == local {
+			if v4, v6 := m.Underlays(); sameAddr(v4, local) || sameAddr(v6, local) {
 				match = append(match, m)
 			}
 		}
 	} else if isLocal != nil {
 		for _, m := range members {
-			if isLocal(m.Underlay) {
+			if v4, v6 := m.Underlays(); v4.IsValid() && isLocal(v4) || v6.IsValid() && isLocal(v6) {
 				match = append(match, m)
 			}
 		}
@@ -129,10 +138,15 @@ func communities(ms []Member) []string {
 	return cs
 }
 
-// ids lists members as "ID (underlay)" for error messages.
+// ids lists members as "ID (underlay)" or "ID (underlay, underlay6)" for
+// error messages.
 func ids(ms []Member) string {
 	s := make([]string, len(ms))
 	for i, m := range ms {
+		if m.Underlay6.IsValid() {
+			s[i] = fmt.Sprintf("%s (%s, %s)", m.ID, m.Underlay, m.Underlay6)
+			continue
+		}
 		s[i] = fmt.Sprintf("%s (%s)", m.ID, m.Underlay)
 	}
 	return strings.Join(s, ", ")
@@ -160,8 +174,10 @@ func LocalAddrs() (func(netip.Addr) bool, error) {
 // Validate checks the member list of one community: every member has the
 // same community name, a valid overlay address, and the same overlay prefix
 // (length and network) as the first member; the members with an IPv6
-// overlay address share one IPv6 prefix; and no two members share an
-// underlay address or an overlay address of either family. It reports every problem found,
+// overlay address share one IPv6 prefix; an IPv6 Underlay6 goes with an
+// IPv4 Underlay only; and no two members share an underlay address
+// (Underlay or Underlay6) or an overlay address of either family. The
+// underlay addresses may be IPv4 or IPv6. It reports every problem found,
 // each naming the members' IDs; it returns nil for a consistent list.
 func Validate(members []Member) error {
 	if len(members) == 0 {
@@ -187,10 +203,18 @@ func Validate(members []Member) error {
 			add("%s has no valid underlay or overlay address; give it both", m.ID)
 			continue
 		}
-		if prev, dup := underlay[m.Underlay]; dup {
-			add("%s and %s both have underlay %s; give each instance its own address", prev.ID, m.ID, m.Underlay)
-		} else {
-			underlay[m.Underlay] = m
+		if u6 := m.Underlay6; u6.IsValid() && (!m.Underlay.Unmap().Is4() || !u6.Is6() || u6.Is4In6()) {
+			add("%s has underlays %s and %s; a second underlay address must be IPv6 beside an IPv4 one", m.ID, m.Underlay, u6)
+		}
+		for j, u := range []netip.Addr{m.Underlay.Unmap(), m.Underlay6.Unmap()} {
+			if !u.IsValid() || j == 1 && u == m.Underlay.Unmap() {
+				continue
+			}
+			if prev, dup := underlay[u]; dup {
+				add("%s and %s both have underlay %s; give each instance its own address", prev.ID, m.ID, u)
+			} else {
+				underlay[u] = m
+			}
 		}
 		if prev, dup := overlay[m.Overlay.Addr()]; dup {
 			add("%s and %s both have overlay %s; give each instance its own address", prev.ID, m.ID, m.Overlay.Addr())

@@ -36,8 +36,8 @@
 // MaxResults (5..1000), NextToken and DryRun, and answers in the XML
 // namespace [Namespace] with one reservation per instance, sorted by
 // instance ID. The filters are tag:KEY, tag-key, tag-value,
-// instance-state-name, instance-state-code, instance-id, vpc-id, subnet-id
-// and private-ip-address; several filters must all match, the values of
+// instance-state-name, instance-state-code, instance-id, vpc-id, subnet-id,
+// private-ip-address and ipv6-address; several filters must all match, the values of
 // one filter are alternatives, and values may use the wildcards * and ?.
 // A filter without values matches instances that have the attribute.
 // Unknown filters and parameters, malformed or unknown instance IDs,
@@ -55,7 +55,24 @@
 // the backoff (retry.StandardOptions.Backoff).
 //
 // As in EC2, a terminated instance is listed without its private address,
-// VPC, subnet and network interfaces.
+// IPv6 addresses, VPC, subnet and network interfaces.
+//
+// # IPv6
+//
+// An instance's IPv6 addresses ([Instance].IPv6) appear on its one network
+// interface (device index 0) as networkInterfaceSet/item/ipv6AddressesSet/item
+// with ipv6Address and isPrimaryIpv6, which is true for the first one when
+// [Instance].PrimaryIPv6 is set; that one is then also the instance's
+// ipv6Address. An IPv6-only instance has IPv6 addresses and no PrivateIP:
+// it is listed without privateIpAddress, and IMDS answers 404 for its
+// local-ipv4.
+//
+// To test IMDS over IPv6, serve the handler on an IPv6 address:
+// [StartServer] with "[::1]:0" serves it on the IPv6 loopback address, and
+// AWS_EC2_METADATA_SERVICE_ENDPOINT then points at its URL,
+// http://[::1]:PORT. (An endpoint wins over
+// AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6, which would send the SDK to
+// the fixed address [fd00:ec2::254].)
 //
 // # IMDSv2
 //
@@ -66,6 +83,7 @@
 //
 //	meta-data/instance-id
 //	meta-data/local-ipv4                              404 without a private IP
+//	meta-data/ipv6                                    the first IPv6 address; 404 without one
 //	meta-data/mac
 //	meta-data/placement/region
 //	meta-data/placement/availability-zone             the region + "a"
@@ -73,10 +91,12 @@
 //	meta-data/network/interfaces/macs/MAC/vpc-id      404 without a VPC
 //	meta-data/network/interfaces/macs/MAC/subnet-id   404 without a VPC
 //	meta-data/network/interfaces/macs/MAC/local-ipv4s 404 without a private IP
+//	meta-data/network/interfaces/macs/MAC/ipv6s       one IPv6 address a line; 404 without one
 //	dynamic/instance-identity/document                JSON
 //
 // IMDS answers for the instance chosen by [Server.SetIdentity]; by default,
-// the one whose PrivateIP is the client's address. Other paths, and
+// the one whose PrivateIP, or one of whose IPv6 addresses, is the client's
+// address. Other paths, and
 // requests from no known instance, get 404.
 //
 // # A race in the SDK

@@ -288,7 +288,7 @@ func knownFilter(name string) bool {
 	}
 	switch name {
 	case "tag-key", "tag-value", "instance-state-name", "instance-state-code",
-		"vpc-id", "subnet-id", "instance-id", "private-ip-address":
+		"vpc-id", "subnet-id", "instance-id", "private-ip-address", "ipv6-address":
 		return true
 	}
 	return false
@@ -332,6 +332,8 @@ func (in *instance) attr(name string) []string {
 		if ip := in.privateIP(); ip != "" {
 			return []string{ip}
 		}
+	case "ipv6-address":
+		return in.ipv6()
 	}
 	return nil
 }
@@ -351,6 +353,19 @@ func (in *instance) privateIP() string {
 		return ""
 	}
 	return in.PrivateIP.String()
+}
+
+// ipv6 returns the IPv6 addresses that EC2 would report: none once the
+// instance is terminated.
+func (in *instance) ipv6() []string {
+	if in.State == "terminated" {
+		return nil
+	}
+	var out []string
+	for _, a := range in.IPv6 {
+		out = append(out, a.String())
+	}
+	return out
 }
 
 func (f *filter) match(in *instance) bool {
@@ -537,8 +552,16 @@ func (s *Server) reservation(in *instance) xmlReservation {
 		Architecture:  "x86_64",
 		NetInterfaces: &xmlInterfaceSet{},
 	}
-	if ip != "" {
+	v6 := in.ipv6()
+	switch {
+	case ip != "":
 		x.PrivateDNSName = "ip-" + strings.ReplaceAll(ip, ".", "-") + "." + s.region + ".compute.internal"
+	case len(v6) > 0:
+		// An IPv6-only instance has a resource-based name.
+		x.PrivateDNSName = in.ID + "." + s.region + ".compute.internal"
+	}
+	if in.PrimaryIPv6 && len(v6) > 0 {
+		x.IPv6Address = v6[0]
 	}
 	if vpc != "" {
 		x.SourceDestCheck = new(true)
@@ -550,6 +573,13 @@ func (s *Server) reservation(in *instance) xmlReservation {
 		}
 	}
 	if in.State != "terminated" {
+		var set *xmlIPv6Set
+		if len(v6) > 0 {
+			set = &xmlIPv6Set{}
+			for i, a := range v6 {
+				set.Items = append(set.Items, xmlIPv6{Address: a, IsPrimary: in.PrimaryIPv6 && i == 0})
+			}
+		}
 		x.NetInterfaces.Items = append(x.NetInterfaces.Items, xmlInterface{
 			ID:              hexID("eni-", in.ID, 17),
 			SubnetID:        subnet,
@@ -560,6 +590,7 @@ func (s *Server) reservation(in *instance) xmlReservation {
 			PrivateIP:       ip,
 			PrivateDNSName:  x.PrivateDNSName,
 			SourceDestCheck: true,
+			IPv6:            set,
 			Attachment: xmlAttachment{
 				ID:                  hexID("eni-attach-", in.ID, 17),
 				DeviceIndex:         0,
@@ -618,6 +649,7 @@ type xmlInstance struct {
 	SubnetID        string           `xml:"subnetId,omitempty"`
 	VPCID           string           `xml:"vpcId,omitempty"`
 	PrivateIP       string           `xml:"privateIpAddress,omitempty"`
+	IPv6Address     string           `xml:"ipv6Address,omitempty"`
 	SourceDestCheck *bool            `xml:"sourceDestCheck,omitempty"`
 	Architecture    string           `xml:"architecture"`
 	TagSet          *xmlTagSet       `xml:"tagSet,omitempty"`
@@ -662,6 +694,16 @@ type xmlInterface struct {
 	PrivateDNSName  string        `xml:"privateDnsName,omitempty"`
 	SourceDestCheck bool          `xml:"sourceDestCheck"`
 	Attachment      xmlAttachment `xml:"attachment"`
+	IPv6            *xmlIPv6Set   `xml:"ipv6AddressesSet,omitempty"`
+}
+
+type xmlIPv6Set struct {
+	Items []xmlIPv6 `xml:"item"`
+}
+
+type xmlIPv6 struct {
+	Address   string `xml:"ipv6Address"`
+	IsPrimary bool   `xml:"isPrimaryIpv6"`
 }
 
 type xmlAttachment struct {

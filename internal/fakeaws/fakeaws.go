@@ -7,8 +7,10 @@ import (
 	"hash/fnv"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,8 +27,11 @@ const ImageID = "ami-0fa4e0c5a1b2c3d4e"
 const InstanceType = "t3.micro"
 
 // Instance describes one fake EC2 instance. The zero values of the optional
-// fields mean: no private IPv4 address, no VPC, no tags, state "running", and
-// a MAC address derived from ID.
+// fields mean: no private IPv4 address, no IPv6 address, no VPC, no tags,
+// state "running", and a MAC address derived from ID.
+//
+// A dual-stack instance has PrivateIP and IPv6; an IPv6-only instance, as
+// in an IPv6-only subnet, has IPv6 but no PrivateIP.
 type Instance struct {
 	ID        string            // "i-...", required
 	PrivateIP netip.Addr        // invalid = no private IPv4
@@ -34,6 +39,16 @@ type Instance struct {
 	State     string            // "pending" | "running" | "stopping" | "stopped" | "shutting-down" | "terminated"; "" = "running"
 	Tags      map[string]string // copied by Put
 	MAC       string            // for IMDS network paths and the network interface; "" = derived from ID
+
+	// IPv6 are the IPv6 addresses of the instance's network interface, in
+	// order; none = no IPv6. Any plain IPv6 address (no zone, not
+	// IPv4-mapped) is accepted, even one no instance gets, such as a
+	// link-local one, so that tests can offer it. Copied by Put.
+	IPv6 []netip.Addr
+	// PrimaryIPv6 marks IPv6[0] as the primary IPv6 address
+	// (isPrimaryIpv6), as EC2 does for an interface launched with
+	// EnablePrimaryIpv6, and reports it as the instance's ipv6Address too.
+	PrimaryIPv6 bool
 }
 
 // stateCodes maps an instance state name to its EC2 state code. Only the low
@@ -105,10 +120,29 @@ func (s *Server) Handler() http.Handler {
 	})
 }
 
+// StartServer starts an httptest.Server for h, such as Server.Handler,
+// listening on addr: "[::1]:0" serves on the IPv6 loopback address, for
+// tests of IMDS over IPv6. Its URL is then http://[::1]:PORT. The error is
+// that of net.Listen, such as where the host has no IPv6. Close the server
+// when done.
+func StartServer(addr string, h http.Handler) (*httptest.Server, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	ts := httptest.NewUnstartedServer(h)
+	ts.Listener.Close()
+	ts.Listener = l
+	ts.Start()
+	return ts, nil
+}
+
 // Put adds the instance, or replaces the one with the same ID. A replaced
 // instance keeps its launch time. Put panics if ID does not start with "i-",
-// State is not a valid state name, PrivateIP is not IPv4, or MAC is not an
-// Ethernet address: these are mistakes in the test.
+// State is not a valid state name, PrivateIP is not IPv4, an IPv6 address
+// is not IPv6 (IPv4, IPv4-mapped or with a zone), PrimaryIPv6 is set
+// without IPv6, or MAC is not an Ethernet address: these are mistakes in
+// the test.
 func (s *Server) Put(in Instance) {
 	if !strings.HasPrefix(in.ID, "i-") || len(in.ID) < 3 {
 		panic(fmt.Sprintf("fakeaws: instance ID %q does not start with \"i-\"", in.ID))
@@ -120,6 +154,15 @@ func (s *Server) Put(in Instance) {
 	in.PrivateIP = in.PrivateIP.Unmap()
 	if in.PrivateIP.IsValid() && !in.PrivateIP.Is4() {
 		panic(fmt.Sprintf("fakeaws: private IP %v of %s is not IPv4", in.PrivateIP, in.ID))
+	}
+	in.IPv6 = slices.Clone(in.IPv6)
+	for _, a := range in.IPv6 {
+		if !a.Is6() || a.Is4In6() || a.Zone() != "" {
+			panic(fmt.Sprintf("fakeaws: IPv6 address %v of %s is not a plain IPv6 address", a, in.ID))
+		}
+	}
+	if in.PrimaryIPv6 && len(in.IPv6) == 0 {
+		panic(fmt.Sprintf("fakeaws: %s has PrimaryIPv6 but no IPv6 address", in.ID))
 	}
 	if in.MAC == "" {
 		in.MAC = derivedMAC(in.ID)
@@ -222,8 +265,8 @@ func (s *Server) Calls() int {
 
 // SetIdentity sets how IMDS decides which instance a request comes from:
 // fn returns its instance ID, or "" for none (IMDS then answers 404). By
-// default the server picks the instance whose PrivateIP equals the
-// request's remote address. Tests whose clients all share the loopback
+// default the server picks the instance whose PrivateIP, or one of whose
+// IPv6 addresses, equals the request's remote address. Tests whose clients all share the loopback
 // address set a fixed ID. A nil fn restores the default. fn is called
 // without the server's lock held, so it may call the server.
 func (s *Server) SetIdentity(fn func(r *http.Request) string) {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -130,13 +131,13 @@ func (s *Server) whoami(r *http.Request) (instance, bool) {
 	return *in, true
 }
 
-// instanceAt returns the ID of the instance with this private IP, or "".
-// Should several have it, a live one wins over a terminated one, then the
-// lowest ID. The caller holds s.mu.
+// instanceAt returns the ID of the instance with this private IP or IPv6
+// address, or "". Should several have it, a live one wins over a
+// terminated one, then the lowest ID. The caller holds s.mu.
 func (s *Server) instanceAt(addr netip.Addr) string {
 	var best *instance
 	for _, in := range s.insts {
-		if in.PrivateIP != addr {
+		if in.PrivateIP != addr && !slices.Contains(in.IPv6, addr) {
 			continue
 		}
 		if best == nil {
@@ -173,6 +174,8 @@ func (s *Server) metadata(in instance, path string) (body, contentType string, o
 			return subnetOf(in.VPC), text, in.VPC != ""
 		case "local-ipv4s":
 			return in.PrivateIP.String(), text, in.PrivateIP.IsValid()
+		case "ipv6s":
+			return joinAddrs(in.IPv6), text, len(in.IPv6) > 0
 		case "mac":
 			return in.MAC, text, true
 		}
@@ -183,6 +186,11 @@ func (s *Server) metadata(in instance, path string) (body, contentType string, o
 		return in.ID, text, true
 	case "meta-data/local-ipv4":
 		return in.PrivateIP.String(), text, in.PrivateIP.IsValid()
+	case "meta-data/ipv6":
+		if len(in.IPv6) == 0 {
+			return "", "", false
+		}
+		return in.IPv6[0].String(), text, true
 	case "meta-data/mac":
 		return in.MAC, text, true
 	case "meta-data/placement/region":
@@ -193,6 +201,15 @@ func (s *Server) metadata(in instance, path string) (body, contentType string, o
 		return s.identityDocument(in), text, true
 	}
 	return "", "", false
+}
+
+// joinAddrs lists addresses one a line, as IMDS lists them.
+func joinAddrs(as []netip.Addr) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, "\n")
 }
 
 // identityDocument is the JSON document IMDS serves at

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -49,6 +50,39 @@ func newEnv(t *testing.T) *env {
 	srv := New(testRegion)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
+	return configure(t, srv, ts, "")
+}
+
+// newEnv6 is newEnv with the server on the IPv6 loopback address, [::1],
+// and the SDK's IMDS endpoint mode set to IPv6 as well. It skips the test
+// where the host has no IPv6.
+func newEnv6(t *testing.T) *env {
+	t.Helper()
+	srv := New(testRegion)
+	ts := startIPv6(t, srv.Handler())
+	return configure(t, srv, ts, "IPv6")
+}
+
+// startIPv6 serves h on [::1] with StartServer, and skips the test when
+// the host really has no IPv6 loopback address (IPv6 is off, or lo lacks
+// ::1); any other failure fails it.
+func startIPv6(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
+	ts, err := StartServer("[::1]:0", h)
+	if errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT) {
+		t.Skipf("this host has no IPv6 loopback address [::1] (%v); IMDS over IPv6 cannot be tested here", err)
+	}
+	if err != nil {
+		t.Fatalf("listen on [::1]: %v", err)
+	}
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+// configure points the SDK at ts, which serves srv, with the IMDS endpoint
+// mode imdsMode ("" for none).
+func configure(t *testing.T, srv *Server, ts *httptest.Server, imdsMode string) *env {
+	t.Helper()
 
 	// Keep the host's AWS configuration out of the test.
 	dir := t.TempDir()
@@ -71,6 +105,9 @@ func newEnv(t *testing.T) *env {
 	t.Setenv("AWS_REGION", testRegion)
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDFAKEFAKEFAKE")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "fake-secret")
+	if imdsMode != "" {
+		t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", imdsMode)
+	}
 
 	host := strings.TrimPrefix(ts.URL, "http://")
 	safe := HTTPClient(ts.URL).Transport
@@ -703,5 +740,177 @@ func TestIMDSEndpointPathIsIgnored(t *testing.T) {
 	}
 	if _, err := imds.NewFromConfig(cfg).GetRegion(ctx(t), nil); err != nil {
 		t.Errorf("GetRegion with a path in the endpoint: %v", err)
+	}
+}
+
+// ipv6Fleet puts a dual-stack instance with a primary IPv6 address, an
+// IPv6-only one whose addresses are not marked primary, and an IPv4-only
+// one.
+func ipv6Fleet(s *Server) (dual, only6, only4 Instance) {
+	dual = Instance{
+		ID:          "i-00000000000000001",
+		PrivateIP:   netip.MustParseAddr("198.18.0.1"),
+		IPv6:        []netip.Addr{netip.MustParseAddr("fd00:198:18::1"), netip.MustParseAddr("fd00:198:18::a")},
+		PrimaryIPv6: true,
+		VPC:         "vpc-aaaaaaaa",
+		Tags:        map[string]string{"multicast": "demo,198.19.0.1/24"},
+	}
+	only6 = Instance{
+		ID:   "i-00000000000000002",
+		IPv6: []netip.Addr{netip.MustParseAddr("fd00:198:18::2")},
+		VPC:  "vpc-aaaaaaaa",
+		Tags: map[string]string{"multicast": "demo,198.19.0.2/24"},
+	}
+	only4 = Instance{
+		ID:        "i-00000000000000003",
+		PrivateIP: netip.MustParseAddr("198.18.0.3"),
+		VPC:       "vpc-aaaaaaaa",
+		Tags:      map[string]string{"multicast": "demo,198.19.0.3/24"},
+	}
+	for _, in := range []Instance{dual, only6, only4} {
+		s.Put(in)
+	}
+	return dual, only6, only4
+}
+
+// TestIPv6Addresses reads the IPv6 fields of DescribeInstances with the
+// SDK: the interface's addresses with the primary one marked, the
+// instance's ipv6Address, and an IPv6-only instance without a private
+// IPv4 address. The ipv6-address filter finds an instance by any of them.
+func TestIPv6Addresses(t *testing.T) {
+	e := newEnv(t)
+	dual, only6, only4 := ipv6Fleet(e.srv)
+	out, err := e.ec2().DescribeInstances(ctx(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := instances(out)
+	if len(got) != 3 {
+		t.Fatalf("%d instances", len(got))
+	}
+	type addr struct {
+		ip      string
+		primary bool
+	}
+	v6 := func(in types.Instance) []addr {
+		var out []addr
+		for _, ni := range in.NetworkInterfaces {
+			for _, a := range ni.Ipv6Addresses {
+				out = append(out, addr{aws.ToString(a.Ipv6Address), aws.ToBool(a.IsPrimaryIpv6)})
+			}
+		}
+		return out
+	}
+	if a := v6(got[0]); !slices.Equal(a, []addr{{"fd00:198:18::1", true}, {"fd00:198:18::a", false}}) ||
+		aws.ToString(got[0].Ipv6Address) != "fd00:198:18::1" || aws.ToString(got[0].PrivateIpAddress) != "198.18.0.1" {
+		t.Errorf("dual-stack %s: IPv6 %v, ipv6Address %q, private IP %q", dual.ID, a, aws.ToString(got[0].Ipv6Address), aws.ToString(got[0].PrivateIpAddress))
+	}
+	if a := v6(got[1]); !slices.Equal(a, []addr{{"fd00:198:18::2", false}}) || got[1].Ipv6Address != nil ||
+		got[1].PrivateIpAddress != nil || got[1].NetworkInterfaces[0].PrivateIpAddress != nil {
+		t.Errorf("IPv6-only %s: IPv6 %v, ipv6Address %v, private IP %v", only6.ID, a, got[1].Ipv6Address, got[1].PrivateIpAddress)
+	}
+	if dns := aws.ToString(got[1].PrivateDnsName); dns != only6.ID+"."+testRegion+".compute.internal" {
+		t.Errorf("IPv6-only %s: private DNS name %q", only6.ID, dns)
+	}
+	if a := v6(got[2]); len(a) != 0 || got[2].Ipv6Address != nil {
+		t.Errorf("IPv4-only %s: IPv6 %v", only4.ID, a)
+	}
+	if d := aws.ToInt32(got[1].NetworkInterfaces[0].Attachment.DeviceIndex); d != 0 {
+		t.Errorf("device index %d, want 0 (the primary interface)", d)
+	}
+
+	for value, want := range map[string][]string{
+		"fd00:198:18::a": {dual.ID},
+		"fd00:198:18::2": {only6.ID},
+		"fd00:198:18::*": {dual.ID, only6.ID},
+	} {
+		out, err := e.ec2().DescribeInstances(ctx(t), &ec2.DescribeInstancesInput{
+			Filters: []types.Filter{{Name: aws.String("ipv6-address"), Values: []string{value}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ids(instances(out)); !slices.Equal(got, want) {
+			t.Errorf("ipv6-address %s: %v, want %v", value, got, want)
+		}
+	}
+
+	// A terminated instance loses its IPv6 addresses too.
+	e.srv.SetState(dual.ID, "terminated")
+	out, err = e.ec2().DescribeInstances(ctx(t), &ec2.DescribeInstancesInput{InstanceIds: []string{dual.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in := instances(out)[0]; in.Ipv6Address != nil || len(in.NetworkInterfaces) != 0 {
+		t.Errorf("terminated instance keeps IPv6: %v, %d interfaces", aws.ToString(in.Ipv6Address), len(in.NetworkInterfaces))
+	}
+}
+
+// TestIMDSOverIPv6 serves IMDS on the IPv6 loopback address with the
+// SDK's endpoint mode IPv6, for an IPv6-only instance: ipv6 and ipv6s
+// answer, local-ipv4 is 404, and the default identity finds the instance
+// by its IPv6 address.
+func TestIMDSOverIPv6(t *testing.T) {
+	e := newEnv6(t)
+	if !strings.HasPrefix(e.ts.URL, "http://[::1]:") {
+		t.Fatalf("server URL %s, want http://[::1]:PORT", e.ts.URL)
+	}
+	_, only6, _ := ipv6Fleet(e.srv)
+	only6.IPv6 = append(only6.IPv6, netip.MustParseAddr("fd00:198:18::b"))
+	e.srv.Put(only6)
+	var mu sync.Mutex
+	var remotes []string
+	e.srv.SetIdentity(func(r *http.Request) string {
+		mu.Lock()
+		remotes = append(remotes, r.RemoteAddr)
+		mu.Unlock()
+		return only6.ID
+	})
+	c := imds.NewFromConfig(e.cfg)
+	mac := derivedMAC(only6.ID)
+	for path, want := range map[string]string{
+		"instance-id": only6.ID,
+		"ipv6":        "fd00:198:18::2",
+		"network/interfaces/macs/" + mac + "/ipv6s": "fd00:198:18::2\nfd00:198:18::b",
+	} {
+		out, err := c.GetMetadata(ctx(t), &imds.GetMetadataInput{Path: path})
+		if err != nil {
+			t.Errorf("GetMetadata(%q): %v", path, err)
+			continue
+		}
+		b, _ := io.ReadAll(out.Content)
+		out.Content.Close()
+		if string(b) != want {
+			t.Errorf("GetMetadata(%q) = %q, want %q", path, b, want)
+		}
+	}
+	for _, path := range []string{"local-ipv4", "network/interfaces/macs/" + mac + "/local-ipv4s"} {
+		if _, err := c.GetMetadata(ctx(t), &imds.GetMetadataInput{Path: path}); httpStatus(err) != 404 {
+			t.Errorf("GetMetadata(%q) on an IPv6-only instance: %v, want HTTP 404", path, err)
+		}
+	}
+	doc, err := c.GetInstanceIdentityDocument(ctx(t), nil)
+	if err != nil || doc.PrivateIP != "" || doc.InstanceID != only6.ID {
+		t.Errorf("identity document %+v, %v; want no privateIp", doc, err)
+	}
+	mu.Lock()
+	for _, r := range remotes {
+		if ap, err := netip.ParseAddrPort(r); err != nil || ap.Addr() != netip.IPv6Loopback() {
+			t.Errorf("request from %s, want [::1]", r)
+		}
+	}
+	mu.Unlock()
+
+	// The default identity: the instance with the client's IPv6 address.
+	e.srv.SetIdentity(nil)
+	e.srv.Put(Instance{ID: "i-00000000000000100", IPv6: []netip.Addr{netip.IPv6Loopback()}})
+	out, err := c.GetMetadata(ctx(t), &imds.GetMetadataInput{Path: "instance-id"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(out.Content)
+	out.Content.Close()
+	if string(b) != "i-00000000000000100" {
+		t.Errorf("instance-id by IPv6 address = %q", b)
 	}
 }

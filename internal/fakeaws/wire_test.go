@@ -279,16 +279,26 @@ func FuzzDescribeInstances(f *testing.F) {
 		"Filter.1.Name=private-ip-address&Filter.1.Value.1=198.18.0.?",
 		"DryRun=true",
 		"Filter.2.Value.7=x",
+		"Filter.1.Name=ipv6-address&Filter.1.Value.1=fd00:198:18::*",
 	} {
 		f.Add(seed)
 	}
 	s := New(testRegion)
 	for k := 1; k <= 12; k++ {
-		s.Put(Instance{
+		in := Instance{
 			ID:        "i-" + strings.Repeat("0", 15) + string(rune('a'+k)),
 			PrivateIP: netip.AddrFrom4([4]byte{198, 18, 0, byte(k)}),
 			Tags:      map[string]string{"multicast": "demo,198.19.0.1/24"},
-		})
+		}
+		// Every third is dual-stack and every fourth IPv6-only.
+		if k%3 == 0 || k%4 == 0 {
+			in.IPv6 = []netip.Addr{netip.AddrFrom16([16]byte{0xfd, 0, 1, 0x98, 0, 0x18, 15: byte(k)})}
+			in.PrimaryIPv6 = k%2 == 0
+		}
+		if k%4 == 0 {
+			in.PrivateIP = netip.Addr{}
+		}
+		s.Put(in)
 	}
 	s.SetPageSize(5)
 	h := s.Handler()
@@ -368,6 +378,11 @@ func TestPutValidates(t *testing.T) {
 		"bad state":    {ID: "i-1", State: "sleeping"},
 		"IPv6":         {ID: "i-1", PrivateIP: netip.MustParseAddr("2001:db8::1")},
 		"bad MAC":      {ID: "i-1", MAC: "02:00:00"},
+		"IPv4 as IPv6": {ID: "i-1", IPv6: []netip.Addr{netip.MustParseAddr("198.18.0.1")}},
+		"mapped IPv6":  {ID: "i-1", IPv6: []netip.Addr{netip.MustParseAddr("::ffff:198.18.0.1")}},
+		"IPv6 zone":    {ID: "i-1", IPv6: []netip.Addr{netip.MustParseAddr("fe80::1%eth0")}},
+		"zero IPv6":    {ID: "i-1", IPv6: []netip.Addr{{}}},
+		"lone primary": {ID: "i-1", PrimaryIPv6: true},
 	} {
 		func() {
 			defer func() {
@@ -377,5 +392,30 @@ func TestPutValidates(t *testing.T) {
 			}()
 			New(testRegion).Put(in)
 		}()
+	}
+}
+
+// TestResponseShapeIPv6 checks the element names of the IPv6 fields in the
+// raw XML: ipv6AddressesSet under the network interface, with ipv6Address
+// and isPrimaryIpv6 per item, the instance's ipv6Address, and no
+// privateIpAddress for an IPv6-only instance.
+func TestResponseShapeIPv6(t *testing.T) {
+	s := New(testRegion)
+	s.Put(Instance{ID: "i-0a", IPv6: []netip.Addr{netip.MustParseAddr("fd00:198:18::1")}, PrimaryIPv6: true})
+	status, body := post(t, s.Handler(), sigv4, describe())
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	if want := "<ipv6AddressesSet><item><ipv6Address>fd00:198:18::1</ipv6Address><isPrimaryIpv6>true</isPrimaryIpv6></item></ipv6AddressesSet>"; !strings.Contains(body, want) {
+		t.Errorf("no %s in:\n%s", want, body)
+	}
+	var doc struct {
+		IPv6 string `xml:"reservationSet>item>instancesSet>item>ipv6Address"`
+	}
+	if err := xml.Unmarshal([]byte(body), &doc); err != nil || doc.IPv6 != "fd00:198:18::1" {
+		t.Errorf("instance ipv6Address %q, %v:\n%s", doc.IPv6, err, body)
+	}
+	if strings.Contains(body, "privateIpAddress") {
+		t.Errorf("IPv6-only instance with a privateIpAddress:\n%s", body)
 	}
 }
