@@ -74,8 +74,12 @@ type daemon struct {
 	ec2     *discovery.EC2
 	ec2Self *discovery.Self
 
-	// This node as resolved by open.
+	// This node as resolved by open. local is the underlay address its
+	// sockets are on (IPv4 where it has one), and local6 the IPv6 one of
+	// a dual-stack node, which has sockets on both.
 	self    discovery.Member
+	local   netip.Addr
+	local6  netip.Addr
 	tap     string
 	ifname  string
 	mtu     int
@@ -114,6 +118,13 @@ type daemon struct {
 
 	mu    sync.Mutex
 	peers []replicate.PeerInfo // the peers in force (the kernel path keeps no table of its own)
+	// unreached are the members of the last listing that no tunnel can
+	// join this node to (--underlay-family), unreachedCounts how often
+	// each reason was seen across listings, and unreachedLogged what was
+	// logged of each, by ID.
+	unreached       []discovery.Problem
+	unreachedCounts map[string]uint64
+	unreachedLogged map[string]string
 }
 
 // memoryLimit is the daemon's soft limit on the Go runtime's memory, unless
@@ -270,17 +281,43 @@ func (d *daemon) resolve(ctx context.Context) error {
 	if err := overlay.ValidIfName(d.tap); err != nil {
 		return usagef("TAP device: %v: pass --tap NAME, or use a community name of at most 10 bytes", err)
 	}
-	var err error
-	if d.ifname, d.mtu, err = underlayMTU(d.self.Underlay); err != nil {
-		return err
-	}
 	switch cfg.encap {
 	case "gre":
 		d.codec = overlay.NewGRE(cfg.greKey, cfg.hasGREKey)
 	case "vxlan":
 		d.codec = overlay.NewVXLAN(d.vni(), cfg.vxlanPort)
 	}
-	d.mtu -= d.codec.Overhead()
+	v4, v6, err := discovery.LocalUnderlays(d.self, cfg.underlayFamily(d.self))
+	if err != nil {
+		return usagef("%v", err)
+	}
+	d.local = v4
+	if !v4.IsValid() {
+		d.local = v6
+	} else if v6.IsValid() {
+		d.local6 = v6
+	}
+	// The TAP MTU fits the smaller of the two families' paths.
+	d.mtu = 0
+	for _, a := range []netip.Addr{d.local, d.local6} {
+		if !a.IsValid() {
+			continue
+		}
+		name, mtu, err := underlayMTU(a)
+		if err != nil {
+			if a == d.local6 {
+				return usagef("%v (this node's IPv6 underlay address; or pass --underlay-family 4)", err)
+			}
+			return err
+		}
+		if d.ifname == "" {
+			d.ifname = name
+		}
+		if m := mtu - overlay.OverheadOver(d.codec, a); d.mtu == 0 || m < d.mtu {
+			d.mtu = m
+		}
+	}
+	d.noteUnreached(n.unreached)
 	d.ctlPath = cfg.control
 	if d.ctlPath == "" {
 		d.ctlPath = control.DefaultPath(d.self.Community)
@@ -417,7 +454,7 @@ func (d *daemon) openPlane() error {
 	}
 	if cfg.dataplane == "kernel" {
 		kcfg := overlay.KernelConfig{
-			Bridge: d.tap, Overlay: d.self.Overlay, Overlay6: d.self.Overlay6, MTU: d.mtu, Local: d.self.Underlay, UnderlayIf: d.ifname,
+			Bridge: d.tap, Overlay: d.self.Overlay, Overlay6: d.self.Overlay6, MTU: d.mtu, Local: d.local, UnderlayIf: d.ifname,
 			Encap: cfg.encap, GREKey: cfg.greKey, HasGREKey: cfg.hasGREKey, VNI: d.vni(), Port: cfg.vxlanPort,
 			VXLANMode: cfg.kernelVXLAN, QueryInterval: cfg.igmp.QueryInterval,
 		}
@@ -445,13 +482,13 @@ func (d *daemon) openPlane() error {
 	if d.stored[tapFDName] != nil && d.pred == nil {
 		d.inherited = true
 	}
-	p, err := openUserPlane(userPlaneConfig{cfg: cfg, self: d.self.Overlay, self6: d.self.Overlay6, local: d.self.Underlay, tapName: d.tap,
+	p, err := openUserPlane(userPlaneConfig{cfg: cfg, self: d.self.Overlay, self6: d.self.Overlay6, local: d.local, local6: d.local6, tapName: d.tap,
 		mtu: d.mtu, codec: d.codec, log: d.log, inherited: inherited, strict: d.pred != nil})
 	if err != nil {
 		return err
 	}
 	d.plane, d.eng, d.snoop = p, p.eng, p.snoop
-	d.offloads = func() []overlay.OffloadStatus { return append(p.tap.Offloads(), p.conn.Offloads()...) }
+	d.offloads = p.offloads
 	if p.conn.ReceiveRingConn() != nil {
 		d.ringDrops = p.conn.ReceiveDrops
 	}
@@ -513,7 +550,7 @@ func (d *daemon) restoreState() {
 func (d *daemon) exportState() handoverState {
 	s := handoverState{
 		Version: buildVersion(), Started: d.started, Community: d.self.Community, Dataplane: d.cfg.dataplane,
-		Encap: d.cfg.encap, TAP: d.tap, Local: d.self.Underlay, Overlay: d.self.Overlay,
+		Encap: d.cfg.encap, TAP: d.tap, Local: d.local, Overlay: d.self.Overlay,
 		Plane: d.plane.export(time.Now()), Peers: []handoverPeer{},
 	}
 	d.mu.Lock()
@@ -608,7 +645,7 @@ func (d *daemon) serve(ctx context.Context, hup <-chan os.Signal) error {
 	// From now on every listing is applied live; a failed one changes
 	// nothing.
 	running := *d.cfg // the settings as this node resolved them
-	running.local, running.community = d.self.Underlay, d.self.Community
+	running.local, running.community = d.local, d.self.Community
 	d.rec.Apply = func(all []discovery.Member) error {
 		next, err := pick(&running, all, d.ec2Self)
 		if err != nil {
@@ -623,6 +660,7 @@ func (d *daemon) serve(ctx context.Context, hup <-chan os.Signal) error {
 			return err
 		}
 		d.setPeerList(next.peers)
+		d.noteUnreached(next.unreached)
 		if len(added)+len(removed) > 0 {
 			log.Info("peers changed", "peers", len(next.peers), "added", added, "removed", removed)
 		}
@@ -855,9 +893,12 @@ func (d *daemon) dropPrivileges() bool {
 // runs on, and the offloads that are off and why.
 func (d *daemon) logStart() {
 	cfg := d.cfg
-	attrs := []any{"community", d.self.Community, "dataplane", cfg.dataplane, "encap", d.codec.Name(), "tap", d.tap, "local", d.self.Underlay,
-		"overlay", d.self.Overlay, "mtu", d.mtu, "underlay_if", d.ifname, "peers", len(d.peers), "discovery", d.src.Name(),
-		"control", d.ctlPath}
+	attrs := []any{"community", d.self.Community, "dataplane", cfg.dataplane, "encap", d.codec.Name(), "tap", d.tap, "local", d.local}
+	if d.local6.IsValid() {
+		attrs = append(attrs, "local6", d.local6)
+	}
+	attrs = append(attrs, "underlay_family", cfg.family.String(), "overlay", d.self.Overlay, "mtu", d.mtu, "underlay_if", d.ifname,
+		"peers", len(d.peers), "discovery", d.src.Name(), "control", d.ctlPath)
 	if d.self.Overlay6.IsValid() {
 		attrs = append(attrs, "overlay6", d.self.Overlay6)
 	}

@@ -170,6 +170,7 @@ func lcDaemon(t *testing.T, dir string) (*daemon, *recordingPlane, *lcLogBuffer)
 			Underlay: netip.MustParseAddr("198.18.0.1"), Community: "demo",
 			Overlay: netip.MustParsePrefix("198.19.0.1/24"), ID: "peers:2",
 		},
+		local:   netip.MustParseAddr("198.18.0.1"),
 		tap:     "mcbr-demo",
 		ctlPath: filepath.Join(dir, "x.sock"),
 		plane:   p,

@@ -38,7 +38,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown flag", []string{"run", "--peers", good, "--bogus"}, "unknown flag: --bogus"},
 		{"stray argument", []string{"run", "--peers", good, "extra"}, "unexpected argument"},
 		{"bad encap", []string{"run", "--peers", good, "--encap", "ipip"}, "use gre or vxlan"},
-		{"bad local", []string{"run", "--peers", good, "--local", "nowhere"}, "not an IPv4 address"},
+		{"bad local", []string{"run", "--peers", good, "--local", "nowhere"}, "not a unicast IPv4 or IPv6 address"},
 		{"bad key", []string{"run", "--peers", good, "--gre-key", "-1"}, "--gre-key"},
 		{"key with vxlan", []string{"run", "--peers", good, "--encap", "vxlan", "--gre-key", "5"}, "gre only"},
 		{"vni with gre", []string{"run", "--peers", good, "--vni", "5"}, "vxlan only"},

@@ -52,9 +52,31 @@ type planeState struct {
 // and the engine.
 type userPlane struct {
 	tap   *overlay.TAP
-	conn  *overlay.Conn
+	conn  *overlay.Conn // the underlay of the node's first (or only) address
+	conn6 *overlay.Conn // a dual-stack node's IPv6 underlay; nil otherwise
+	dual  *overlay.Dual // both, when conn6 is open
 	eng   *replicate.Engine
 	snoop *replicate.Snooping
+}
+
+// underlay is what the engine sends and receives through: the Conn, or
+// both of a dual-stack node.
+func (p *userPlane) underlay() interface {
+	replicate.PacketConn
+	replicate.Deadliner
+} {
+	if p.dual != nil {
+		return p.dual
+	}
+	return p.conn
+}
+
+// offloads are the TAP's and the underlay's offloads.
+func (p *userPlane) offloads() []overlay.OffloadStatus {
+	if p.dual != nil {
+		return append(p.tap.Offloads(), p.dual.Offloads()...)
+	}
+	return append(p.tap.Offloads(), p.conn.Offloads()...)
 }
 
 // userPlaneConfig is what openUserPlane needs.
@@ -63,6 +85,7 @@ type userPlaneConfig struct {
 	self    netip.Prefix
 	self6   netip.Prefix // the IPv6 overlay address, if any
 	local   netip.Addr
+	local6  netip.Addr // a dual-stack node's IPv6 underlay address, beside local (IPv4)
 	tapName string
 	mtu     int
 	codec   overlay.Codec
@@ -84,13 +107,21 @@ func openUserPlane(pc userPlaneConfig) (_ *userPlane, err error) {
 			p.release()
 		}
 	}()
-	listen := func(recv, ring *os.File) (*overlay.Conn, error) {
-		opts := overlay.Options{NoOffload: cfg.noOffload, NoPacketEgress: cfg.socketEgress, PacketRx: cfg.packetRx, Logger: log, Receive: recv, ReceiveRing: ring}
-		if cfg.encap == "gre" {
-			return overlay.ListenGRE(pc.local, opts)
-		}
-		return overlay.ListenVXLAN(pc.local, cfg.vxlanPort, opts)
+	dual := pc.local6.IsValid()
+	packetRx := cfg.packetRx
+	if dual && packetRx {
+		// One reader polls both sockets; the ring is not one of them.
+		log.Info("AF_PACKET receive ring off: a dual-stack node receives through its sockets", "offload", overlay.OffloadPacketRx)
+		packetRx = false
 	}
+	listenOn := func(local netip.Addr, recv, ring *os.File) (*overlay.Conn, error) {
+		opts := overlay.Options{NoOffload: cfg.noOffload, NoPacketEgress: cfg.socketEgress, PacketRx: packetRx, Logger: log, Receive: recv, ReceiveRing: ring}
+		if cfg.encap == "gre" {
+			return overlay.ListenGRE(local, opts)
+		}
+		return overlay.ListenVXLAN(local, cfg.vxlanPort, opts)
+	}
+	listen := func(recv, ring *os.File) (*overlay.Conn, error) { return listenOn(pc.local, recv, ring) }
 	f, ring := pc.inherited[underlayFDName], (*os.File)(nil)
 	if raw := pc.inherited[ringRawFDName]; raw != nil {
 		// GRE through the previous process's receive ring, which holds
@@ -125,6 +156,28 @@ func openUserPlane(pc userPlaneConfig) (_ *userPlane, err error) {
 	}
 	if p.conn == nil {
 		p.conn, err = listen(nil, nil)
+	}
+	if err == nil && dual {
+		if f := pc.inherited[underlay6FDName]; f != nil {
+			delete(pc.inherited, underlay6FDName)
+			p.conn6, err = listenOn(pc.local6, f, nil)
+			f.Close()
+			switch {
+			case err == nil:
+				log.Info("attached to the previous process's IPv6 underlay socket", "encap", cfg.encap)
+			case errors.Is(err, overlay.ErrNotOurSocket) && !pc.strict:
+				log.Warn("inherited IPv6 underlay socket ignored", "err", err)
+				p.conn6, err = nil, nil
+			default:
+				err = fmt.Errorf("inherited IPv6 underlay socket: %w", err)
+			}
+		}
+		if err == nil && p.conn6 == nil {
+			p.conn6, err = listenOn(pc.local6, nil, nil)
+		}
+		if err == nil {
+			p.dual, err = overlay.NewDual(p.conn, p.conn6)
+		}
 	}
 	if err != nil {
 		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
@@ -199,10 +252,13 @@ func (p *userPlane) setPeers(ps []replicate.PeerInfo) ([]netip.Addr, []netip.Add
 	return p.eng.SetPeers(ps)
 }
 
-func (p *userPlane) run(ctx context.Context) error { return p.eng.Run(ctx, p.tap, p.conn) }
+func (p *userPlane) run(ctx context.Context) error { return p.eng.Run(ctx, p.tap, p.underlay()) }
 
 func (p *userPlane) files() []control.File {
 	files := []control.File{{Name: tapFDName, Conn: p.tap.SyscallConn()}}
+	if p.conn6 != nil {
+		files = append(files, control.File{Name: underlay6FDName, Conn: p.conn6.ReceiveConn()})
+	}
 	if ring := p.conn.ReceiveRingConn(); ring != nil {
 		return append(files, control.File{Name: ringRawFDName, Conn: p.conn.ReceiveConn()}, control.File{Name: ringFDName, Conn: ring})
 	}
@@ -249,8 +305,14 @@ func (p *userPlane) release() {
 	if p.tap != nil {
 		p.tap.Close()
 	}
+	if p.dual != nil {
+		p.dual.Close() // and both Conns
+	}
 	if p.conn != nil {
 		p.conn.Close()
+	}
+	if p.conn6 != nil {
+		p.conn6.Close()
 	}
 }
 

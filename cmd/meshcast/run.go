@@ -26,6 +26,7 @@ type runConfig struct {
 	overlay   netip.Prefix
 	peersFile string
 	local     netip.Addr
+	family    discovery.Family // --underlay-family
 	community string
 	encap     string
 	greKey    uint32
@@ -76,7 +77,9 @@ func addRunFlags(fs *pflag.FlagSet, cfg *runConfig) func() error {
 	fs.StringVar(&cfg.tagKey, "tag-key", discovery.DefaultTagKey, "EC2 tag `KEY` whose value is COMMUNITY,IP/PREFIX (with --discovery ec2)")
 	fs.DurationVar(&cfg.interval, "interval", 60*time.Second, "discovery `period` (±10% jitter); the inventory file is also watched for changes")
 	fs.StringVar(&ovl, "overlay", "", "this node's overlay `IP/PREFIX`, overriding its EC2 tag (with --discovery ec2)")
-	fs.StringVar(&local, "local", "", "this node's underlay `IP` (default: the inventory line whose address is on one of this host's interfaces)")
+	fs.StringVar(&local, "local", "", "this node's underlay `IP`, IPv4 or IPv6 (default: the inventory line whose address is on one of this host's interfaces)")
+	var family string
+	fs.StringVar(&family, "underlay-family", "auto", "the address family the tunnels cross: 4, 6, or `auto` (IPv4 to peers where both ends have IPv4, else IPv6 where both have IPv6; a dual-stack node opens sockets on both addresses). A peer reachable by no allowed family is left out and reported in status")
 	fs.StringVar(&cfg.community, "community", "", "community `NAME` (default: the community of this node's inventory line)")
 	fs.StringVar(&encap, "encap", "gre", "encapsulation: `gre` or vxlan")
 	fs.StringVar(&greKey, "gre-key", "", "GRE key `N` (0-4294967295) sent and required on every packet (default: no key)")
@@ -147,10 +150,18 @@ func addRunFlags(fs *pflag.FlagSet, cfg *runConfig) func() error {
 		}
 		if local != "" {
 			a, err := netip.ParseAddr(local)
-			if err != nil || !a.Is4() {
-				return usagef("--local %q is not an IPv4 address: pass this node's underlay address, such as 198.18.0.1", local)
+			if err != nil || a.Zone() != "" || a.Is4In6() || a.IsUnspecified() || a.IsMulticast() || a.IsLinkLocalUnicast() {
+				return usagef("--local %q is not a unicast IPv4 or IPv6 address: pass this node's underlay address, such as 198.18.0.1 or fd00:198:18::1 (no zone, no link-local address)", local)
 			}
 			cfg.local = a
+		}
+		f, err := discovery.ParseFamily(family)
+		if err != nil {
+			return usagef("--underlay-family: %v", err)
+		}
+		cfg.family = f
+		if cfg.local.IsValid() && (f == discovery.Family4 && !cfg.local.Is4() || f == discovery.Family6 && cfg.local.Is4()) {
+			return usagef("--local %v is not of --underlay-family %v: pass an address of that family, or drop one of them", cfg.local, f)
 		}
 		switch encap {
 		case "gre", "vxlan":
@@ -302,6 +313,9 @@ func defaultVNI(community string) uint32 {
 type node struct {
 	self  discovery.Member
 	peers []replicate.PeerInfo
+	// unreached are the members no tunnel can join this node to under
+	// --underlay-family (discovery.Reach), with the reason.
+	unreached []discovery.Problem
 }
 
 // pick finds this node and its peers in a listing of all communities.
@@ -329,25 +343,55 @@ func pick(cfg *runConfig, all []discovery.Member, ec2Self *discovery.Self) (node
 	if err := discovery.Validate(members); err != nil {
 		return node{}, &usageError{msg: fmt.Sprintf("%s: %v", cfg.peersFile, err)}
 	}
-	return withPeers(self, members), nil
+	return withPeers(cfg, self, members), nil
 }
 
-func withPeers(self discovery.Member, members []discovery.Member) node {
+// family is the underlay family this node uses: --underlay-family, except
+// that the kernel dataplane of a dual-stack node uses IPv4 alone (its
+// bridge's tunnel ports are of one family).
+func (cfg *runConfig) underlayFamily(self discovery.Member) discovery.Family {
+	if v4, v6 := self.Underlays(); cfg.dataplane == "kernel" && cfg.family == discovery.FamilyAuto && v4.IsValid() && v6.IsValid() {
+		return discovery.Family4
+	}
+	return cfg.family
+}
+
+// withPeers is self with the members it can reach under the underlay
+// family, each at the address chosen for it.
+func withPeers(cfg *runConfig, self discovery.Member, members []discovery.Member) node {
 	n := node{self: self}
-	for _, m := range members {
-		if m.Underlay == self.Underlay || m.ID == self.ID {
-			continue
-		}
+	peers, problems := discovery.Reach(self, members, cfg.underlayFamily(self))
+	for _, m := range peers {
 		n.peers = append(n.peers, replicate.PeerInfo{Underlay: m.Underlay, Overlay: m.Overlay, Overlay6: m.Overlay6, ID: m.ID})
 	}
+	n.unreached = problems
 	return n
+}
+
+// withLocal is m with a as its underlay address of a's family.
+func withLocal(m discovery.Member, a netip.Addr) discovery.Member {
+	v4, v6 := m.Underlays()
+	if a.Is4() {
+		v4 = a
+	} else {
+		v6 = a
+	}
+	if v4.IsValid() {
+		m.Underlay, m.Underlay6 = v4, v6
+	} else {
+		m.Underlay, m.Underlay6 = v6, netip.Addr{}
+	}
+	return m
 }
 
 // pickEC2 finds this instance by its ID. Its tag gives the community and
 // overlay address unless --community and --overlay override them, and its
 // primary private address is the underlay unless --local overrides it.
 func pickEC2(cfg *runConfig, all []discovery.Member, me *discovery.Self) (node, error) {
-	self := discovery.Member{ID: me.ID, Underlay: me.IP}
+	self := withLocal(discovery.Member{ID: me.ID}, me.IP6)
+	if me.IP.IsValid() {
+		self = withLocal(self, me.IP)
+	}
 	tagged := false
 	for _, m := range all {
 		if m.ID == me.ID {
@@ -369,9 +413,9 @@ func pickEC2(cfg *runConfig, all []discovery.Member, me *discovery.Self) (node, 
 		return node{}, usagef("this instance (%s) has no usable tag %s=COMMUNITY,IP/PREFIX (a malformed one is logged above): tag it, or pass --community and --overlay", me.ID, cfg.tagKey)
 	}
 	if cfg.local.IsValid() {
-		self.Underlay = cfg.local
+		self = withLocal(self, cfg.local)
 	}
-	return withPeers(self, discovery.InCommunity(all, self.Community)), nil
+	return withPeers(cfg, self, discovery.InCommunity(all, self.Community)), nil
 }
 
 // underlayMTU returns the MTU of the interface that holds addr.
@@ -381,12 +425,16 @@ func underlayMTU(addr netip.Addr) (string, int, error) {
 		return "", 0, err
 	}
 	for _, l := range links {
-		addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		fam := netlink.FAMILY_V4
+		if addr.Is6() {
+			fam = netlink.FAMILY_V6
+		}
+		addrs, err := netlink.AddrList(l, fam)
 		if err != nil {
 			continue
 		}
 		for _, a := range addrs {
-			if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && ip == addr {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == addr {
 				return l.Attrs().Name, l.Attrs().MTU, nil
 			}
 		}

@@ -25,12 +25,14 @@ import (
 // GRE that receives through the AF_PACKET ring keeps the ring instead
 // (ringFDName), with its raw socket, whose filter lets nothing in, under
 // another name (ringRawFDName): a meshcast without the ring, which would
-// read nothing from that socket, opens its own.
+// read nothing from that socket, opens its own. A dual-stack node keeps
+// its IPv6 underlay socket too (underlay6FDName).
 const (
-	tapFDName      = "tap"
-	underlayFDName = "underlay"
-	ringRawFDName  = "underlay-raw"
-	ringFDName     = "underlay-ring"
+	tapFDName       = "tap"
+	underlayFDName  = "underlay"
+	underlay6FDName = "underlay6"
+	ringRawFDName   = "underlay-raw"
+	ringFDName      = "underlay-ring"
 )
 
 // sdNotifier talks to the service manager; its zero value (no

@@ -132,10 +132,17 @@ func printStatus(w io.Writer, st control.State, now time.Time) {
 	fmt.Fprintf(tw, "community\t%s\n", st.Community)
 	fmt.Fprintf(tw, "encap\t%s\n", encap)
 	fmt.Fprintf(tw, "tap\t%s  mtu %d\n", st.TAP, st.MTU)
+	local := st.Local
+	if st.Local6 != "" {
+		local += " " + st.Local6
+	}
 	if st.Overlay6 != "" {
-		fmt.Fprintf(tw, "local\t%s  overlay %s  %s\n", st.Local, st.Overlay, st.Overlay6)
+		fmt.Fprintf(tw, "local\t%s  overlay %s  %s\n", local, st.Overlay, st.Overlay6)
 	} else {
-		fmt.Fprintf(tw, "local\t%s  overlay %s\n", st.Local, st.Overlay)
+		fmt.Fprintf(tw, "local\t%s  overlay %s\n", local, st.Overlay)
+	}
+	if st.Family != "" {
+		fmt.Fprintf(tw, "underlay family\t%s\n", st.Family)
 	}
 	fmt.Fprintf(tw, "uptime\t%s  (pid %d, version %s)\n", now.Sub(st.Started).Round(time.Second), st.PID, st.Version)
 	d := st.Discovery

@@ -20,7 +20,9 @@ type State struct {
 	VNI         uint32            `json:"vni,omitempty"`
 	Port        uint16            `json:"port,omitempty"`
 	TAP         string            `json:"tap"`
-	Local       string            `json:"local"`              // underlay IPv4 address
+	Local       string            `json:"local"`              // underlay address: IPv4, or IPv6 on an IPv6-only node
+	Local6      string            `json:"local6,omitempty"`   // a dual-stack node's IPv6 underlay address
+	Family      string            `json:"underlay_family"`    // --underlay-family: 4, 6 or auto
 	Overlay     string            `json:"overlay"`            // overlay address with prefix
 	Overlay6    string            `json:"overlay6,omitempty"` // IPv6 overlay address with prefix, if any
 	MTU         int               `json:"mtu"`
