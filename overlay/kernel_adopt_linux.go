@@ -75,9 +75,11 @@ func (k *Kernel) Release() error {
 // its tunnel ports. The ports are taken as they are, not recreated, so
 // frames keep flowing throughout. The ports named as OpenKernel and SetPeers
 // name them become the Kernel's peers, each mapped back to its peer's
-// underlay address: from the remote address of a gretap or pair-mode VXLAN
-// device, and in hre mode from the all-zero FDB entries of the head-end
-// replication device. Peers and Ports list them, and a following SetPeers
+// underlay address: from the remote address of a gretap, ip6gretap or
+// pair-mode VXLAN device, and in hre mode from the all-zero FDB entries of
+// the head-end replication device. Those addresses, and every port's local
+// address, are of the family of cfg.Local: a port over the other family is
+// a mismatch. Peers and Ports list them, and a following SetPeers
 // keeps the ports of the peers it still lists (same devices, same indexes)
 // and adds and removes the others.
 //
@@ -93,8 +95,8 @@ func (k *Kernel) Release() error {
 // bridge's name that cannot be the dataplane cfg describes is a
 // *BridgeMismatchError (errors.Is ErrBridgeMismatch): not a bridge, or a
 // port that cfg would not make, such as another encapsulation, VXLAN mode,
-// VNI or UDP port, another underlay address or interface, another GRE key,
-// or a device that is not meshcast's. It is found before anything is
+// VNI or UDP port, another underlay address, family or interface, another
+// GRE key, or a device that is not meshcast's. It is found before anything is
 // changed, and the bridge is left untouched. On any error AdoptKernel
 // deletes only what it created itself.
 func AdoptKernel(cfg KernelConfig) (_ *Kernel, err error) {
@@ -218,6 +220,7 @@ func (k *Kernel) checkPort(l netlink.Link) (adoptedPort, string) {
 	if cfg.Encap == "vxlan" {
 		mode = "VXLAN " + cfg.VXLANMode + " mode"
 	}
+	mode += " over " + familyName(cfg.Local)
 	notOurs := fmt.Sprintf("a %s device that is not a port this configuration (%s) makes", l.Type(), mode)
 	switch {
 	case k.hreMode():
@@ -230,6 +233,9 @@ func (k *Kernel) checkPort(l netlink.Link) (adoptedPort, string) {
 		}
 		if name != hreName(cfg.VNI) {
 			return adoptedPort{}, notOurs
+		}
+		if problem := k.checkFamily("VXLAN device", vx.SrcAddr); problem != "" {
+			return adoptedPort{}, problem
 		}
 		if len(vx.Group) != 0 && !vx.Group.IsUnspecified() {
 			return adoptedPort{}, fmt.Sprintf("VXLAN device with remote %v where head-end replication has none", vx.Group)
@@ -247,7 +253,10 @@ func (k *Kernel) checkPort(l netlink.Link) (adoptedPort, string) {
 		if strings.HasPrefix(name, KernelVXLANPrefix+"h") {
 			return adoptedPort{}, "a head-end replication device where this configuration (VXLAN pair mode) makes one VXLAN device per peer"
 		}
-		peer, ok := tunnelRemote(vx.Group)
+		if problem := k.checkFamily("VXLAN device", vx.SrcAddr); problem != "" {
+			return adoptedPort{}, problem
+		}
+		peer, ok := k.tunnelAddr(vx.Group)
 		if !ok || name != kernelPortName("vxlan", peer) {
 			return adoptedPort{}, notOurs
 		}
@@ -260,38 +269,50 @@ func (k *Kernel) checkPort(l netlink.Link) (adoptedPort, string) {
 		return adoptedPort{link: l, peer: peer}, ""
 
 	default: // gre
+		// The library reads gretap and ip6gretap devices alike.
 		g, ok := l.(*netlink.Gretap)
 		if !ok {
 			return adoptedPort{}, notOurs
 		}
-		peer, ok := tunnelRemote(g.Remote)
+		kind := "gretap"
+		if cfg.Local.Is6() {
+			kind = "ip6gretap"
+		}
+		if problem := k.checkFamily("GRE device", g.Local); problem != "" {
+			return adoptedPort{}, problem
+		}
+		peer, ok := k.tunnelAddr(g.Remote)
 		if !ok || name != kernelPortName("gre", peer) {
 			return adoptedPort{}, notOurs
 		}
-		if local, ok := tunnelRemote(g.Local); !ok || local != cfg.Local {
-			return adoptedPort{}, fmt.Sprintf("gretap from underlay address %v where this configuration has %v", g.Local, cfg.Local)
+		if local, ok := k.tunnelAddr(g.Local); !ok || local != cfg.Local {
+			return adoptedPort{}, fmt.Sprintf("%s from underlay address %v where this configuration has %v", kind, g.Local, cfg.Local)
 		}
 		keyed := g.IFlags&nl.GRE_KEY != 0 || g.OFlags&nl.GRE_KEY != 0
 		switch {
 		case keyed && !cfg.HasGREKey:
-			return adoptedPort{}, fmt.Sprintf("gretap with GRE key %d where this configuration has no key", g.IKey)
+			return adoptedPort{}, fmt.Sprintf("%s with GRE key %d where this configuration has no key", kind, g.IKey)
 		case !keyed && cfg.HasGREKey:
-			return adoptedPort{}, fmt.Sprintf("gretap without a GRE key where this configuration has key %d", cfg.GREKey)
+			return adoptedPort{}, fmt.Sprintf("%s without a GRE key where this configuration has key %d", kind, cfg.GREKey)
 		case keyed && (g.IKey != cfg.GREKey || g.OKey != cfg.GREKey):
-			return adoptedPort{}, fmt.Sprintf("gretap with GRE key %d where this configuration has key %d", g.IKey, cfg.GREKey)
+			return adoptedPort{}, fmt.Sprintf("%s with GRE key %d where this configuration has key %d", kind, g.IKey, cfg.GREKey)
 		}
 		return adoptedPort{link: l, peer: peer}, ""
 	}
 }
 
 // checkVXLAN checks what every VXLAN device of the configuration shares:
-// the UDP port, the underlay source address and interface.
+// the UDP port, the underlay source address and interface, and over IPv6
+// UDP checksums sent and required.
 func (k *Kernel) checkVXLAN(vx *netlink.Vxlan) string {
 	if vx.Port != int(k.cfg.Port) {
 		return fmt.Sprintf("VXLAN UDP port %d where this configuration has %d", vx.Port, k.cfg.Port)
 	}
-	if src, ok := tunnelRemote(vx.SrcAddr); !ok || src != k.cfg.Local {
+	if src, ok := k.tunnelAddr(vx.SrcAddr); !ok || src != k.cfg.Local {
 		return fmt.Sprintf("VXLAN device from underlay address %v where this configuration has %v", vx.SrcAddr, k.cfg.Local)
+	}
+	if k.cfg.Local.Is6() && (vx.UDP6ZeroCSumTx || vx.UDP6ZeroCSumRx) {
+		return "VXLAN device with udp6zerocsumtx or udp6zerocsumrx on, where this configuration sends and requires UDP checksums over IPv6"
 	}
 	if vx.VtepDevIndex != k.underlayIndex {
 		return fmt.Sprintf("VXLAN device on the interface of index %d where this configuration uses %s (index %d)", vx.VtepDevIndex, k.cfg.UnderlayIf, k.underlayIndex)
@@ -299,12 +320,22 @@ func (k *Kernel) checkVXLAN(vx *netlink.Vxlan) string {
 	return ""
 }
 
-// tunnelRemote returns ip as a unicast IPv4 address, the only kind the
-// kernel dataplane tunnels to or from.
-func tunnelRemote(ip net.IP) (netip.Addr, bool) {
+// checkFamily returns a problem if local, the underlay address of a device
+// of the kind named, is of the other family than Local, and "" otherwise.
+func (k *Kernel) checkFamily(kind string, local net.IP) string {
+	a, ok := netip.AddrFromSlice(local)
+	if a = a.Unmap(); !ok || sameFamily(a, k.cfg.Local) {
+		return ""
+	}
+	return fmt.Sprintf("%s over %s (from %v) where this configuration's underlay is %s (%v)", kind, familyName(a), a, familyName(k.cfg.Local), k.cfg.Local)
+}
+
+// tunnelAddr returns ip as a unicast address of the underlay's family (that
+// of Local), the only kind the kernel dataplane tunnels to or from.
+func (k *Kernel) tunnelAddr(ip net.IP) (netip.Addr, bool) {
 	a, ok := netip.AddrFromSlice(ip)
 	a = a.Unmap()
-	if !ok || !a.Is4() || a.IsUnspecified() || a.IsMulticast() {
+	if !ok || !sameFamily(a, k.cfg.Local) || a.IsUnspecified() || a.IsMulticast() {
 		return netip.Addr{}, false
 	}
 	return a, true
@@ -324,9 +355,9 @@ func (k *Kernel) hrePeers() ([]netip.Addr, error) {
 		if e.IP == nil || !slices.Equal(e.HardwareAddr, make(net.HardwareAddr, 6)) {
 			continue // not a head-end replication entry
 		}
-		a, ok := tunnelRemote(e.IP)
+		a, ok := k.tunnelAddr(e.IP)
 		if !ok {
-			return nil, k.mismatch(k.hre.name, fmt.Sprintf("FDB entry to %v, which is not a peer's underlay address", e.IP))
+			return nil, k.mismatch(k.hre.name, fmt.Sprintf("FDB entry to %v, which is not a peer's %s underlay address", e.IP, familyName(k.cfg.Local)))
 		}
 		if !slices.Contains(peers, a) {
 			peers = append(peers, a)

@@ -90,13 +90,13 @@ func hreFDB(t *testing.T, n *nstest.Node) []string {
 // peers that stay, and Close removes everything.
 func TestIntegrationKernelAdopt(t *testing.T) {
 	for _, mode := range []string{"vxlan-pair", "vxlan-hre", "gre"} {
-		t.Run(mode, func(t *testing.T) { testKernelAdopt(t, mode) })
+		t.Run(mode, func(t *testing.T) { testKernelAdopt(t, mode, nstest.UnderlayIPv4) })
 	}
 }
 
-func testKernelAdopt(t *testing.T, mode string) {
+func testKernelAdopt(t *testing.T, mode string, family nstest.Family) {
 	nstest.LeakCheck(t)
-	nt := nstest.NewNet(t, 4)
+	nt := nstest.NewNetWith(t, 4, nstest.Options{Underlay: family})
 	n1, n2, n3, n4 := nt.Node(1), nt.Node(2), nt.Node(3), nt.Node(4)
 	cfg := kernelTestConfig(n1, VXLANModePair)
 	peerCfg := kernelTestConfig(n2, VXLANModePair)
@@ -106,11 +106,15 @@ func testKernelAdopt(t *testing.T, mode string) {
 		cfg.VXLANMode, peerCfg.VXLANMode = VXLANModeHRE, VXLANModeHRE
 	case "gre":
 		var supported error
-		if err := n1.Do(func() error { supported = gretapSupported(); return nil }); err != nil {
+		probe, kind := gretapSupported, "gretap"
+		if underlayOf(n1).Is6() {
+			probe, kind = ip6gretapSupported, "ip6gretap"
+		}
+		if err := n1.Do(func() error { supported = probe(); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if errors.Is(supported, ErrNoGretap) {
-			t.Skipf("the gretap case of adoption cannot run here: %v (Linux %s)", supported, KernelRelease())
+			t.Skipf("the %s case of adoption cannot run here: %v (Linux %s)", kind, supported, KernelRelease())
 		}
 		if supported != nil {
 			t.Fatal(supported)
@@ -118,7 +122,7 @@ func testKernelAdopt(t *testing.T, mode string) {
 		encap = "gre"
 		for _, c := range []*KernelConfig{&cfg, &peerCfg} {
 			c.Encap, c.GREKey, c.HasGREKey, c.VXLANMode = "gre", 7, true, ""
-			c.MTU = kernelTestMTU
+			c.MTU = kernelMTUOf(n1)
 		}
 	}
 	hre := cfg.VXLANMode == VXLANModeHRE
@@ -142,7 +146,7 @@ func testKernelAdopt(t *testing.T, mode string) {
 		t.Fatal(err)
 	}
 
-	port2, port3, port4 := kernelPortName(encap, n2.Underlay), kernelPortName(encap, n3.Underlay), kernelPortName(encap, n4.Underlay)
+	port2, port3, port4 := kernelPortName(encap, underlayOf(n2)), kernelPortName(encap, underlayOf(n3)), kernelPortName(encap, underlayOf(n4))
 	watched := []string{kernelTestBridge, port2, port3}
 	if hre {
 		watched = []string{kernelTestBridge, hreName(kernelTestVNI)}
@@ -243,7 +247,7 @@ func testKernelAdopt(t *testing.T, mode string) {
 			}
 		}
 	}
-	if got, want := k.Peers(), []netip.Addr{n2.Underlay, n3.Underlay}; !slices.Equal(got, want) {
+	if got, want := k.Peers(), []netip.Addr{underlayOf(n2), underlayOf(n3)}; !slices.Equal(got, want) {
 		t.Errorf("Peers() after AdoptKernel = %v, want %v", got, want)
 	}
 	if hre {
@@ -251,13 +255,13 @@ func testKernelAdopt(t *testing.T, mode string) {
 			t.Errorf("FDB after AdoptKernel %q, want %q", got, fdb)
 		}
 	}
-	if k.Bridge() != kernelTestBridge || k.MTU() != kernelTestMTU {
+	if k.Bridge() != kernelTestBridge || k.MTU() != kernelMTUOf(n1) {
 		t.Errorf("Bridge() %q MTU() %d", k.Bridge(), k.MTU())
 	}
 
 	// One peer dropped, one added: the port of the one that stays is kept.
 	added, removed, err := k.SetPeers(peersOf(n2, n4))
-	if err != nil || !slices.Equal(added, []netip.Addr{n4.Underlay}) || !slices.Equal(removed, []netip.Addr{n3.Underlay}) {
+	if err != nil || !slices.Equal(added, []netip.Addr{underlayOf(n4)}) || !slices.Equal(removed, []netip.Addr{underlayOf(n3)}) {
 		t.Fatalf("SetPeers(2, 4) after AdoptKernel: added %v removed %v, %v", added, removed, err)
 	}
 	if hre {
@@ -265,7 +269,7 @@ func testKernelAdopt(t *testing.T, mode string) {
 		if got := linkIndex(n1, dev); got != before[dev] {
 			t.Errorf("%s: index %d after SetPeers, want %d", dev, got, before[dev])
 		}
-		want := []string{"00:00:00:00:00:00 dst " + n2.Underlay.String(), "00:00:00:00:00:00 dst " + n4.Underlay.String()}
+		want := []string{"00:00:00:00:00:00 dst " + underlayOf(n2).String(), "00:00:00:00:00:00 dst " + underlayOf(n4).String()}
 		if got := hreFDB(t, n1); !slices.Equal(got, want) {
 			t.Errorf("FDB after SetPeers %q, want %q", got, want)
 		}
@@ -347,7 +351,7 @@ func TestIntegrationKernelAdoptRefuses(t *testing.T) {
 	}{
 		{"another VNI", otherVNI, fmt.Sprintf("VXLAN VNI %d where this configuration (community VNI %d) makes VNI %d",
 			PairVNI(kernelTestVNI, n1.Underlay, n2.Underlay), kernelTestVNI+1, PairVNI(kernelTestVNI+1, n1.Underlay, n2.Underlay))},
-		{"hre mode", hre, "not a port this configuration (VXLAN hre mode) makes"},
+		{"hre mode", hre, "not a port this configuration (VXLAN hre mode over IPv4) makes"},
 		{"another UDP port", otherPort, fmt.Sprintf("VXLAN UDP port %d where this configuration has %d", DefaultVXLANPort, DefaultVXLANPort+1)},
 	} {
 		_, err := adoptKernelIn(n1, c.cfg)

@@ -40,6 +40,9 @@ package overlay
 // peer; "hre" is a single device with the community VNI and head-end
 // replication, which talks to meshcast's userspace VXLAN nodes but sends every
 // wanted group to every peer.
+//
+// The underlay is IPv4 or IPv6, the family of KernelConfig.Local: see
+// kernel6_linux.go for what changes over IPv6.
 
 import (
 	"crypto/rand"
@@ -70,15 +73,17 @@ const (
 
 // Name prefixes of the tunnel devices the kernel dataplane creates. A peer's
 // device is the prefix followed by the 8 hex digits of its underlay IPv4
-// address; the single head-end replication device is "mcvh" followed by the
-// 6 hex digits of the community VNI.
+// address, or for an IPv6 peer by 12 hex digits of a hash of its address;
+// the single head-end replication device is "mcvh" followed by the 6 hex
+// digits of the community VNI.
 const (
 	KernelGretapPrefix = "mcg"
 	KernelVXLANPrefix  = "mcv"
 )
 
 // ErrNoGretap is returned by the kernel dataplane in GRE mode when the
-// kernel cannot create gretap devices.
+// kernel cannot create gretap devices. Over an IPv6 underlay it is
+// ErrNoIP6Gretap, which is also ErrNoGretap.
 var ErrNoGretap = errors.New("this kernel has no gretap (ip_gre module)")
 
 // ErrInterfaceExists is returned by OpenTAP and OpenKernel when an
@@ -135,10 +140,15 @@ type KernelConfig struct {
 	// the same as the userspace TAP, so ARP caches survive a switch.
 	MAC net.HardwareAddr
 	// MTU is the overlay MTU, set on the bridge and on every tunnel port;
-	// 0 means the underlay interface's MTU minus the encapsulation overhead.
+	// 0 means the underlay interface's MTU minus the encapsulation overhead
+	// over the underlay's family: over IPv4 38 bytes for GRE (42 with a
+	// key) and 50 for VXLAN, over IPv6 58 (62) and 70.
 	MTU int
-	// Local is the node's underlay IPv4 address, the tunnels' source. It
-	// must be assigned to an interface.
+	// Local is the node's underlay address, IPv4 or IPv6, the tunnels'
+	// source. It must be assigned to an interface. Its family is the
+	// underlay's: every tunnel is over IPv4, or every tunnel over IPv6
+	// (VXLAN, or ip6gretap for GRE), and peers of the other family get
+	// none (see SetPeers).
 	Local netip.Addr
 	// UnderlayIf is the underlay interface the tunnels are bound to; ""
 	// means the interface that holds Local.
@@ -174,15 +184,17 @@ type KernelConfig struct {
 	QueryInterval time.Duration
 }
 
-// KernelPeer is a peer of the kernel dataplane. Only Underlay decides the
-// tunnel; Overlay and ID are for the caller's bookkeeping.
+// KernelPeer is a peer of the kernel dataplane. Only Underlay, IPv4 or
+// IPv6, decides the tunnel; Overlay and ID are for the caller's
+// bookkeeping.
 type KernelPeer struct {
 	Underlay netip.Addr
 	Overlay  netip.Prefix
 	ID       string
 }
 
-// KernelPortStats are the counters of one tunnel port. In hre mode the
+// KernelPortStats are the counters of one tunnel port. Underlay is the
+// peer's underlay address, IPv4 or IPv6 as the underlay is. In hre mode the
 // single port carries every peer's traffic and Underlay is the zero Addr.
 type KernelPortStats struct {
 	Underlay                               netip.Addr
@@ -216,17 +228,21 @@ type kernelPort struct {
 
 // probeGretap reports nil if this kernel can create gretap devices, and
 // ErrNoGretap if it has none, by creating and deleting a gretap device with
-// a unique name in h's network namespace.
+// a unique name and key in h's network namespace.
 func probeGretap(h *netlink.Handle) error {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name = KernelGretapPrefix + "p" + hex.EncodeToString(b[:])
+	attrs, key := probeAttrs("p")
 	// Local must be an IPv4 address, or the library asks for ip6gretap.
-	probe := &netlink.Gretap{LinkAttrs: attrs, Local: net.IPv4zero.To4()}
+	// The key keeps the probe apart from gretap0, the keyless device that
+	// ip_gre makes in every namespace: the kernel refuses a second tunnel
+	// with the same addresses and key (EEXIST).
+	probe := &netlink.Gretap{LinkAttrs: attrs, Local: net.IPv4zero.To4(), IKey: key, OKey: key}
 	if err := h.LinkAdd(probe); err != nil {
-		if errors.Is(err, unix.EOPNOTSUPP) {
+		switch {
+		case errors.Is(err, unix.EOPNOTSUPP):
 			return ErrNoGretap
+		case errors.Is(err, unix.EEXIST):
+			// Only a kernel with gretap finds a gretap like it.
+			return nil
 		}
 		return fmt.Errorf("probing for gretap: %w", err)
 	}
@@ -234,6 +250,17 @@ func probeGretap(h *netlink.Handle) error {
 		return fmt.Errorf("probing for gretap: removing %s: %w", attrs.Name, err)
 	}
 	return nil
+}
+
+// probeAttrs returns the attributes of a probe device, named with the
+// gretap prefix, mark and 8 random hex digits, and a random non-zero GRE
+// key for it.
+func probeAttrs(mark string) (netlink.LinkAttrs, uint32) {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = KernelGretapPrefix + mark + hex.EncodeToString(b[:])
+	return attrs, binary.BigEndian.Uint32(b[:]) | 1
 }
 
 // PairVNI returns the VNI of the VXLAN tunnel between the underlay
@@ -255,11 +282,15 @@ func PairVNI(community uint32, a, b netip.Addr) uint32 {
 	return h%MaxVNI + 1
 }
 
-// kernelPortName returns the name of the tunnel device to peer.
+// kernelPortName returns the name of the tunnel device to peer, an IPv4 or
+// IPv6 address (see kernelPortName6).
 func kernelPortName(encap string, peer netip.Addr) string {
 	prefix := KernelVXLANPrefix
 	if encap == "gre" {
 		prefix = KernelGretapPrefix
+	}
+	if !peer.Is4() {
+		return kernelPortName6(prefix, peer)
 	}
 	a := peer.As4()
 	return prefix + hex.EncodeToString(a[:])
@@ -284,8 +315,9 @@ func (cfg KernelConfig) normalize() (KernelConfig, error) {
 	} else if len(cfg.MAC) != 6 {
 		return cfg, fmt.Errorf("bridge MAC %v is not an Ethernet address", cfg.MAC)
 	}
-	if !cfg.Local.Is4() {
-		return cfg, fmt.Errorf("underlay address %v is not IPv4", cfg.Local)
+	cfg.Local = underlayAddr(cfg.Local)
+	if !cfg.Local.IsValid() || cfg.Local.IsUnspecified() || cfg.Local.IsMulticast() {
+		return cfg, fmt.Errorf("underlay address %v is not a unicast IPv4 or IPv6 address", cfg.Local)
 	}
 	if cfg.UnderlayIf != "" {
 		if err := ValidIfName(cfg.UnderlayIf); err != nil {
@@ -321,12 +353,19 @@ func (cfg KernelConfig) normalize() (KernelConfig, error) {
 }
 
 // overhead is what the underlay carries per frame beyond the inner IP
-// packet, as Codec.Overhead.
+// packet, as Codec.Overhead, over the family of Local: an outer IPv6
+// header is 20 bytes longer than IPv4's.
 func (cfg KernelConfig) overhead() int {
+	var n int
 	if cfg.Encap == "gre" {
-		return NewGRE(cfg.GREKey, cfg.HasGREKey).Overhead()
+		n = NewGRE(cfg.GREKey, cfg.HasGREKey).Overhead()
+	} else {
+		n = NewVXLAN(cfg.VNI, cfg.Port).Overhead()
 	}
-	return NewVXLAN(cfg.VNI, cfg.Port).Overhead()
+	if cfg.Local.Is6() {
+		n += outerIPv6Len - IPv4HeaderLen
+	}
+	return n
 }
 
 // OpenKernel builds the kernel dataplane in the calling thread's network
@@ -336,10 +375,12 @@ func (cfg KernelConfig) overhead() int {
 // bridge, as on the TAP. It refuses a bridge name that is already taken
 // (ErrInterfaceExists; AdoptKernel takes over a bridge that a previous
 // meshcast left with Release), and in GRE mode it returns ErrNoGretap if the
-// kernel has no gretap. On error it removes whatever it created.
+// kernel has no gretap, or over an IPv6 underlay ErrNoIP6Gretap if it has no
+// ip6gretap. On error it removes whatever it created.
 func OpenKernel(cfg KernelConfig) (*Kernel, error) { return openKernel(cfg, true) }
 
-// openKernel is OpenKernel; probe false skips the gretap probe, for tests.
+// openKernel is OpenKernel; probe false skips the gretap or ip6gretap
+// probe, for tests.
 func openKernel(cfg KernelConfig, probe bool) (_ *Kernel, err error) {
 	// Stay on this thread: it is in the namespace the caller means, and
 	// /proc/sys/net below shows the namespace of the thread that opens it.
@@ -362,7 +403,7 @@ func openKernel(cfg KernelConfig, probe bool) (_ *Kernel, err error) {
 		return nil, err
 	}
 	if k.cfg.Encap == "gre" && probe {
-		if err := probeGretap(k.h); err != nil {
+		if err := k.cfg.probeGRE(k.h); err != nil {
 			return nil, err
 		}
 	}
@@ -409,7 +450,11 @@ func newKernel(cfg KernelConfig) (_ *Kernel, err error) {
 // findUnderlay checks that Local is assigned here, finds the underlay
 // interface and derives the MTU.
 func (k *Kernel) findUnderlay() error {
-	addrs, err := k.h.AddrList(nil, netlink.FAMILY_V4)
+	family := netlink.FAMILY_V4
+	if k.cfg.Local.Is6() {
+		family = netlink.FAMILY_V6
+	}
+	addrs, err := k.h.AddrList(nil, family)
 	if err != nil {
 		return fmt.Errorf("kernel dataplane: list addresses: %w", err)
 	}
@@ -437,7 +482,7 @@ func (k *Kernel) findUnderlay() error {
 	if k.cfg.MTU == 0 {
 		k.cfg.MTU = link.Attrs().MTU - k.cfg.overhead()
 		if k.cfg.MTU < 68 {
-			return fmt.Errorf("underlay interface %s has MTU %d, too small for %s", k.cfg.UnderlayIf, link.Attrs().MTU, k.cfg.Encap)
+			return fmt.Errorf("underlay interface %s has MTU %d, too small for %s over %s", k.cfg.UnderlayIf, link.Attrs().MTU, k.cfg.Encap, familyName(k.cfg.Local))
 		}
 	}
 	return nil
@@ -619,16 +664,20 @@ func (cfg KernelConfig) bridgeTimers() []bridgeSetting {
 
 func (k *Kernel) createHRE() error {
 	name := hreName(k.cfg.VNI)
-	index, err := k.addTunnel(name, func(attrs netlink.LinkAttrs) netlink.Link {
+	index, err := k.addTunnel(name, k.linkAdder(func(attrs netlink.LinkAttrs) netlink.Link {
 		return &netlink.Vxlan{
 			LinkAttrs:    attrs,
 			VxlanId:      int(k.cfg.VNI),
 			VtepDevIndex: k.underlayIndex,
-			SrcAddr:      k.cfg.Local.AsSlice(),
+			SrcAddr:      k.cfg.Local.AsSlice(), // IPv6: IFLA_VXLAN_LOCAL6
 			Port:         int(k.cfg.Port),
 			Learning:     false,
+			// Over IPv6, UDP checksums sent and required (the library
+			// always sends these two).
+			UDP6ZeroCSumTx: false,
+			UDP6ZeroCSumRx: false,
 		}
-	})
+	}))
 	if err != nil {
 		return err
 	}
@@ -636,20 +685,26 @@ func (k *Kernel) createHRE() error {
 	return nil
 }
 
-// addTunnel creates the tunnel device name that build describes, makes it
-// an isolated bridge port without router role, and brings it up. It returns
-// the device's index. On error it deletes the device.
-func (k *Kernel) addTunnel(name string, build func(netlink.LinkAttrs) netlink.Link) (index int, err error) {
+// linkAdder returns a function that creates the device that build
+// describes, for addTunnel.
+func (k *Kernel) linkAdder(build func(netlink.LinkAttrs) netlink.Link) func(netlink.LinkAttrs) error {
+	return func(attrs netlink.LinkAttrs) error { return k.h.LinkAdd(build(attrs)) }
+}
+
+// addTunnel creates the tunnel device name with create, which is given its
+// name and MTU, makes it an isolated bridge port without router role, and
+// brings it up. It returns the device's index. On error it deletes the
+// device.
+func (k *Kernel) addTunnel(name string, create func(netlink.LinkAttrs) error) (index int, err error) {
 	if _, err := k.h.LinkByName(name); err == nil {
 		return 0, fmt.Errorf("tunnel %s: an interface of that name already exists: is another meshcast using the kernel dataplane here?", name)
 	}
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = name
 	attrs.MTU = k.cfg.MTU
-	link := build(attrs)
-	if err := k.h.LinkAdd(link); err != nil {
+	if err := create(attrs); err != nil {
 		if k.cfg.Encap == "gre" && errors.Is(err, unix.EOPNOTSUPP) {
-			return 0, ErrNoGretap
+			return 0, k.cfg.noGretap()
 		}
 		if errors.Is(err, unix.EEXIST) {
 			return 0, fmt.Errorf("tunnel %s: %w (another device may use the same VNI and port)", name, err)
@@ -690,17 +745,26 @@ func (k *Kernel) addTunnel(name string, build func(netlink.LinkAttrs) netlink.Li
 // SetPeers makes the tunnels match peers: it creates a tunnel port for each
 // new peer (hre: an FDB entry) and removes those of peers that are gone,
 // while the bridge keeps forwarding. Ports of unchanged peers are not
-// touched. Entries for Local itself are ignored. It returns the underlay
-// addresses added and removed, in ascending order; on error they say what
-// was done nonetheless, and the error says what was not.
+// touched. Entries for Local itself are ignored. A peer whose underlay
+// address is of the other family than Local gets no tunnel: the error holds
+// a *PeerFamilyError for it, and the other peers are served. A peer without
+// a unicast underlay address makes SetPeers change nothing. It returns the
+// underlay addresses added and removed, in ascending order; on error they
+// say what was done nonetheless, and the error says what was not.
 func (k *Kernel) SetPeers(peers []KernelPeer) (added, removed []netip.Addr, err error) {
 	want := map[netip.Addr]bool{}
+	var errs []error
 	for _, p := range peers {
-		if !p.Underlay.Is4() {
-			return nil, nil, fmt.Errorf("peer %s: underlay address %v is not IPv4", p.ID, p.Underlay)
+		a := underlayAddr(p.Underlay)
+		if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() {
+			return nil, nil, fmt.Errorf("peer %s: underlay address %v is not a unicast IPv4 or IPv6 address", p.ID, p.Underlay)
 		}
-		if p.Underlay != k.cfg.Local {
-			want[p.Underlay] = true
+		if !sameFamily(a, k.cfg.Local) {
+			errs = append(errs, &PeerFamilyError{ID: p.ID, Peer: a, Local: k.cfg.Local})
+			continue
+		}
+		if a != k.cfg.Local {
+			want[a] = true
 		}
 	}
 	if k.pairMode() {
@@ -719,7 +783,6 @@ func (k *Kernel) SetPeers(peers []KernelPeer) (added, removed []netip.Addr, err 
 	if k.closed {
 		return nil, nil, errors.New("kernel dataplane is closed")
 	}
-	var errs []error
 	for _, a := range slices.SortedFunc(maps.Keys(k.peers), netip.Addr.Compare) {
 		if want[a] {
 			continue
@@ -770,8 +833,12 @@ func (k *Kernel) addPeer(peer netip.Addr) (kernelPort, error) {
 		return kernelPort{}, nil
 	}
 	name := kernelPortName(k.cfg.Encap, peer)
-	index, err := k.addTunnel(name, func(attrs netlink.LinkAttrs) netlink.Link {
-		if k.cfg.Encap == "gre" {
+	var create func(netlink.LinkAttrs) error
+	switch {
+	case k.cfg.Encap == "gre" && k.cfg.Local.Is6():
+		create = func(attrs netlink.LinkAttrs) error { return k.addIP6Gretap(attrs, peer) }
+	case k.cfg.Encap == "gre":
+		create = k.linkAdder(func(attrs netlink.LinkAttrs) netlink.Link {
 			g := &netlink.Gretap{
 				LinkAttrs: attrs,
 				Local:     k.cfg.Local.AsSlice(),
@@ -784,17 +851,24 @@ func (k *Kernel) addPeer(peer netip.Addr) (kernelPort, error) {
 				g.IFlags, g.OFlags = nl.GRE_KEY, nl.GRE_KEY // also for key 0
 			}
 			return g
-		}
-		return &netlink.Vxlan{
-			LinkAttrs:    attrs,
-			VxlanId:      int(PairVNI(k.cfg.VNI, k.cfg.Local, peer)),
-			VtepDevIndex: k.underlayIndex,
-			SrcAddr:      k.cfg.Local.AsSlice(),
-			Group:        peer.AsSlice(), // a unicast group is the remote
-			Port:         int(k.cfg.Port),
-			Learning:     false,
-		}
-	})
+		})
+	default:
+		create = k.linkAdder(func(attrs netlink.LinkAttrs) netlink.Link {
+			return &netlink.Vxlan{
+				LinkAttrs:    attrs,
+				VxlanId:      int(PairVNI(k.cfg.VNI, k.cfg.Local, peer)),
+				VtepDevIndex: k.underlayIndex,
+				SrcAddr:      k.cfg.Local.AsSlice(), // IPv6: IFLA_VXLAN_LOCAL6
+				Group:        peer.AsSlice(),        // a unicast group is the remote
+				Port:         int(k.cfg.Port),
+				Learning:     false,
+				// As in createHRE.
+				UDP6ZeroCSumTx: false,
+				UDP6ZeroCSumRx: false,
+			}
+		})
+	}
+	index, err := k.addTunnel(name, create)
 	if err != nil {
 		return kernelPort{}, fmt.Errorf("peer %v: %w", peer, err)
 	}

@@ -120,14 +120,22 @@ func TestOpenKernelRefusesBadConfig(t *testing.T) {
 
 // The integration tests below build an underlay with nstest and run a kernel
 // dataplane in each node's namespace. Node K has the underlay address
-// 198.18.0.K and the overlay address 198.19.0.K/24.
+// 198.18.0.K (fd00:198:18::K on an IPv6-only underlay, see underlayOf) and
+// the overlay address 198.19.0.K/24.
 
 const (
 	kernelTestBridge = "mcbr-ktest"
 	kernelTestVNI    = 4242
 	kernelTestMTU    = nstest.UnderlayMTU - 50
+	// kernelTestMTU6 is the overlay MTU over an IPv6 underlay: VXLAN
+	// costs 70 bytes there.
+	kernelTestMTU6   = nstest.UnderlayMTU - 70
 	kernelTestPort   = 5000
 	kernelPayloadLen = 1000
+	// kernelUnicastPort is the port of the unicast test streams: a
+	// socket joined to a group is bound to the wildcard address and
+	// kernelTestPort.
+	kernelUnicastPort = kernelTestPort + 1
 	// kernelQueryInterval is the querier's interval in the tests: the
 	// bridge's minimum, so that snooping takes hold quickly.
 	kernelQueryInterval = time.Second
@@ -143,11 +151,28 @@ func kernelOverlay(n *nstest.Node) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 0, byte(n.Index)}), 24)
 }
 
+// underlayOf returns n's underlay address: IPv4 where n has one, else IPv6.
+func underlayOf(n *nstest.Node) netip.Addr {
+	if n.Underlay.IsValid() {
+		return n.Underlay
+	}
+	return n.Underlay6
+}
+
+// kernelMTUOf is the overlay MTU of a VXLAN kernel dataplane in n, from
+// the underlay MTU and the family of underlayOf(n).
+func kernelMTUOf(n *nstest.Node) int {
+	if underlayOf(n).Is6() {
+		return kernelTestMTU6
+	}
+	return kernelTestMTU
+}
+
 func kernelTestConfig(n *nstest.Node, mode string) KernelConfig {
 	return KernelConfig{
 		Bridge:        kernelTestBridge,
 		Overlay:       kernelOverlay(n),
-		Local:         n.Underlay,
+		Local:         underlayOf(n),
 		UnderlayIf:    nstest.NodeLink,
 		Encap:         "vxlan",
 		VNI:           kernelTestVNI,
@@ -181,7 +206,7 @@ func openKernelIn(t *testing.T, n *nstest.Node, cfg KernelConfig) *Kernel {
 func peersOf(nodes ...*nstest.Node) []KernelPeer {
 	var peers []KernelPeer
 	for _, n := range nodes {
-		peers = append(peers, KernelPeer{Underlay: n.Underlay, Overlay: kernelOverlay(n), ID: n.Name})
+		peers = append(peers, KernelPeer{Underlay: underlayOf(n), Overlay: kernelOverlay(n), ID: n.Name})
 	}
 	return peers
 }
@@ -242,6 +267,27 @@ func joinGroup(t *testing.T, n *nstest.Node, ifname string, group netip.Addr) *m
 	if err != nil {
 		t.Fatalf("%s: join %v on %s: %v", n, group, ifname, err)
 	}
+	return startRx(t, c)
+}
+
+// listenUnicast returns a UDP socket in n bound to addr and
+// kernelUnicastPort; it counts the test packets it receives, as joinGroup's
+// does.
+func listenUnicast(t *testing.T, n *nstest.Node, addr netip.Addr) *mcastRx {
+	t.Helper()
+	var c net.PacketConn
+	err := n.Do(func() (err error) {
+		c, err = net.ListenPacket("udp4", netip.AddrPortFrom(addr, kernelUnicastPort).String())
+		return err
+	})
+	if err != nil {
+		t.Fatalf("%s: listen on %v: %v", n, addr, err)
+	}
+	return startRx(t, c)
+}
+
+// startRx counts the test packets that c receives until the test ends.
+func startRx(t *testing.T, c net.PacketConn) *mcastRx {
 	r := &mcastRx{c: c, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
@@ -275,8 +321,11 @@ func (r *mcastRx) waitCount(want int64) int64 {
 }
 
 // mcastTx is a UDP socket in a node that sends multicast out of an
-// interface.
-type mcastTx struct{ c net.PacketConn }
+// interface, to port (kernelTestPort unless changed).
+type mcastTx struct {
+	c    net.PacketConn
+	port int
+}
 
 func newSender(t *testing.T, n *nstest.Node, ifname string) *mcastTx {
 	t.Helper()
@@ -301,16 +350,16 @@ func newSender(t *testing.T, n *nstest.Node, ifname string) *mcastTx {
 		t.Fatalf("%s: multicast sender on %s: %v", n, ifname, err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &mcastTx{c: c}
+	return &mcastTx{c: c, port: kernelTestPort}
 }
 
-// send sends count test packets of kernelPayloadLen bytes to group, one
-// every gap.
+// send sends count test packets of kernelPayloadLen bytes to group (or a
+// unicast address) and s.port, one every gap.
 func (s *mcastTx) send(t *testing.T, group netip.Addr, count int, gap time.Duration) {
 	t.Helper()
 	payload := make([]byte, kernelPayloadLen)
 	copy(payload, kernelMagic)
-	dst := &net.UDPAddr{IP: group.AsSlice(), Port: kernelTestPort}
+	dst := &net.UDPAddr{IP: group.AsSlice(), Port: s.port}
 	for i := range count {
 		if _, err := s.c.WriteTo(payload, dst); err != nil {
 			t.Fatalf("send %d to %v: %v", i, group, err)
@@ -365,10 +414,10 @@ func checkBridge(t *testing.T, n *nstest.Node) {
 		t.Fatal(err)
 	}
 	a := link.Attrs()
-	if link.Type() != "bridge" || a.MTU != kernelTestMTU || a.Flags&net.FlagUp == 0 ||
+	if link.Type() != "bridge" || a.MTU != kernelMTUOf(n) || a.Flags&net.FlagUp == 0 ||
 		!bytes.Equal(a.HardwareAddr, MACFor(kernelOverlay(n).Addr())) {
 		t.Errorf("%s: bridge %s: type %s MTU %d flags %v MAC %v; want an up bridge, MTU %d, MAC %v",
-			n, kernelTestBridge, link.Type(), a.MTU, a.Flags, a.HardwareAddr, kernelTestMTU, MACFor(kernelOverlay(n).Addr()))
+			n, kernelTestBridge, link.Type(), a.MTU, a.Flags, a.HardwareAddr, kernelMTUOf(n), MACFor(kernelOverlay(n).Addr()))
 	}
 	if out := mustExec(t, n, "ip", "-o", "addr", "show", "dev", kernelTestBridge); !strings.Contains(out, "inet "+kernelOverlay(n).String()) || strings.Contains(out, "inet6") {
 		t.Errorf("%s: bridge addresses:\n%s\nwant %v and no IPv6", n, out, kernelOverlay(n))
@@ -394,8 +443,8 @@ func checkPort(t *testing.T, n *nstest.Node, name string) int {
 		t.Fatal(err)
 	}
 	a := link.Attrs()
-	if a.MasterIndex != br.Attrs().Index || a.MTU != kernelTestMTU || a.Flags&net.FlagUp == 0 {
-		t.Errorf("%s: %s: master %d MTU %d flags %v; want master %d, MTU %d, up", n, name, a.MasterIndex, a.MTU, a.Flags, br.Attrs().Index, kernelTestMTU)
+	if a.MasterIndex != br.Attrs().Index || a.MTU != kernelMTUOf(n) || a.Flags&net.FlagUp == 0 {
+		t.Errorf("%s: %s: master %d MTU %d flags %v; want master %d, MTU %d, up", n, name, a.MasterIndex, a.MTU, a.Flags, br.Attrs().Index, kernelMTUOf(n))
 	}
 	out := mustExec(t, n, "bridge", "-d", "link", "show", "dev", name)
 	for _, want := range []string{"master " + kernelTestBridge, "isolated on", "mcast_router 0"} {
@@ -416,31 +465,34 @@ func kernelLinks(t *testing.T, n *nstest.Node) []string {
 
 // TestIntegrationKernelPairTwoNodes checks the devices of VXLAN pair mode
 // and that multicast flows both ways between two nodes.
-func TestIntegrationKernelPairTwoNodes(t *testing.T) {
+func TestIntegrationKernelPairTwoNodes(t *testing.T) { testKernelPairTwoNodes(t, nstest.UnderlayIPv4) }
+
+func testKernelPairTwoNodes(t *testing.T, family nstest.Family) {
 	nstest.LeakCheck(t)
-	nt := nstest.NewNet(t, 2)
+	nt := nstest.NewNetWith(t, 2, nstest.Options{Underlay: family})
 	n1, n2 := nt.Node(1), nt.Node(2)
 	ks := meshKernels(t, []*nstest.Node{n1, n2}, VXLANModePair)
 
 	for i, n := range []*nstest.Node{n1, n2} {
 		other := []*nstest.Node{n2, n1}[i]
 		checkBridge(t, n)
-		name := kernelPortName("vxlan", other.Underlay)
+		name := kernelPortName("vxlan", underlayOf(other))
 		checkPort(t, n, name)
 		link, err := n.Link(name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		vx, ok := link.(*netlink.Vxlan)
-		if want := PairVNI(kernelTestVNI, n1.Underlay, n2.Underlay); !ok || vx.VxlanId != int(want) || vx.Learning ||
-			!vx.Group.Equal(other.Underlay.AsSlice()) || !vx.SrcAddr.Equal(n.Underlay.AsSlice()) || vx.Port != DefaultVXLANPort {
-			t.Errorf("%s: %s is %#v; want VXLAN %d from %v to %v port %d, learning off", n, name, link, want, n.Underlay, other.Underlay, DefaultVXLANPort)
+		if want := PairVNI(kernelTestVNI, underlayOf(n1), underlayOf(n2)); !ok || vx.VxlanId != int(want) || vx.Learning ||
+			!vx.Group.Equal(underlayOf(other).AsSlice()) || !vx.SrcAddr.Equal(underlayOf(n).AsSlice()) || vx.Port != DefaultVXLANPort {
+			t.Errorf("%s: %s is %#v; want VXLAN %d from %v to %v port %d, learning off", n, name, link, want, underlayOf(n), underlayOf(other), DefaultVXLANPort)
 		}
-		if ports := ks[i].Ports(); len(ports) != 1 || ports[0].Port != name || ports[0].Underlay != other.Underlay {
-			t.Errorf("%s: Ports() = %+v, want one port %s to %v", n, ports, name, other.Underlay)
+		checkVXLANUnderlay(t, n, name, underlayOf(other))
+		if ports := ks[i].Ports(); len(ports) != 1 || ports[0].Port != name || ports[0].Underlay != underlayOf(other) {
+			t.Errorf("%s: Ports() = %+v, want one port %s to %v", n, ports, name, underlayOf(other))
 		}
-		if ks[i].Bridge() != kernelTestBridge || ks[i].MTU() != kernelTestMTU {
-			t.Errorf("%s: Bridge() %q MTU() %d", n, ks[i].Bridge(), ks[i].MTU())
+		if ks[i].Bridge() != kernelTestBridge || ks[i].MTU() != kernelMTUOf(n) {
+			t.Errorf("%s: Bridge() %q MTU() %d, want MTU %d", n, ks[i].Bridge(), ks[i].MTU(), kernelMTUOf(n))
 		}
 	}
 
@@ -460,13 +512,25 @@ func TestIntegrationKernelPairTwoNodes(t *testing.T) {
 			t.Errorf("%s: port %s counted %d packets sent, want at least %d", from, after.Port, sent, count)
 		}
 	}
+	for _, dir := range [][2]*nstest.Node{{n1, n2}, {n2, n1}} {
+		from, to := dir[0], dir[1]
+		before := ks[from.Index-1].Ports()[0]
+		checkUnicast(t, from, to, count)
+		after := ks[from.Index-1].Ports()[0]
+		if sent := after.TxPackets - before.TxPackets; sent < count {
+			t.Errorf("%s: port %s counted %d packets sent during the unicast stream, want at least %d", from, after.Port, sent, count)
+		}
+		checkOverlayMTU(t, from, to)
+	}
 }
 
 // TestIntegrationKernelPairSnooping checks pruning and split horizon in a
 // mesh of three nodes: node 1 sends, node 2 is a member, node 3 is not.
-func TestIntegrationKernelPairSnooping(t *testing.T) {
+func TestIntegrationKernelPairSnooping(t *testing.T) { testKernelPairSnooping(t, nstest.UnderlayIPv4) }
+
+func testKernelPairSnooping(t *testing.T, family nstest.Family) {
 	nstest.LeakCheck(t)
-	nt := nstest.NewNet(t, 3)
+	nt := nstest.NewNetWith(t, 3, nstest.Options{Underlay: family})
 	n1, n2, n3 := nt.Node(1), nt.Node(2), nt.Node(3)
 	nodes := []*nstest.Node{n1, n2, n3}
 	start := time.Now()
@@ -475,7 +539,7 @@ func TestIntegrationKernelPairSnooping(t *testing.T) {
 		checkBridge(t, n)
 		for _, o := range nodes {
 			if o != n {
-				checkPort(t, n, kernelPortName("vxlan", o.Underlay))
+				checkPort(t, n, kernelPortName("vxlan", underlayOf(o)))
 			}
 		}
 	}
@@ -523,11 +587,11 @@ func TestIntegrationKernelPairSnooping(t *testing.T) {
 	for i, p := range ks[0].Ports() {
 		sent := p.TxPackets - p1[i].TxPackets
 		switch p.Underlay {
-		case n2.Underlay:
+		case underlayOf(n2):
 			if sent < count {
 				t.Errorf("node 1: port %s sent %d packets, want at least %d", p.Port, sent, count)
 			}
-		case n3.Underlay:
+		case underlayOf(n3):
 			if sent > count/20 {
 				t.Errorf("node 1: port %s to the non-member sent %d packets", p.Port, sent)
 			}
@@ -556,7 +620,7 @@ func TestIntegrationKernelPairSnooping(t *testing.T) {
 		t.Errorf("node 2 relayed: it sent %d packets on its underlay during a stream of %d to members 2 and 3", d2.TxPackets, count)
 	}
 	for _, o := range []*nstest.Node{n1, n3} {
-		mustExec(t, n2, "bridge", "link", "set", "dev", kernelPortName("vxlan", o.Underlay), "isolated", "off")
+		mustExec(t, n2, "bridge", "link", "set", "dev", kernelPortName("vxlan", underlayOf(o)), "isolated", "off")
 	}
 	rx3.count.Store(0)
 	b2 = counters(t, n2, nstest.NodeLink)
@@ -571,9 +635,11 @@ func TestIntegrationKernelPairSnooping(t *testing.T) {
 
 // TestIntegrationKernelHRE checks head-end replication: one VXLAN device
 // with one all-zero FDB entry per peer.
-func TestIntegrationKernelHRE(t *testing.T) {
+func TestIntegrationKernelHRE(t *testing.T) { testKernelHRE(t, nstest.UnderlayIPv4) }
+
+func testKernelHRE(t *testing.T, family nstest.Family) {
 	nstest.LeakCheck(t)
-	nt := nstest.NewNet(t, 3)
+	nt := nstest.NewNetWith(t, 3, nstest.Options{Underlay: family})
 	n1, n2, n3 := nt.Node(1), nt.Node(2), nt.Node(3)
 	nodes := []*nstest.Node{n1, n2, n3}
 	ks := meshKernels(t, nodes, VXLANModeHRE)
@@ -582,7 +648,7 @@ func TestIntegrationKernelHRE(t *testing.T) {
 		out := mustExec(t, n, "bridge", "fdb", "show", "dev", dev)
 		return regexp.MustCompile(`(?m)^00:00:00:00:00:00 dst (\S+)`).FindAllString(out, -1)
 	}
-	entry := func(peer *nstest.Node) string { return "00:00:00:00:00:00 dst " + peer.Underlay.String() }
+	entry := func(peer *nstest.Node) string { return "00:00:00:00:00:00 dst " + underlayOf(peer).String() }
 	var index1 int
 	for i, n := range nodes {
 		checkBridge(t, n)
@@ -597,9 +663,11 @@ func TestIntegrationKernelHRE(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if vx, ok := link.(*netlink.Vxlan); !ok || vx.VxlanId != kernelTestVNI || vx.Learning || vx.Port != DefaultVXLANPort {
-			t.Errorf("%s: %s is %#v; want VXLAN %d, learning off", n, dev, link, kernelTestVNI)
+		if vx, ok := link.(*netlink.Vxlan); !ok || vx.VxlanId != kernelTestVNI || vx.Learning || vx.Port != DefaultVXLANPort ||
+			len(vx.Group) != 0 && !vx.Group.IsUnspecified() {
+			t.Errorf("%s: %s is %#v; want VXLAN %d, learning off, no remote", n, dev, link, kernelTestVNI)
 		}
+		checkVXLANUnderlay(t, n, dev, netip.Addr{})
 		var want []string
 		for _, o := range nodes {
 			if o != n {
@@ -627,9 +695,14 @@ func TestIntegrationKernelHRE(t *testing.T) {
 	if sent := ks[0].Ports()[0].TxPackets - before.TxPackets; sent < count {
 		t.Errorf("node 1: %s counted %d packets sent, want at least %d", dev, sent, count)
 	}
+	// Unicast, both ways, and the MTU, between nodes 1 and 3.
+	for _, dir := range [][2]*nstest.Node{{n1, n3}, {n3, n1}} {
+		checkUnicast(t, dir[0], dir[1], count)
+		checkOverlayMTU(t, dir[0], dir[1])
+	}
 
 	added, removed, err := ks[0].SetPeers(peersOf(n2))
-	if err != nil || len(added) != 0 || !slices.Equal(removed, []netip.Addr{n3.Underlay}) {
+	if err != nil || len(added) != 0 || !slices.Equal(removed, []netip.Addr{underlayOf(n3)}) {
 		t.Fatalf("SetPeers without node 3: added %v removed %v, %v", added, removed, err)
 	}
 	if got, want := fdb(n1), []string{entry(n2)}; !slices.Equal(got, want) {
@@ -644,7 +717,7 @@ func TestIntegrationKernelHRE(t *testing.T) {
 		t.Errorf("after removing node 3, node 2 received %d of %d packets", got, count)
 	}
 	added, removed, err = ks[0].SetPeers(peersOf(n2, n3))
-	if err != nil || !slices.Equal(added, []netip.Addr{n3.Underlay}) || len(removed) != 0 {
+	if err != nil || !slices.Equal(added, []netip.Addr{underlayOf(n3)}) || len(removed) != 0 {
 		t.Fatalf("SetPeers with node 3 again: added %v removed %v, %v", added, removed, err)
 	}
 	if got, want := fdb(n1), []string{entry(n2), entry(n3)}; !slices.Equal(got, want) {
