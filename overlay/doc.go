@@ -30,8 +30,9 @@
 //
 // OpenKernel builds the original kernel design instead, through netlink: a
 // bridge with IGMP snooping and its querier, holding the overlay address,
-// and one isolated tunnel port per peer (gretap where the kernel has it, or
-// VXLAN per pair of nodes), or one VXLAN device with head-end replication.
+// and one isolated tunnel port per peer (gretap, or ip6gretap over an IPv6
+// underlay, where the kernel has it, or VXLAN per pair of nodes), or one
+// VXLAN device with head-end replication.
 // meshcast drives it with the same discovery, so both paths can be compared
 // on the same hosts.
 package overlay
