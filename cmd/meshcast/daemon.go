@@ -646,6 +646,7 @@ func (d *daemon) serve(ctx context.Context, hup <-chan os.Signal) error {
 	// nothing.
 	running := *d.cfg // the settings as this node resolved them
 	running.local, running.community = d.local, d.self.Community
+	var underlayWarned string // the discovered underlays last warned about
 	d.rec.Apply = func(all []discovery.Member) error {
 		next, err := pick(&running, all, d.ec2Self)
 		if err != nil {
@@ -654,6 +655,26 @@ func (d *daemon) serve(ctx context.Context, hup <-chan os.Signal) error {
 		if next.self.Overlay != d.self.Overlay {
 			log.Warn("this node's overlay address changed; restart meshcast to apply it",
 				"running", d.self.Overlay, "discovered", next.self.Overlay)
+		}
+		// The underlay sockets are open on the addresses this node
+		// started with. An instance that gained an address of another
+		// family (EC2 assign-ipv6-addresses, say) must not pick peers
+		// over it: it has no socket of that family (EAFNOSUPPORT), and an
+		// IPv6-only node that gained IPv4 would move its working tunnels
+		// to IPv4. Keep choosing from the running addresses until a
+		// restart opens sockets on the new ones.
+		r4, r6 := d.self.Underlays()
+		if n4, n6 := next.self.Underlays(); n4 != r4 || n6 != r6 {
+			if seen := n4.String() + " " + n6.String(); seen != underlayWarned {
+				underlayWarned = seen
+				log.Warn("this node's underlay addresses changed; restart meshcast to tunnel over them",
+					"running", addrList(r4, r6), "discovered", addrList(n4, n6))
+			}
+			self := next.self
+			self.Underlay, self.Underlay6 = d.self.Underlay, d.self.Underlay6
+			next = withPeers(&running, self, discovery.InCommunity(all, self.Community))
+		} else {
+			underlayWarned = ""
 		}
 		added, removed, err := d.plane.setPeers(next.peers)
 		if err != nil {
@@ -966,4 +987,19 @@ func (d *daemon) logCounters() {
 	rs := d.rec.Status()
 	d.log.Info("discovery", "source", rs.Source, "successes", rs.Successes, "failures", rs.Failures,
 		"throttled", rs.Throttled, "last_success", rs.LastSuccess.Format(time.RFC3339))
+}
+
+// addrList writes a node's underlay addresses for a log line: the valid
+// ones of v4 and v6, space-separated, or "none".
+func addrList(v4, v6 netip.Addr) string {
+	var s []string
+	for _, a := range []netip.Addr{v4, v6} {
+		if a.IsValid() {
+			s = append(s, a.String())
+		}
+	}
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, " ")
 }
