@@ -31,7 +31,14 @@
 // A hub namespace holds a Linux bridge (IGMP snooping off: a plain switch,
 // like a VPC) with one veth port per node. Node 1 is the source, nodes 2 to
 // N+1 are the subscribers; node K has the underlay address 198.18.0.K on
-// eth0 and the overlay address 198.19.0.K/24 on mcbr-demo. Every namespace
+// eth0 and the overlay address 198.19.0.K/24 on mcbr-demo. With
+// Options.Underlay Underlay6 (meshcast-bench --underlay 6) the underlay is
+// IPv6 instead: node K has fd00:198:18::K/64 on eth0 (IPv6 on, no
+// duplicate address detection, no IPv4 underlay address), the inventory
+// lines carry those addresses, the daemons run with --underlay-family 6,
+// and the tunnels are GRE over IPv6 (next header 47) and VXLAN over UDP6;
+// the overlay stays IPv4. The report says which family it used
+// (Report.Underlay, "underlay" in the JSON). Every namespace
 // is named "mcb-" + the harness's pid in base 36 + a random suffix + its
 // role, so namespaces left by a harness that was killed are recognised and
 // removed by the next run. Everything is removed when Run returns, also on
@@ -58,6 +65,13 @@
 //     protected VXLAN or GRE port per peer (no forwarding between peers, as
 //     with the kernel bridge's isolated ports); see ovs_linux.go.
 //
+// Over the IPv6 underlay the kernel paths need the kernel's ip6gretap for
+// GRE (probed; this build machine's kernel has none, so they are skipped
+// with GRE), and a path other than userspace whose first start fails over
+// IPv6 (a build whose kernel dataplane lacks IPv6 tunnels, say) is listed
+// in Report.Skipped with the daemon's error and not run again; a later
+// failure of a path that has started is an error, as over IPv4.
+//
 // The paths of one case run interleaved (userspace, kernel, userspace,
 // kernel, ... for Options.Rounds rounds) so that drift on the machine hits
 // all of them, and the report gives medians over the rounds. The measures
@@ -74,9 +88,9 @@
 // never reach the receivers' daemons: an nftables rule on each receiver's
 // eth0 ingress (table netdev mcb, hook ingress) counts the stream's copies
 // (packets and bytes: from the source's underlay address to the
-// receiver's, VXLAN or GRE, inner destination 239.1.2.3:5001, matched at
-// its offset in the encapsulation) and drops them. IGMP, ARP and the
-// daemons' own traffic pass, so the memberships stay fresh during the
+// receiver's, IPv4 or IPv6, VXLAN or GRE, inner destination
+// 239.1.2.3:5001, matched at its offset in the encapsulation) and drops
+// them. IGMP, ARP, neighbour discovery and the daemons' own traffic pass, so the memberships stay fresh during the
 // trials (the 2 s query interval would let them expire about 5 s after the
 // last report otherwise) and the source keeps resolving its peers. The
 // source's eth0 gets `ethtool -K eth0 tx-udp-segmentation off`, as on a

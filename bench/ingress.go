@@ -21,44 +21,59 @@ const (
 
 // Encapsulation overheads in front of the inner UDP payload: outer IPv4
 // (20), then VXLAN's UDP (8) and header (8), or GRE's header without key
-// (4); then the inner Ethernet (14), IPv4 (20) and UDP (8) headers.
+// (4); then the inner Ethernet (14), IPv4 (20) and UDP (8) headers. Over
+// an IPv6 underlay the outer header is 40 bytes: outer6 more.
 const (
 	vxlanOverhead = 20 + 8 + 8 + 14 + 20 + 8
 	greOverhead   = 20 + 4 + 14 + 20 + 8
+	outer6        = 40 - 20
 )
 
-// wireLen is the IPv4 length of one copy of a datagram of payload bytes:
-// what an ingress hook counts per copy.
-func wireLen(encap string, payload int) int {
+// wireLen is the IP length (IPv4 total length, or IPv6 header plus payload
+// length) of one copy of a datagram of payload bytes over the underlay
+// family (Underlay4 or Underlay6): what an ingress hook counts per copy.
+func wireLen(encap, underlay string, payload int) int {
+	n := vxlanOverhead + payload
 	if encap == "gre" {
-		return greOverhead + payload
+		n = greOverhead + payload
 	}
-	return vxlanOverhead + payload
+	if underlay == Underlay6 {
+		n += outer6
+	}
+	return n
 }
 
 // ingressRuleset returns the nftables ruleset (for nft -f) that counts and
 // drops, on eth0's ingress, the copies of the stream (inner destination
 // groupAddr:groupPort) that the source (underlay address src) sends to dst,
-// encapsulated in encap. The inner headers are matched at their offsets
-// from the outer transport header: VXLAN's UDP header, or the GRE header,
-// with or without a key. Everything else passes: IGMP, ARP, the daemons'
-// own traffic.
+// encapsulated in encap, over IPv4 or, when src and dst are IPv6
+// addresses, over IPv6 (the netdev family sees both). The inner headers
+// are matched at their offsets from the outer transport header: VXLAN's
+// UDP header, or the GRE header, with or without a key; the same offsets
+// over either family. Everything else passes: IGMP, ARP, neighbour
+// discovery, the daemons' own traffic.
 func ingressRuleset(encap string, src, dst netip.Addr) string {
 	g := groupAddr.To4()
 	group := fmt.Sprintf("0x%02x%02x%02x%02x", g[0], g[1], g[2], g[3])
+	// The outer header: the addresses, and GRE's protocol number (the
+	// IPv6 next header: meshcast sends no extension headers).
+	outer, greProto := fmt.Sprintf("ip saddr %s ip daddr %s", src, dst), "ip protocol 47"
+	if src.Is6() {
+		outer, greProto = fmt.Sprintf("ip6 saddr %s ip6 daddr %s", src, dst), "ip6 nexthdr 47"
+	}
 	// inner is the offset in bytes of the inner IPv4 header from the
 	// outer transport header; the rule matches its destination (+16) and
 	// the inner UDP destination port (+22).
 	rule := func(match string, inner int) string {
-		return fmt.Sprintf("\t\tip saddr %s ip daddr %s %s @th,%d,32 %s @th,%d,16 %d counter name %q drop\n",
-			src, dst, match, (inner+16)*8, group, (inner+22)*8, groupPort, nftCounter)
+		return fmt.Sprintf("\t\t%s %s @th,%d,32 %s @th,%d,16 %d counter name %q drop\n",
+			outer, match, (inner+16)*8, group, (inner+22)*8, groupPort, nftCounter)
 	}
 	var rules string
 	if encap == "gre" {
 		// Flags 0 (4-byte header) or K (8 bytes), protocol 0x6558
 		// (Ethernet), then the inner Ethernet header.
-		rules = rule("ip protocol 47 @th,0,32 0x00006558", 4+14) +
-			rule("ip protocol 47 @th,0,32 0x20006558", 8+14)
+		rules = rule(greProto+" @th,0,32 0x00006558", 4+14) +
+			rule(greProto+" @th,0,32 0x20006558", 8+14)
 	} else {
 		rules = rule("udp dport 4789", 8+8+14)
 	}

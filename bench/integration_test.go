@@ -159,7 +159,7 @@ func TestIntegrationBenchSource(t *testing.T) {
 		if s.Sent == 0 || s.Delivered != 2*s.Sent || !slices.Equal(s.PerApp, []uint64{s.Sent, s.Sent}) {
 			t.Errorf("check trial of %v %s: %d datagrams sent, %v copies counted", s.Case, s.Path, s.Sent, s.PerApp)
 		}
-		if want := uint64(wireLen(s.Encap, s.Payload)) * s.Delivered; s.IngressBytes != want {
+		if want := uint64(wireLen(s.Encap, rep.Underlay, s.Payload)) * s.Delivered; s.IngressBytes != want {
 			t.Errorf("check trial of %v %s: %d bytes counted; want %d", s.Case, s.Path, s.IngressBytes, want)
 		}
 	}
@@ -168,6 +168,89 @@ func TestIntegrationBenchSource(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "== source:") || !strings.Contains(out.String(), "method, source:") {
 		t.Error("the output lacks the method or the source table")
+	}
+}
+
+// TestIntegrationBenchSource6 runs the tiny source measure of
+// TestIntegrationBenchSource over an IPv6 underlay (fd00:198:18::K/64),
+// on the userspace path and the kernel path with VXLAN per pair, and
+// checks that the receivers' IPv6 ingress rules counted one copy of every
+// datagram each, of the size the encapsulation makes over IPv6, that the
+// report says IPv6, and that the kernel path either ran or is listed as
+// skipped (GRE without ip6gretap; a build whose kernel dataplane lacks
+// IPv6); and that nothing is left behind.
+func TestIntegrationBenchSource6(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the IPv6 source measure starts daemons in namespaces")
+	}
+	nstest.RequireRoot(t)
+	for _, prog := range []string{"nft", "ethtool"} {
+		if _, err := exec.LookPath(prog); err != nil {
+			nstest.SkipOrFail(t, "the source measure needs %s (make deps installs it): %v", prog, err)
+		}
+	}
+	bin := nstest.BuildBinary(t, "github.com/meshcast/meshcast/cmd/meshcast")
+	fds := namespaceFds(t)
+	opts := tinyOptions(t, bin)
+	opts.Underlay = Underlay6
+	opts.Measures = []string{MeasureSource}
+	opts.Fanouts = []int{2}
+	opts.Payloads = []int{maxPayload6} // a full-size frame over IPv6
+	opts.Encaps = []string{"vxlan", "gre"}
+	opts.Paths = []string{PathUserspace, PathKernelPair}
+	opts.TrialDuration = 100 * time.Millisecond
+	opts.MaxRate = 20000
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, opts, &out)
+	t.Logf("output:\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkNothingLeft(t, fds)
+
+	if rep.Underlay != Underlay6 || !strings.HasPrefix(out.String(), "method") || !strings.Contains(out.String(), "underlay: IPv6") {
+		t.Errorf("the report's underlay is %q; want %q, stated in the output", rep.Underlay, Underlay6)
+	}
+	ran := map[string]bool{}
+	for _, res := range rep.Results {
+		if res.Path == PathKernel {
+			continue
+		}
+		ran[res.Encap+" "+res.Path] = true
+		if len(res.Errors) > 0 || res.CopiesPerDatagram != 2 || res.RecvCopiesMin != 1 || res.RecvCopiesMax != 1 || !(res.CopiesPerSec > 0) {
+			t.Errorf("%v %s over IPv6: %.4f copies per datagram, %.4f to %.4f per receiver, %v copies/s, errors %q; want 2, 1, 1, above 0, none",
+				res.Case, res.Path, res.CopiesPerDatagram, res.RecvCopiesMin, res.RecvCopiesMax, res.CopiesPerSec, res.Errors)
+		}
+	}
+	if !ran["vxlan "+PathUserspace] || !ran["gre "+PathUserspace] {
+		t.Errorf("the userspace path did not run over IPv6 with both encapsulations: %v", ran)
+	}
+	for _, e := range opts.Encaps {
+		skipped := slices.ContainsFunc(rep.Skipped, func(s Skip) bool {
+			return s.Path == PathKernelPair && s.Encap == e && strings.Contains(s.Reason, "IPv6")
+		})
+		if ran[e+" "+PathKernelPair] == skipped {
+			t.Errorf("kernel-pair with %s: ran %v, skipped for IPv6 %v; want one of them (skips %+v)", e, ran[e+" "+PathKernelPair], skipped, rep.Skipped)
+		}
+	}
+	checks := 0
+	for _, s := range rep.Samples {
+		if s.Kind != KindCheck {
+			continue
+		}
+		checks++
+		if s.Sent == 0 || s.Delivered != 2*s.Sent || !slices.Equal(s.PerApp, []uint64{s.Sent, s.Sent}) {
+			t.Errorf("check trial of %v %s: %d datagrams sent, %v copies counted", s.Case, s.Path, s.Sent, s.PerApp)
+		}
+		// 40 bytes of outer IPv6 header: wireLen over IPv6.
+		if want := uint64(wireLen(s.Encap, Underlay6, s.Payload)) * s.Delivered; s.IngressBytes != want {
+			t.Errorf("check trial of %v %s: %d bytes counted; want %d", s.Case, s.Path, s.IngressBytes, want)
+		}
+	}
+	if checks != len(ran) {
+		t.Errorf("%d check trials for %d paths", checks, len(ran))
 	}
 }
 

@@ -243,7 +243,7 @@ func MethodText(measures []string, loss, capLoss, rate float64) []string {
 		case MeasureSource:
 			out = append(out, fmt.Sprintf("method, source: one sending node and N receiving nodes; every node runs the path's daemon and every receiver's application "+
 				"joins the group, so the source knows N members; an nftables rule on each receiver's eth0 ingress counts the stream's copies from the source "+
-				"(packets and bytes) and drops them before the receiver's daemon, letting IGMP and ARP pass; the source's eth0 has %s off, so every copy is a packet. "+
+				"(packets and bytes) and drops them before the receiver's daemon, letting IGMP, ARP and neighbour discovery pass; the source's eth0 has %s off, so every copy is a packet. "+
 				"A check trial at %.0f datagrams/s verifies N copies per datagram (one per receiver); the throughput is the highest offered rate whose loss "+
 				"(datagrams x N against the copies counted) stays under %s (an exponential ramp, then bisections); CPU: the source's daemon, "+
 				"the sending thread's system time and the machine's softirq time, per million copies.", featureUSO, rate, pct(capLoss)))

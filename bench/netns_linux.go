@@ -34,12 +34,48 @@ const (
 var staleName = regexp.MustCompile(`^mcb-([0-9a-z]+)-[0-9a-f]{4}-[a-z0-9]+$`)
 
 // A testbed is the hub and the nodes. Node K (nodes[K-1]) has the underlay
-// address 198.18.0.K and the overlay address 198.19.0.K/24; node 1 is the
-// source.
+// address 198.18.0.K/24, or with an IPv6 underlay fd00:198:18::K/64 (and
+// no IPv4 address on eth0), and the overlay address 198.19.0.K/24; node 1
+// is the source.
 type testbed struct {
 	prefix string
 	hub    *nsNode
 	nodes  []*nsNode
+}
+
+// underlayNetlinkAddr is a, an underlay address, as eth0 (or Open
+// vSwitch's br-phy) holds it: in a /24, or an IPv6 /64 usable at once (no
+// duplicate address detection).
+func underlayNetlinkAddr(a netip.Addr) *netlink.Addr {
+	if a.Is6() {
+		return &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD}
+	}
+	return &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(24, 32)}}
+}
+
+// ipv6Sysctls are written, in order, for a link that carries the IPv6
+// underlay, while it is down: no duplicate address detection (its
+// link-local address is usable at once too), no router advertisements (so
+// no router solicitations either), then IPv6 on.
+var ipv6Sysctls = []struct{ name, value string }{
+	{"accept_dad", "0"},
+	{"accept_ra", "0"},
+	{"disable_ipv6", "0"},
+}
+
+// enableIPv6 turns IPv6 on for link in node n's namespace, as ipv6Sysctls
+// say.
+func (n *nsNode) enableIPv6(link string) error {
+	return n.do(func() error {
+		// /proc/sys/net is the namespace of the thread that opens it.
+		for _, sc := range ipv6Sysctls {
+			f := "/proc/sys/net/ipv6/conf/" + link + "/" + sc.name
+			if err := os.WriteFile(f, []byte(sc.value), 0); err != nil {
+				return fmt.Errorf("enabling IPv6 on %s: %w", link, err)
+			}
+		}
+		return nil
+	})
 }
 
 // An nsNode is one named network namespace.
@@ -52,9 +88,9 @@ type nsNode struct {
 	overlay  netip.Prefix
 }
 
-// newTestbed builds a hub and n nodes. On error everything built so far is
-// removed.
-func newTestbed(n int) (tb *testbed, err error) {
+// newTestbed builds a hub and n nodes whose underlay is of family
+// (Underlay4 or Underlay6). On error everything built so far is removed.
+func newTestbed(n int, family string) (tb *testbed, err error) {
 	sweepStale()
 	tb = &testbed{prefix: newPrefix()}
 	defer func() {
@@ -79,7 +115,7 @@ func newTestbed(n int) (tb *testbed, err error) {
 		if err != nil {
 			return tb, err
 		}
-		node.underlay = netip.AddrFrom4([4]byte{198, 18, 0, byte(k)})
+		node.underlay = underlayAddr(family, k)
 		node.overlay = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 0, byte(k)}), 24)
 		if err := tb.connect(node, br); err != nil {
 			return tb, fmt.Errorf("bench: connecting %s: %w", node.name, err)
@@ -110,7 +146,8 @@ func (tb *testbed) newNode(role string, index int) (*nsNode, error) {
 }
 
 // connect joins node to the hub bridge with a veth pair: hub side pK,
-// node side eth0 with the underlay address.
+// node side eth0 with the underlay address (and, for an IPv6 one, IPv6
+// turned on first).
 func (tb *testbed) connect(node *nsNode, br netlink.Link) error {
 	veth := &netlink.Veth{
 		LinkAttrs: netlink.LinkAttrs{
@@ -130,8 +167,12 @@ func (tb *testbed) connect(node *nsNode, br netlink.Link) error {
 	if err != nil {
 		return err
 	}
-	addr := &netlink.Addr{IPNet: &net.IPNet{IP: node.underlay.AsSlice(), Mask: net.CIDRMask(24, 32)}}
-	if err := node.h.AddrAdd(l, addr); err != nil {
+	if node.underlay.Is6() {
+		if err := node.enableIPv6(nodeLink); err != nil {
+			return err
+		}
+	}
+	if err := node.h.AddrAdd(l, underlayNetlinkAddr(node.underlay)); err != nil {
 		return fmt.Errorf("address %s: %w", node.underlay, err)
 	}
 	return node.h.LinkSetUp(l)

@@ -33,6 +33,12 @@ type Options struct {
 	// Paths to run, from AllPaths; default all of them (those that cannot
 	// run are listed in Report.Skipped).
 	Paths []string
+	// Underlay is the address family the tunnels cross: Underlay4 (the
+	// default: node K has 198.18.0.K/24 on eth0) or Underlay6 (node K has
+	// fd00:198:18::K/64 and no IPv4 address on eth0; the daemons run with
+	// --underlay-family 6). A path that cannot run over it is listed in
+	// Report.Skipped.
+	Underlay string
 
 	// JSONPath, if set, receives the whole report as JSON.
 	JSONPath string
@@ -78,8 +84,15 @@ var (
 	defaultEncaps   = []string{"vxlan", "gre"}
 )
 
-// maxFanout bounds the fanout: node K has the address 198.18.0.K.
+// maxFanout bounds the fanout: node K has the address 198.18.0.K (or
+// fd00:198:18::K).
 const maxFanout = 200
+
+// The underlay families of Options.Underlay.
+const (
+	Underlay4 = "4" // IPv4: 198.18.0.K/24
+	Underlay6 = "6" // IPv6: fd00:198:18::K/64
+)
 
 // Check reports whether Run would accept the options, as Run checks them
 // before it starts: an error names the option to change. It needs no
@@ -123,6 +136,9 @@ func (o Options) withDefaults() (Options, error) {
 	if len(o.Paths) == 0 {
 		o.Paths = AllPaths
 	}
+	if o.Underlay == "" {
+		o.Underlay = Underlay4
+	}
 	if len(o.Measures) == 0 {
 		o.Measures = []string{MeasureE2E}
 		if o.Quick {
@@ -163,9 +179,13 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("bench: fanout %d: use 1 to %d subscribers", f, maxFanout)
 		}
 	}
+	if o.Underlay != Underlay4 && o.Underlay != Underlay6 {
+		return o, fmt.Errorf("bench: underlay %q: use %s (IPv4) or %s (IPv6)", o.Underlay, Underlay4, Underlay6)
+	}
 	for _, p := range o.Payloads {
-		if p < headerLen || p > maxPayload {
-			return o, fmt.Errorf("bench: payload %d: use %d to %d bytes (the VXLAN overlay MTU is 1450)", p, headerLen, maxPayload)
+		if max := maxPayloadOver(o.Underlay); p < headerLen || p > max {
+			return o, fmt.Errorf("bench: payload %d: use %d to %d bytes (the VXLAN overlay MTU over IPv%s is %d)",
+				p, headerLen, max, o.Underlay, max+20+8)
 		}
 	}
 	for _, e := range o.Encaps {

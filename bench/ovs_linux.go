@@ -69,6 +69,9 @@ func (r *runner) startOVS(ctx context.Context, g *group, run, peers []*nsNode) e
 	if g.encap == "gre" {
 		mtu, tunType = 1462, "gre"
 	}
+	if g.src.underlay.Is6() {
+		mtu -= 20 // the outer IPv6 header
+	}
 	for _, n := range run {
 		// Registered first: the restore must run even if the setup
 		// fails half way.
@@ -150,13 +153,21 @@ func (r *runner) addressOVS(n *nsNode, mtu int) error {
 	if err != nil {
 		return err
 	}
-	under := &netlink.Addr{IPNet: &net.IPNet{IP: n.underlay.AsSlice(), Mask: net.CIDRMask(24, 32)}}
+	under := underlayNetlinkAddr(n.underlay)
 	if err := n.h.AddrDel(eth, under); err != nil {
 		return fmt.Errorf("removing %s from %s: %w", n.underlay, nodeLink, err)
 	}
 	phy, err := n.h.LinkByName("br-phy")
 	if err != nil {
 		return err
+	}
+	if n.underlay.Is6() {
+		if err := n.h.LinkSetDown(phy); err != nil {
+			return err
+		}
+		if err := n.enableIPv6("br-phy"); err != nil {
+			return err
+		}
 	}
 	if err := n.h.AddrAdd(phy, under); err != nil {
 		return fmt.Errorf("adding %s to br-phy: %w", n.underlay, err)
@@ -192,9 +203,8 @@ func (r *runner) restoreNode(n *nsNode) error {
 	if err != nil {
 		return err
 	}
-	under := &netlink.Addr{IPNet: &net.IPNet{IP: n.underlay.AsSlice(), Mask: net.CIDRMask(24, 32)}}
 	errs = append(errs,
-		n.h.AddrReplace(eth, under),
+		n.h.AddrReplace(eth, underlayNetlinkAddr(n.underlay)),
 		n.h.SetPromiscOff(eth),
 		n.h.LinkSetUp(eth),
 		ethtoolTx(n.name, nodeLink, "on"),

@@ -20,10 +20,22 @@ const groupPort = 5001
 const (
 	payloadMagic = 0x6d636231 // "mcb1"
 	headerLen    = 24
-	// maxPayload fits the smaller overlay MTU (VXLAN, 1450) with the IPv4
-	// and UDP headers.
+	// maxPayload fits the smaller overlay MTU (VXLAN over IPv4, 1450) with
+	// the IPv4 and UDP headers.
 	maxPayload = 1450 - 20 - 8
+	// maxPayload6 is maxPayload over an IPv6 underlay, whose outer header
+	// is 20 bytes longer: the VXLAN overlay MTU is 1430.
+	maxPayload6 = maxPayload - 20
 )
+
+// maxPayloadOver returns the largest payload that fits the overlay MTU
+// over the underlay family (Underlay4 or Underlay6).
+func maxPayloadOver(underlay string) int {
+	if underlay == Underlay6 {
+		return maxPayload6
+	}
+	return maxPayload
+}
 
 // putHeader writes the header into b, which must hold headerLen bytes.
 func putHeader(b []byte, trial uint32, seq uint64, sent time.Time) {

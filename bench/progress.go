@@ -48,6 +48,13 @@ func (p *progress) Done() {
 	}
 }
 
+// Drop takes n units that will not run off the total.
+func (p *progress) Drop(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.total = max(p.total-n, p.done)
+}
+
 // Printf prints a line of its own.
 func (p *progress) Printf(format string, args ...any) {
 	p.mu.Lock()

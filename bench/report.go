@@ -93,9 +93,9 @@ type Sample struct {
 	// many copies, so it is informative only.
 	UnderlayRx uint64 `json:"underlay_rx"`
 	// IngressBytes is the bytes of the copies counted at the subscribers'
-	// ingress, all together (source measure): IPv4 packets of
-	// wireLen(encap, payload) bytes each, unless the underlay coalesced
-	// them.
+	// ingress, all together (source measure): IP packets of
+	// wireLen(encap, underlay, payload) bytes each, unless the underlay
+	// coalesced them.
 	IngressBytes uint64  `json:"ingress_bytes,omitempty"`
 	CopiesPerSec float64 `json:"copies_per_sec"` // Delivered / Span
 
@@ -200,6 +200,10 @@ type Report struct {
 	Payloads []int    `json:"payloads"`
 	Encaps   []string `json:"encaps"`
 	Paths    []string `json:"paths"` // paths that ran for at least one encapsulation
+	// Underlay is the address family the tunnels crossed: Underlay4 or
+	// Underlay6; reports written before there was a choice have none,
+	// and those ran over IPv4.
+	Underlay string `json:"underlay,omitempty"`
 	// The loss thresholds of the e2e measure and of the source and
 	// receiver measures; 0 in old reports: 0.001 and 0.005.
 	LossThreshold         float64 `json:"loss_threshold,omitempty"`
@@ -380,13 +384,28 @@ func ReadJSON(path string) (*Report, error) {
 	return &r, nil
 }
 
-// WriteTable writes the report's skips and notes, then a table per
-// measure with one row per case and path (the median metrics and the
-// ratios against the userspace path), and, with source results, the
-// deployment estimates. A report of the e2e measure alone reads as it did
+// UnderlayText describes the underlay family of Options.Underlay and
+// Report.Underlay, as the table states it.
+func UnderlayText(underlay string) string {
+	switch underlay {
+	case Underlay4:
+		return "IPv4 (node K: 198.18.0.K/24 on eth0)"
+	case Underlay6:
+		return "IPv6 (node K: fd00:198:18::K/64 on eth0, no IPv4 underlay address; GRE as IPv6 next header 47, VXLAN over UDP6 port 4789)"
+	}
+	return underlay
+}
+
+// WriteTable writes the report's underlay family (if it says), skips and
+// notes, then a table per measure with one row per case and path (the
+// median metrics and the ratios against the userspace path), and, with
+// source results, the deployment estimates. A report of the e2e measure alone reads as it did
 // before there were measures.
 func WriteTable(w io.Writer, r *Report) error {
 	var b strings.Builder
+	if r.Underlay != "" {
+		fmt.Fprintf(&b, "underlay: %s\n", UnderlayText(r.Underlay))
+	}
 	for _, s := range r.Skipped {
 		enc := ""
 		if s.Encap != "" {

@@ -725,3 +725,44 @@ func TestSILogTicks(t *testing.T) {
 		t.Errorf("ticks from 0 on a log axis: %v", ticks)
 	}
 }
+
+func TestReportUnderlay(t *testing.T) {
+	rep := testReport()
+	rep.Underlay = Underlay6
+	path := filepath.Join(t.TempDir(), "bench6.json")
+	if err := WriteJSON(path, rep); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	if !bytes.Contains(b, []byte(`"underlay": "6"`)) {
+		t.Errorf("the JSON does not say the underlay family:\n%s", b)
+	}
+	got, err := ReadJSON(path)
+	if err != nil || got.Underlay != Underlay6 {
+		t.Fatalf("read back underlay %q, %v", got.Underlay, err)
+	}
+	var out bytes.Buffer
+	if err := WriteTable(&out, got); err != nil {
+		t.Fatal(err)
+	}
+	if first, _, _ := strings.Cut(out.String(), "\n"); !strings.HasPrefix(first, "underlay: IPv6 (") || !strings.Contains(first, "fd00:198:18::K/64") {
+		t.Errorf("the table does not start with the IPv6 underlay: %q", first)
+	}
+	rep.Underlay = Underlay4
+	out.Reset()
+	if err := WriteTable(&out, rep); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "underlay: IPv4 (") {
+		t.Errorf("the table does not start with the IPv4 underlay: %q", out.String()[:40])
+	}
+	// A report written before the choice says nothing about it.
+	rep.Underlay = ""
+	out.Reset()
+	if err := WriteTable(&out, rep); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "underlay:") {
+		t.Error("a report without an underlay family prints one")
+	}
+}

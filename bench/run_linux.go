@@ -53,6 +53,10 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Report, error) {
 	if !strings.Contains(help, "--peers") {
 		return nil, fmt.Errorf("bench: %s does not look like meshcast (its `run --help` lacks --peers); pass the meshcast daemon (Options.Binary, --meshcast)", opts.Binary)
 	}
+	caps := probeHelp(help)
+	if opts.Underlay == Underlay6 && !caps.UnderlayFamily {
+		return nil, fmt.Errorf("bench: %s cannot tunnel over IPv6 (its `run --help` lacks --underlay-family): build a newer meshcast, or use the IPv4 underlay (Options.Underlay, --underlay 4)", opts.Binary)
+	}
 	if slices.Contains(opts.Measures, MeasureSource) {
 		for _, prog := range []string{"nft", "ethtool"} {
 			if _, err := exec.LookPath(prog); err != nil {
@@ -61,11 +65,11 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Report, error) {
 		}
 	}
 
-	r := &runner{opts: opts}
+	r := &runner{opts: opts, started: map[string]bool{}, dropped: map[string]bool{}, stepped: map[string]int{}}
 	rep := &Report{
 		Started: time.Now(), Binary: opts.Binary, Kernel: kernelRelease(), CPUs: runtime.NumCPU(),
 		Quick: opts.Quick, Measures: opts.Measures, Rounds: opts.Rounds, Fanouts: opts.Fanouts, Payloads: opts.Payloads, Encaps: opts.Encaps,
-		LossThreshold: opts.LossThreshold, CapacityLossThreshold: opts.CapacityLossThreshold,
+		Underlay: opts.Underlay, LossThreshold: opts.LossThreshold, CapacityLossThreshold: opts.CapacityLossThreshold,
 	}
 	r.rep = rep
 
@@ -73,7 +77,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Report, error) {
 	for _, m := range opts.Measures {
 		nodes = max(nodes, slices.Max(fanoutsFor(m, opts.Fanouts))+1)
 	}
-	tb, err := newTestbed(nodes)
+	tb, err := newTestbed(nodes, opts.Underlay)
 	if err != nil {
 		return nil, err
 	}
@@ -91,11 +95,15 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Report, error) {
 	}
 	defer os.RemoveAll(r.tmp)
 
-	caps := probeHelp(help)
-	caps.Gretap = probeGretap(tb.hub)
+	if opts.Underlay == Underlay6 {
+		caps.IP6Gretap = probeIP6Gretap(tb.hub)
+	} else {
+		caps.Gretap = probeGretap(tb.hub)
+	}
 	r.ovsSchema, caps.OVSWhy = ovsAvailable()
 	caps.OVS = caps.OVSWhy == ""
-	plan, skipped := planPaths(opts.Paths, opts.Encaps, caps)
+	plan, skipped := planPaths(opts.Paths, opts.Encaps, opts.Underlay, caps)
+	r.plan = plan
 	rep.Skipped = skipped
 	if slices.Contains(opts.Measures, MeasureE2E) || slices.Contains(opts.Measures, MeasureReceiver) {
 		rep.Notes = append(rep.Notes, "cpu counts the machine-wide softirq time (/proc/stat), which also holds the subscribers' receive processing: compare paths by ratio, not by absolute value")
@@ -124,6 +132,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Report, error) {
 	for _, line := range MethodText(opts.Measures, opts.LossThreshold, opts.CapacityLossThreshold, opts.LatencyRate) {
 		r.prog.Printf("%s", line)
 	}
+	r.prog.Printf("underlay: %s", UnderlayText(opts.Underlay))
 	if !caps.Dataplane {
 		r.prog.Printf("kernel path unavailable: %s run --help lacks --dataplane; running the userspace path only", opts.Binary)
 	}
@@ -179,7 +188,15 @@ type runner struct {
 	prog  *progress
 	trial atomic.Uint32 // the last trial number used
 
-	ovsSchema string // the OVS database schema, if OVS is installed
+	ovsSchema string              // the OVS database schema, if OVS is installed
+	plan      map[string][]string // the paths that run with each encapsulation
+
+	// Over the IPv6 underlay, a path other than userspace runs only if it
+	// works: started records the paths ("path encap") that started once,
+	// stepped how many steps each took, and dropped those whose first
+	// start failed, so are skipped from then on (see dropUnworkable).
+	started, dropped map[string]bool
+	stepped          map[string]int
 }
 
 // runGrid runs every measure, and within each every fanout and
@@ -194,6 +211,10 @@ func (r *runner) runGrid(ctx context.Context, plan map[string][]string) error {
 						if err := ctx.Err(); err != nil {
 							return err
 						}
+						if r.dropped[path+" "+encap] {
+							continue
+						}
+						r.stepped[path+" "+encap]++
 						label := fmt.Sprintf("%s fanout %d %s round %d", encap, fanout, path, round)
 						if measure != MeasureE2E {
 							label = measure + " " + label
@@ -235,7 +256,7 @@ func (r *runner) startMeshcast(g *group, nodes []*nsNode, invPath string) error 
 	q := r.opts.QueryInterval
 	for _, n := range nodes {
 		ctl := filepath.Join(r.tmp, fmt.Sprintf("n%d.sock", n.index))
-		args := daemonArgs(g.path, g.encap, invPath, n.underlay.String(), ctl, q.String(), (q / 2).String())
+		args := daemonArgs(g.path, g.encap, invPath, n.underlay, ctl, q.String(), (q / 2).String())
 		d, err := startDaemon(n, append([]string{r.opts.Binary}, args...), nil)
 		if err != nil {
 			return err
@@ -253,6 +274,12 @@ func (r *runner) runPath(ctx context.Context, measure, encap string, fanout int,
 	g := &group{measure: measure, encap: encap, path: path, round: round, src: r.tb.nodes[0], subs: r.tb.nodes[1 : fanout+1]}
 	defer r.stopGroup(g)
 	startErr := r.startGroup(ctx, g)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if r.dropUnworkable(path, encap, startErr) {
+		return nil
+	}
 	for _, payload := range r.opts.Payloads {
 		c := Case{Measure: measure, Encap: encap, Fanout: fanout, Payload: payload}
 		m := Measurement{Case: c, Path: path, Round: round}
@@ -272,6 +299,57 @@ func (r *runner) runPath(ctx context.Context, measure, encap string, fanout int,
 		r.rep.Measurements = append(r.rep.Measurements, m)
 	}
 	return nil
+}
+
+// dropUnworkable decides, after a start of path with encap whose error is
+// startErr, whether the path cannot run over this underlay: over IPv6, a
+// path other than userspace whose first start fails (the binary's or the
+// kernel's dataplane lacks IPv6 tunnels, say) is listed in Report.Skipped
+// with the error, and not run again. Once a path has started, a later
+// failure is an error of its measurements, as over IPv4.
+func (r *runner) dropUnworkable(path, encap string, startErr error) bool {
+	key := path + " " + encap
+	if startErr == nil {
+		r.started[key] = true
+		return false
+	}
+	if r.opts.Underlay != Underlay6 || path == PathUserspace || r.started[key] {
+		return false
+	}
+	r.dropped[key] = true
+	reason := "does not run over the IPv6 underlay with this binary and kernel: " + briefError(startErr)
+	r.rep.Skipped = append(r.rep.Skipped, Skip{Path: path, Encap: encap, Reason: reason})
+	r.prog.Printf("skipping %s (%s): it does not run over the IPv6 underlay; its first start failed with:\n\t%s",
+		path, encap, strings.ReplaceAll(startErr.Error(), "\n", "\n\t"))
+	// The progress counts the steps the path will not take.
+	steps := 0
+	for _, m := range r.opts.Measures {
+		steps += len(fanoutsFor(m, r.opts.Fanouts)) * r.opts.Rounds
+	}
+	r.prog.Drop(steps - r.stepped[key])
+	// The path no longer counts as run unless another encapsulation still
+	// runs it.
+	still := false
+	for e, paths := range r.plan {
+		still = still || (e != encap && slices.Contains(paths, path) && !r.dropped[path+" "+e])
+	}
+	if !still {
+		r.rep.Paths = slices.DeleteFunc(r.rep.Paths, func(p string) bool { return p == path })
+	}
+	return true
+}
+
+// briefError is the first line of err and, if it goes on (a daemon's
+// output), its last line: what a skip reason shows.
+func briefError(err error) string {
+	lines := strings.Split(strings.TrimSpace(err.Error()), "\n")
+	s := strings.TrimSpace(lines[0])
+	if len(lines) > 1 {
+		if last := strings.TrimSpace(lines[len(lines)-1]); last != "" {
+			s += ": " + last
+		}
+	}
+	return s
 }
 
 // startGroup writes the inventory, starts a daemon on every node, waits
@@ -745,6 +823,21 @@ func probeGretap(hub *nsNode) bool {
 		LinkAttrs: netlink.LinkAttrs{Name: "mcbgt0"},
 		Local:     net.IPv4(198, 18, 0, 250),
 		Remote:    net.IPv4(198, 18, 0, 251),
+	}
+	if err := hub.h.LinkAdd(gt); err != nil {
+		return false
+	}
+	_ = hub.h.LinkDel(gt)
+	return true
+}
+
+// probeIP6Gretap reports whether the kernel can create an ip6gretap link
+// (the ip6_gre module), by trying in the hub namespace.
+func probeIP6Gretap(hub *nsNode) bool {
+	gt := &netlink.Gretap{
+		LinkAttrs: netlink.LinkAttrs{Name: "mcbgt6"},
+		Local:     underlayAddr(Underlay6, 250).AsSlice(), // an IPv6 Local makes it ip6gretap
+		Remote:    underlayAddr(Underlay6, 251).AsSlice(),
 	}
 	if err := hub.h.LinkAdd(gt); err != nil {
 		return false

@@ -156,7 +156,7 @@ func (r *runner) measureSource(ctx context.Context, g *group, c Case) (Metrics, 
 		}
 	}
 	if check.Delivered > 0 {
-		if want := uint64(wireLen(c.Encap, c.Payload)); check.IngressBytes != check.Delivered*want {
+		if want := uint64(wireLen(c.Encap, r.opts.Underlay, c.Payload)); check.IngressBytes != check.Delivered*want {
 			return m, fmt.Errorf("the receivers counted %d packets of %.1f bytes on average, not %d: the underlay coalesced copies, so packets do not count copies",
 				check.Delivered, float64(check.IngressBytes)/float64(check.Delivered), want)
 		}

@@ -16,7 +16,8 @@
 // measures from a meshcast binary: --meshcast PATH, by default the meshcast
 // next to this executable, else the one on PATH. With --from it measures
 // nothing and needs no root: it prints the table of a report saved with
-// --json and draws its chart again. See package bench for what is measured
+// --json and draws its chart again. --underlay 6 runs the tunnels over an
+// IPv6 underlay instead of IPv4. See package bench for what is measured
 // and how.
 package main
 
@@ -123,6 +124,7 @@ func parseArgs(args []string, stderr io.Writer) (o bench.Options, from string, e
 	fs.IntSliceVar(&o.Payloads, "payload", nil, "UDP payload sizes in bytes, comma-separated (default 64,1400)")
 	fs.StringSliceVar(&o.Encaps, "encap", nil, "encapsulations: gre, vxlan (default both)")
 	fs.StringSliceVar(&o.Paths, "paths", nil, "paths: userspace, kernel-pair, kernel-hre, ovs (default all; those that cannot run are listed as skipped)")
+	fs.StringVar(&o.Underlay, "underlay", "", "the address `FAMILY` of the underlay the tunnels cross: 4 (node K has 198.18.0.K/24) or 6 (fd00:198:18::K/64, no IPv4 underlay address; the daemons get --underlay-family 6); paths that cannot run over it are listed as skipped (default 4)")
 	fs.DurationVar(&o.TrialDuration, "trial", 0, "sending time of one step of the rate search (default 500ms, 250ms with --quick)")
 	fs.DurationVar(&o.LatencyDuration, "latency-trial", 0, "sending time of the latency trial, and of the source measure's copy-count check (default 2s, 500ms with --quick)")
 	fs.Float64Var(&o.LatencyRate, "latency-rate", 0, "datagrams/s of the latency trial and of the copy-count check (default 1000)")
@@ -146,6 +148,7 @@ Examples:
   meshcast-bench --meshcast bin/meshcast --quick --json out.json --chart out
   meshcast-bench --measure source --measure receiver --encap vxlan --rounds 3 --json out.json --chart out
   meshcast-bench --fanout 1,4,16 --payload 64,1400 --encap vxlan --json out.json --chart out
+  meshcast-bench --measure source --underlay 6 --paths userspace --json out6.json
   meshcast-bench --from out.json --chart out
 
 Flags:

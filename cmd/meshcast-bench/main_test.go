@@ -39,6 +39,15 @@ func TestParseArgs(t *testing.T) {
 		t.Error("--from with --measure: no error")
 	}
 
+	// --underlay picks the family; Check (a usage error) rejects others.
+	o, _, err = parseArgs([]string{"--underlay", "6"}, &stderr)
+	if err != nil || o.Underlay != bench.Underlay6 {
+		t.Errorf("--underlay 6: %q, %v", o.Underlay, err)
+	}
+	if o, _, err := parseArgs(nil, &stderr); err != nil || o.Underlay != "" {
+		t.Errorf("without --underlay: %q, %v; want the default", o.Underlay, err)
+	}
+
 	// The old name still works, and says what to use instead.
 	stderr.Reset()
 	o, _, err = parseArgs([]string{"--binary", "/y/meshcast"}, &stderr)
@@ -130,6 +139,20 @@ func TestMainUsage(t *testing.T) {
 	if code := Main([]string{"--help"}, &stdout, &stderr); code != exitOK || !strings.Contains(stderr.String(), "--measure") ||
 		!strings.Contains(stderr.String(), "min(source copies/s / N") {
 		t.Errorf("--help does not explain --measure: %q", stderr.String())
+	}
+	stderr.Reset()
+	if code := Main([]string{"--meshcast", "/x", "--underlay", "ipv6"}, &stdout, &stderr); code != exitUsage ||
+		!strings.Contains(stderr.String(), `"ipv6"`) {
+		t.Errorf("bad underlay: exit %d, output %q; want %d naming it", code, stderr.String(), exitUsage)
+	}
+	stderr.Reset()
+	if code := Main([]string{"--meshcast", "/x", "--underlay", "6", "--payload", "1420"}, &stdout, &stderr); code != exitUsage ||
+		!strings.Contains(stderr.String(), "1430") {
+		t.Errorf("payload 1420 over IPv6: exit %d, output %q; want %d naming the MTU 1430", code, stderr.String(), exitUsage)
+	}
+	stderr.Reset()
+	if code := Main([]string{"--help"}, &stdout, &stderr); code != exitOK || !strings.Contains(stderr.String(), "--underlay FAMILY") {
+		t.Errorf("--help does not list --underlay FAMILY: %q", stderr.String())
 	}
 	stderr.Reset()
 	t.Setenv("PATH", t.TempDir())
