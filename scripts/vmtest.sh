@@ -6,16 +6,19 @@
 # KVM needed), and runs the test of ./internal/vmtest inside each: three
 # meshcast daemons in network namespaces with default flags, first with GRE
 # and then with VXLAN; one node sends, the two others receive. Each
-# encapsulation has three cases: delivery, a steady stream and then sendmmsg
+# encapsulation has four cases: delivery, a steady stream and then sendmmsg
 # bursts; takeover, a steady stream during which node 2's daemon and then
-# node 1's are replaced with `meshcast run --takeover`; and mld, the nodes
+# node 1's are replaced with `meshcast run --takeover`; mld, the nodes
 # with IPv6 overlay addresses and --unregistered drop, node 2 joins an IPv6
-# group (MLDv2), node 3 joins nothing, and node 1 streams to the group. It
-# prints a table per kernel, encapsulation and case: the offloads meshcast
-# status reports, datagrams sent, received and lost, frames written into each
-# receiver's TAP, tap_write drops, and in the mld case the packets node 3's
-# underlay received during the stream; how long each takeover took; and the
-# MLD membership and querier of the mld case.
+# group (MLDv2), node 3 joins nothing, and node 1 streams to the group; and
+# underlay6, the delivery case with fewer datagrams over an IPv6-only
+# underlay (fd00:198:18::/64: GRE and VXLAN over IPv6). It prints a table
+# per kernel, encapsulation and case: the offloads meshcast status reports,
+# datagrams sent, received and lost, frames written into each receiver's
+# TAP, tap_write drops, and in the mld case the packets node 3's underlay
+# received during the stream; how long each takeover took; the MLD
+# membership and querier of the mld case; and the TAP MTU of the underlay6
+# case.
 #
 # Run as root:   make vmtest
 # Installs what is missing with apt-get (qemu-system-x86, busybox-static,
@@ -32,16 +35,19 @@
 #   VMTEST_MEM      guest memory in MiB (default 1024)
 #   VMTEST_SMP      guest CPUs (default 2)
 #   MESHCAST_VMTEST_ENCAPS, MESHCAST_VMTEST_STEADY, MESHCAST_VMTEST_BURSTS,
-#   MESHCAST_VMTEST_BURST, MESHCAST_VMTEST_TAKEOVER, MESHCAST_VMTEST_MLD
+#   MESHCAST_VMTEST_BURST, MESHCAST_VMTEST_TAKEOVER, MESHCAST_VMTEST_MLD,
+#   MESHCAST_VMTEST_UNDERLAY6
 #                   passed to the guest's test (see internal/vmtest);
 #                   MESHCAST_VMTEST_TAKEOVER=0 leaves the takeover case out,
-#                   MESHCAST_VMTEST_MLD=0 the mld case
+#                   MESHCAST_VMTEST_MLD=0 the mld case,
+#                   MESHCAST_VMTEST_UNDERLAY6=0 the underlay6 case
 # Exit status: 0 if every kernel booted and, for every encapsulation, every
-# receiver got every datagram of the delivery case, every takeover cost each
-# receiver it affects at most 5 datagrams, the IPv6 group's member got every
-# datagram and the non-member's underlay at most 20 packets during the mld
-# stream, with the sender's MLD querier active, and the offloads are those
-# that kernel allows.
+# receiver got every datagram of the delivery and underlay6 cases, every
+# takeover cost each receiver it affects at most 5 datagrams, the IPv6
+# group's member got every datagram and the non-member's underlay at most 20
+# packets during the mld stream, with the sender's MLD querier active, and
+# the offloads are those that kernel allows (over IPv6: no AF_PACKET egress
+# and no receive ring, for the reason meshcast gives for an IPv6 underlay).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -55,6 +61,7 @@ readonly ENCAPS=${MESHCAST_VMTEST_ENCAPS:-gre vxlan}
 CASES=(delivery)
 [[ ${MESHCAST_VMTEST_TAKEOVER:-} == 0 ]] || CASES+=(takeover)
 [[ ${MESHCAST_VMTEST_MLD:-} == 0 ]] || CASES+=(mld)
+[[ ${MESHCAST_VMTEST_UNDERLAY6:-} == 0 ]] || CASES+=(underlay6)
 readonly CASES
 # Kernel packages by default: the newest of each series apt-cache lists.
 readonly DEFAULT_SERIES=(
@@ -275,7 +282,7 @@ done < <(ldd "$ipbin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { 
 	# The test stops (printing where it hung) before qemu is killed.
 	echo "TEST_TIMEOUT=$((TIMEOUT > 120 ? TIMEOUT - 60 : TIMEOUT))"
 	echo "export MESHCAST_BIN=/bin/meshcast MCASTPROBE_BIN=/bin/mcastprobe MESHCAST_VMTEST_ENCAPS='$ENCAPS'"
-	for v in MESHCAST_VMTEST_STEADY MESHCAST_VMTEST_BURSTS MESHCAST_VMTEST_BURST MESHCAST_VMTEST_TAKEOVER MESHCAST_VMTEST_MLD; do
+	for v in MESHCAST_VMTEST_STEADY MESHCAST_VMTEST_BURSTS MESHCAST_VMTEST_BURST MESHCAST_VMTEST_TAKEOVER MESHCAST_VMTEST_MLD MESHCAST_VMTEST_UNDERLAY6; do
 		if [[ -n ${!v:-} ]]; then
 			printf "export %s='%s'\n" "$v" "${!v}"
 		fi
@@ -415,12 +422,13 @@ done
 
 # ---- the table ------------------------------------------------------------------
 
-readonly rowfmt='%-28s %-5s %-8s %-12s %-7s %-7s %-12s %-13s %-12s %8s %5s %5s %5s %7s %11s %11s %9s  %s'
+readonly rowfmt='%-28s %-5s %-9s %-12s %-7s %-7s %-12s %-13s %-12s %8s %5s %5s %5s %7s %11s %11s %9s  %s'
 status=0
 rows=()
 reasons=()
 takeovers=()
 mlds=()
+underlay6s=()
 for release in "${releases[@]}"; do
 	log=$CACHE/logs/$release.log
 	lines=$(sed -e "$clean" "$log" | grep -a '^VMTEST-' || true)
@@ -434,7 +442,7 @@ for release in "${releases[@]}"; do
 			if [[ -z $line ]]; then
 				what="no result (the guest did not run the test to the end; see $log)"
 				[[ -n $done_rc ]] || what="no result (no boot or no power-off: qemu exit status ${boot_rc[$release]}; see $log)"
-				rows+=("$(printf '%-28s %-5s %-8s %s' "$release" "$encap" "$kind" "$what")")
+				rows+=("$(printf '%-28s %-5s %-9s %s' "$release" "$encap" "$kind" "$what")")
 				status=1
 				continue
 			fi
@@ -466,12 +474,17 @@ for release in "${releases[@]}"; do
 				mlds+=("$(printf "%-28s %-5s IPv6 usable in %s; node 2 a member at node 1 in %s; node 1's MLD querier active/sent %s" \
 					"$release" "$encap" "${f[ipv6]:-?}" "${f[member2]:-?}" "${f[mld_querier]:-?}")")
 			fi
+			if [[ $kind == underlay6 ]]; then
+				underlay6s+=("$(printf "%-28s %-5s underlay %s only, TAP MTU %s" \
+					"$release" "$encap" "${f[underlay]:-?}" "${f[mtu]:-?}")")
+			fi
 			unset f
 		done
 	done
 	while read -r r; do
 		reasons+=("$r")
-	done < <(sed -n 's/^VMTEST-REASON kernel=\([^ ]*\) encap=\([^ ]*\) node=[0-9]* offload=\([^ ]*\) in_use=\([^ ]*\) reason=\(.*\)$/\1 \2 \3 (in use: \4): \5/p' <<<"$lines" | sort -u)
+	done < <(sed -n -e 's/^VMTEST-REASON kernel=\([^ ]*\) encap=\([^ ]*\) underlay=ipv6 node=[0-9]* offload=\([^ ]*\) in_use=\([^ ]*\) reason=\(.*\)$/\1 \2 over IPv6 \3 (in use: \4): \5/p' \
+		-e 's/^VMTEST-REASON kernel=\([^ ]*\) encap=\([^ ]*\) node=[0-9]* offload=\([^ ]*\) in_use=\([^ ]*\) reason=\(.*\)$/\1 \2 \3 (in use: \4): \5/p' <<<"$lines" | sort -u)
 	failed=$(sed -n 's/^VMTEST-MODULE \(.*\) FAILED$/\1/p' <<<"$lines" | tr '\n' ' ')
 	if [[ -n $failed ]]; then
 		say "$release: modules that failed to load: $failed"
@@ -481,6 +494,7 @@ done
 
 echo
 echo "== meshcast on older kernels (qemu TCG): default flags, node 1 sends, nodes 2 and 3 receive (mld: node 2 only)"
+[[ " ${CASES[*]} " != *" underlay6 "* ]] || echo "   over an IPv4 underlay (underlay6: IPv6 only)"
 printf "$rowfmt\n" kernel encap case tap_coalesce udp_gso udp_gro af_packet_tx af_packet_gso af_packet_rx fallback sent node2 node3 lost "TAP frames" tap_write underlay3 result
 for r in "${rows[@]}"; do
 	echo "$r"
@@ -492,12 +506,15 @@ echo "--ingress packet, so that its receive ring is handed over), each"
 echo "takeover may cost each receiver it affects 5 datagrams; mld, IPv6 overlay addresses and --unregistered"
 echo "drop, node 2 joins ff0e::1:2:3 (MLDv2), node 3 joins nothing, node 1 streams to it once its daemon lists"
 echo "node 2 as a member: node 2 must get every datagram, node 3's underlay at most 20 packets, node 1's MLD"
-echo "querier must be active. tap_coalesce ... af_packet_rx: in_use of meshcast status's offloads (the same on"
+echo "querier must be active; underlay6, the delivery case with fewer datagrams over an IPv6-only underlay"
+echo "(fd00:198:18::/64, GRE and VXLAN over IPv6), every datagram must arrive, AF_PACKET egress and the receive"
+echo "ring must be off for the IPv6 underlay, the TAP MTU 1500 less 58 (GRE) or 70 (VXLAN)."
+echo "tap_coalesce ... af_packet_rx: in_use of meshcast status's offloads (the same on"
 echo "every node, else mixed; after a takeover, the successors'); fallback: their offload_fallback summed over"
 echo "all nodes; sent: datagrams of node 1; node2, node3: distinct datagrams received (mld: node 3 is no"
 echo "receiver, -); lost: datagrams node 2/3 did not receive; TAP frames, tap_write: frames meshcast wrote into"
 echo "the TAP of nodes 2/3, and its tap_write drops there; underlay3 (mld): packets node 3's underlay interface"
-echo "received during the stream; result: FAIL with the first reason the case gives (mld), or the console log."
+echo "received during the stream; result: FAIL with the first reason the case recorded, or the console log."
 if ((${#takeovers[@]} > 0)); then
 	echo
 	echo "Takeovers: from the successor's start to its \"meshcast forwarding\" (paused: from the old daemon's"
@@ -513,6 +530,11 @@ if ((${#mlds[@]} > 0)); then
 	echo "(none: they were not); node 1's mld_querier at the end (active/queries sent):"
 	printf '  %s\n' "${mlds[@]}"
 fi
+if ((${#underlay6s[@]} > 0)); then
+	echo
+	echo "IPv6 underlay (underlay6): the underlay's addresses, and the TAP MTU every daemon reported (-1: they differ):"
+	printf '  %s\n' "${underlay6s[@]}"
+fi
 if ((${#reasons[@]} > 0)); then
 	echo
 	echo "Why an offload is off, as meshcast reports it:"
@@ -526,7 +548,8 @@ echo
 if ((status == 0)); then
 	msg="PASS: on every kernel every receiver got every datagram"
 	[[ " ${CASES[*]} " != *" takeover "* ]] || msg+=", every takeover cost at most 5"
-	[[ " ${CASES[*]} " != *" mld "* ]] || msg+=", and MLD kept the IPv6 group's stream off the non-member"
+	[[ " ${CASES[*]} " != *" mld "* ]] || msg+=", MLD kept the IPv6 group's stream off the non-member"
+	[[ " ${CASES[*]} " != *" underlay6 "* ]] || msg+=", and delivery held over an IPv6-only underlay"
 	say "$msg"
 else
 	say "FAIL: see the table above and the console logs in $CACHE/logs"

@@ -3,7 +3,7 @@
 // scripts/vmtest.sh (make vmtest) boots with an older distribution kernel:
 // three meshcast daemons in network namespaces, one sender and two
 // receivers, first with GRE and then with VXLAN, default flags otherwise.
-// Each encapsulation has three cells, each its own subtest and its own
+// Each encapsulation has four cells, each its own subtest and its own
 // result line for the script's table:
 //
 //   - delivery: a steady stream and then sendmmsg bursts. Every receiver
@@ -28,6 +28,18 @@
 //     node 1's MLD querier is active with queries sent. A failed cell says
 //     why in its result line; the console has each node's IPv6 addresses,
 //     multicast addresses and daemon log.
+//   - underlay6: the delivery cell over an IPv6-only underlay (node K at
+//     fd00:198:18::K/64, no IPv4 address on the underlay; the inventory
+//     lists the IPv6 addresses), with 1000 datagrams, half of them in
+//     sendmmsg bursts: GRE over IPv6 through a raw AF_INET6 socket
+//     (protocol 47), VXLAN over IPv6 through a raw AF_INET6 UDP socket
+//     with IPV6_CHECKSUM, UDP_SEGMENT on UDP6 flow sockets and UDP_GRO on
+//     the UDP6 receive socket. Every receiver gets every datagram; each
+//     daemon reports its IPv6 address as local, lists its peers by theirs,
+//     and a TAP MTU of 1500 less 58 (GRE) or 70 (VXLAN); and the offloads
+//     fit the kernel: AF_PACKET egress (and its segmentation offload) and
+//     GRE's receive ring are off because the underlay is IPv6
+//     (overlay.OffloadNoIPv6), the rest as over IPv4.
 //
 // On a development host the test skips unless MESHCAST_VMTEST=1: it is
 // meant for the guest, where it is the only thing running.

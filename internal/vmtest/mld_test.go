@@ -37,7 +37,7 @@ func testMLD(t *testing.T, encap string, bins [2]string, count int) {
 	}()
 
 	nstest.LeakCheck(t)
-	m = startMesh(t, res, meshcast, encap, inventory6, "--unregistered", "drop")
+	m = startMesh(t, res, meshcast, encap, nstest.UnderlayIPv4, inventory6, "--unregistered", "drop")
 	nodes := m.nodes
 	began := time.Now()
 	if err := m.waitOverlay6(t); err != nil {
@@ -55,7 +55,7 @@ func testMLD(t *testing.T, encap string, bins [2]string, count int) {
 	}
 	// With --unregistered drop nothing crosses to node 2 before node 1
 	// knows of the member, and nothing can reach node 3 after.
-	took, err := waitMembers(t, nodes[0], meshcast, m.ctl[0], group6, []string{nodes[1].Underlay.String()})
+	took, err := waitMembers(t, nodes[0], meshcast, m.ctl[0], group6, []string{underlay(nodes[1]).String()})
 	if err != nil {
 		res.fail(t, "MLD: node 2 joined %s, but %v", group6, err)
 		return

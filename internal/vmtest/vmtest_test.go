@@ -25,15 +25,16 @@ import (
 
 // The test's environment. scripts/vmtest.sh sets these in the guest.
 const (
-	envEnable   = "MESHCAST_VMTEST"          // must be 1, or the test skips
-	envMeshcast = "MESHCAST_BIN"             // the meshcast binary (default: meshcast on PATH)
-	envProbe    = "MCASTPROBE_BIN"           // the mcastprobe binary (default: mcastprobe on PATH)
-	envEncaps   = "MESHCAST_VMTEST_ENCAPS"   // encapsulations to test, default "gre vxlan"
-	envSteady   = "MESHCAST_VMTEST_STEADY"   // datagrams of the steady stream, default 1500
-	envBursts   = "MESHCAST_VMTEST_BURSTS"   // number of sendmmsg bursts, default 80
-	envBurst    = "MESHCAST_VMTEST_BURST"    // datagrams per burst, default 32
-	envTakeover = "MESHCAST_VMTEST_TAKEOVER" // datagrams of the takeover stream, default 9000; 0 leaves the takeover cells out
-	envMLD      = "MESHCAST_VMTEST_MLD"      // datagrams of the mld stream, default 1000; 0 leaves the mld cells out
+	envEnable   = "MESHCAST_VMTEST"           // must be 1, or the test skips
+	envMeshcast = "MESHCAST_BIN"              // the meshcast binary (default: meshcast on PATH)
+	envProbe    = "MCASTPROBE_BIN"            // the mcastprobe binary (default: mcastprobe on PATH)
+	envEncaps   = "MESHCAST_VMTEST_ENCAPS"    // encapsulations to test, default "gre vxlan"
+	envSteady   = "MESHCAST_VMTEST_STEADY"    // datagrams of the steady stream, default 1500
+	envBursts   = "MESHCAST_VMTEST_BURSTS"    // number of sendmmsg bursts, default 80
+	envBurst    = "MESHCAST_VMTEST_BURST"     // datagrams per burst, default 32
+	envTakeover = "MESHCAST_VMTEST_TAKEOVER"  // datagrams of the takeover stream, default 9000; 0 leaves the takeover cells out
+	envMLD      = "MESHCAST_VMTEST_MLD"       // datagrams of the mld stream, default 1000; 0 leaves the mld cells out
+	envUnder6   = "MESHCAST_VMTEST_UNDERLAY6" // datagrams of the underlay6 cell, default 1000; 0 leaves the underlay6 cells out
 )
 
 // The overlay of the demo inventory: nodes 198.18.0.K carry 198.19.0.K/24.
@@ -123,6 +124,8 @@ type namedOffload struct {
 // status is the part of meshcast status --json this test reads.
 type status struct {
 	PID      int               `json:"pid"`
+	Local    string            `json:"local"`
+	MTU      int               `json:"mtu"`
 	Drops    map[string]uint64 `json:"drops"`
 	Offloads *offloads         `json:"offloads"`
 	Groups   []struct {
@@ -222,14 +225,18 @@ func TestVMDelivery(t *testing.T) {
 	}
 	takeover := envInt(t, envTakeover, defaultTakeover)
 	mld := envInt(t, envMLD, defaultMLD)
+	under6 := envInt(t, envUnder6, defaultUnderlay6)
 	for _, encap := range encaps {
 		t.Run(encap, func(t *testing.T) {
-			t.Run("delivery", func(t *testing.T) { testDelivery(t, encap, bins, load) })
+			t.Run("delivery", func(t *testing.T) { testDelivery(t, encap, bins, load, cellDelivery) })
 			if takeover > 0 {
 				t.Run("takeover", func(t *testing.T) { testTakeover(t, encap, bins, takeover) })
 			}
 			if mld > 0 {
 				t.Run("mld", func(t *testing.T) { testMLD(t, encap, bins, mld) })
+			}
+			if under6 > 0 {
+				t.Run(cellUnderlay6, func(t *testing.T) { testDelivery(t, encap, bins, underlay6Load(under6, load.burst), cellUnderlay6) })
 			}
 		})
 	}
@@ -244,7 +251,7 @@ func (l load) total() int { return l.steady + l.bursts*l.burst }
 // result is one line of the table that scripts/vmtest.sh prints.
 type result struct {
 	kernel, encap string
-	cell          string // delivery, takeover or mld
+	cell          string // delivery, takeover, mld or underlay6
 	sent          int
 	received      [2]int    // by receiver: nodes 2 and 3
 	lost          [2]int    // sent but not received, by receiver
@@ -279,6 +286,10 @@ type result struct {
 	member    time.Duration
 	querier   string // active/sent, or absent
 	reasons   []string
+
+	// The underlay6 cell only: the TAP MTU every daemon reports (0 if
+	// none did, -1 if they differ).
+	mtu int
 }
 
 // fail fails the test and records why, for the cell's line.
@@ -355,6 +366,9 @@ func (r *result) line() string {
 		}
 		f = append(f, "underlay3="+underlay3, "ipv6="+ipv6, "member2="+member, "mld_querier="+r.querier)
 	}
+	if r.cell == cellUnderlay6 {
+		f = append(f, "underlay="+nstest.UnderlayPrefix6.String(), fmt.Sprintf("mtu=%d", r.mtu))
+	}
 	f = append(f, "verdict="+verdict)
 	if !r.pass {
 		// Last, as it has spaces: the first reason, on one line.
@@ -377,11 +391,12 @@ type mesh struct {
 	daemons  []*nstest.Proc // the daemon of each node now
 }
 
-// startMesh starts the three daemons with inventory and waits until they
-// forward; if one does not, it stops the test with the reason in res.
-func startMesh(t *testing.T, res *result, meshcast, encap, inventory string, extra ...string) *mesh {
+// startMesh starts the three daemons with inventory, on an underlay of
+// family fam, and waits until they forward; if one does not, it stops the
+// test with the reason in res.
+func startMesh(t *testing.T, res *result, meshcast, encap string, fam nstest.Family, inventory string, extra ...string) *mesh {
 	t.Helper()
-	nt := nstest.NewNet(t, 3)
+	nt := nstest.NewNetWith(t, 3, nstest.Options{Underlay: fam})
 	dir := t.TempDir()
 	inv := filepath.Join(dir, "peers")
 	if err := os.WriteFile(inv, []byte(inventory), 0o644); err != nil {
@@ -390,7 +405,7 @@ func startMesh(t *testing.T, res *result, meshcast, encap, inventory string, ext
 	m := &mesh{meshcast: meshcast, nodes: nt.Nodes()}
 	for i, n := range m.nodes {
 		ctl := filepath.Join(dir, fmt.Sprintf("ctl%d.sock", i+1))
-		args := append([]string{"run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap, "--control", ctl}, extra...)
+		args := append([]string{"run", "--peers", inv, "--local", underlay(n).String(), "--encap", encap, "--control", ctl}, extra...)
 		m.ctl = append(m.ctl, ctl)
 		m.args = append(m.args, args)
 		m.daemons = append(m.daemons, n.Start(t, meshcast, args...))
@@ -419,7 +434,7 @@ func (m *mesh) startReceivers(t *testing.T, probe string, count int) []*nstest.P
 	}
 	// The receivers' IGMP reports reach node 1 (unregistered groups are
 	// flooded anyway, so this only waits for the normal state).
-	want := []string{receivers[0].Underlay.String(), receivers[1].Underlay.String()}
+	want := []string{underlay(receivers[0]).String(), underlay(receivers[1]).String()}
 	if _, err := waitMembers(t, m.nodes[0], m.meshcast, m.ctl[0], group, want); err != nil {
 		t.Logf("%v; sending anyway", err)
 	}
@@ -542,19 +557,33 @@ func logTime(out, msg string) (time.Time, bool) {
 	return ts, err == nil
 }
 
-func testDelivery(t *testing.T, encap string, bins [2]string, load load) {
+// testDelivery runs the delivery cell, or with cell cellUnderlay6 the same
+// check over an IPv6-only underlay: node 1 sends a steady stream and then
+// sendmmsg bursts, both receivers must get every datagram, and the
+// offloads meshcast reports must fit this kernel (and the underlay).
+func testDelivery(t *testing.T, encap string, bins [2]string, load load, cell string) {
 	meshcast, probe := bins[0], bins[1]
 	release, tapGSO := kernelRelease(t, 6, 2) // UDP segmentation frames into a TAP need 6.2
 	start := time.Now()
-	res := &result{kernel: release, encap: encap, cell: "delivery", inUse: map[string]string{}}
+	res := &result{kernel: release, encap: encap, cell: cell, inUse: map[string]string{}}
+	var m *mesh
 	defer func() {
+		if t.Failed() && m != nil {
+			for i, d := range m.daemons {
+				t.Logf("node %d's daemon log:\n%s", i+1, d.Output())
+			}
+		}
 		res.seconds = time.Since(start).Seconds()
 		res.pass = !t.Failed()
 		fmt.Println(res.line())
 	}()
 
 	nstest.LeakCheck(t)
-	m := startMesh(t, res, meshcast, encap, inventory)
+	fam, inv := nstest.UnderlayIPv4, inventory
+	if cell == cellUnderlay6 {
+		fam, inv = nstest.UnderlayIPv6, inventoryUnderlay6
+	}
+	m = startMesh(t, res, meshcast, encap, fam, inv)
 	nodes := m.nodes
 	total := load.total()
 	recvs := m.startReceivers(t, probe, total)
@@ -568,11 +597,11 @@ func testDelivery(t *testing.T, encap string, bins [2]string, load load) {
 			Sent int `json:"sent"`
 		}
 		if jerr := json.Unmarshal([]byte(lastJSON(out)), &sr); jerr != nil {
-			t.Errorf("steady send: %v, printed:\n%s", err, out)
+			res.fail(t, "steady send: %v, printed:\n%s", err, out)
 		}
 		res.sent += sr.Sent
 		if err != nil {
-			t.Errorf("steady send: %v", err)
+			res.fail(t, "steady send: %v", err)
 		}
 	}
 	// The bursts: the rest of the sequence numbers, burst datagrams per
@@ -586,7 +615,7 @@ func testDelivery(t *testing.T, encap string, bins [2]string, load load) {
 		})
 		res.sent += n
 		if err != nil {
-			t.Errorf("bursts: %v (sent %d of %d)", err, n, load.bursts*load.burst)
+			res.fail(t, "bursts: %v (sent %d of %d)", err, n, load.bursts*load.burst)
 		}
 	}
 
@@ -597,7 +626,7 @@ func testDelivery(t *testing.T, encap string, bins [2]string, load load) {
 		res.received[i] = got
 		res.lost[i] = total - got
 		if err != nil {
-			t.Errorf("receiver on node %d: %v", i+2, err)
+			res.fail(t, "receiver on node %d: %v", i+2, err)
 		}
 	}
 	after := m.tapCounters(t)
@@ -605,16 +634,19 @@ func testDelivery(t *testing.T, encap string, bins [2]string, load load) {
 		res.frames[i] = after[i].Sub(before[i]).RxPackets
 		logExtraFrames(t, i+2, after[i].Sub(before[i]), res.received[i])
 	}
-	m.report(t, res, release, encap, tapGSO)
+	sts := m.report(t, res, release, encap, tapGSO)
+	if cell == cellUnderlay6 {
+		m.checkUnderlay6(t, sts, encap, res)
+	}
 
 	t.Logf("%s on %s: sent %d, node 2 received %d (%d TAP frames), node 3 received %d (%d TAP frames)",
 		encap, release, res.sent, res.received[0], res.frames[0], res.received[1], res.frames[1])
 	if res.sent != total {
-		t.Errorf("sent %d of %d datagrams", res.sent, total)
+		res.fail(t, "sent %d of %d datagrams", res.sent, total)
 	}
 	for i, got := range res.received {
 		if got != total {
-			t.Errorf("node %d received %d of %d datagrams (tap_write drops %d)", i+2, got, total, res.tapWrite[i])
+			res.fail(t, "node %d received %d of %d datagrams (tap_write drops %d)", i+2, got, total, res.tapWrite[i])
 		}
 	}
 }
@@ -641,7 +673,7 @@ func testTakeover(t *testing.T, encap string, bins [2]string, count int) {
 	if ringCell(encap, res.cell) {
 		extra = []string{"--ingress", "packet"}
 	}
-	m := startMesh(t, res, meshcast, encap, inventory, extra...)
+	m := startMesh(t, res, meshcast, encap, nstest.UnderlayIPv4, inventory, extra...)
 	nodes := m.nodes
 	recvs := m.startReceivers(t, probe, count)
 	before := m.tapCounters(t)
@@ -663,7 +695,7 @@ func testTakeover(t *testing.T, encap string, bins [2]string, count int) {
 	time.Sleep(takeoverGap)
 	res.takeovers = append(res.takeovers, m.takeover(t, 0, index[0]))
 	if send.Exited() {
-		t.Errorf("the stream of %d datagrams ended before node 1's takeover was done, %v after it started: "+
+		res.fail(t, "the stream of %d datagrams ended before node 1's takeover was done, %v after it started: "+
 			"the takeover was not checked under traffic (raise %s)", count, time.Since(begin).Round(time.Millisecond), envTakeover)
 	}
 
@@ -674,7 +706,7 @@ func testTakeover(t *testing.T, encap string, bins [2]string, count int) {
 	}
 	if jerr := json.Unmarshal([]byte(lastJSON(send.Output())), &sr); jerr != nil || err != nil || code != 0 ||
 		sr.Errors != 0 || sr.Sent != count {
-		t.Errorf("sender: exit %d (%v), sent %d of %d with %d errors; want all without an error:\n%s",
+		res.fail(t, "sender: exit %d (%v), sent %d of %d with %d errors; want all without an error:\n%s",
 			code, err, sr.Sent, count, sr.Errors, send.Output())
 	}
 	res.sent = sr.Sent
@@ -687,7 +719,7 @@ func testTakeover(t *testing.T, encap string, bins [2]string, count int) {
 		res.received[i] = got
 		res.lost[i] = count - got
 		if err != nil {
-			t.Errorf("receiver on node %d: %v", i+2, err)
+			res.fail(t, "receiver on node %d: %v", i+2, err)
 		}
 	}
 	after := m.tapCounters(t)
@@ -698,12 +730,12 @@ func testTakeover(t *testing.T, encap string, bins [2]string, count int) {
 	sts := m.report(t, res, release, encap, tapGSO)
 	for i, st := range sts[:2] {
 		if st != nil && st.PID != m.daemons[i].Pid() {
-			t.Errorf("node %d: status answered by pid %d, want the successor %d", i+1, st.PID, m.daemons[i].Pid())
+			res.fail(t, "node %d: status answered by pid %d, want the successor %d", i+1, st.PID, m.daemons[i].Pid())
 		}
 	}
 	for i, n := range nodes {
 		if got := tapIndex(t, n); got != index[i] {
-			t.Errorf("node %d: %s is interface %d at the end, was %d", i+1, tapName, got, index[i])
+			res.fail(t, "node %d: %s is interface %d at the end, was %d", i+1, tapName, got, index[i])
 		}
 	}
 
@@ -727,14 +759,14 @@ func testTakeover(t *testing.T, encap string, bins [2]string, count int) {
 	t.Logf("%s on %s: sent %d; node 2 received %d, lost %d; node 3 received %d, lost %d",
 		encap, release, res.sent, res.received[0], res.lost[0], res.received[1], res.lost[1])
 	if res.lost[0] > 2*takeoverLoss {
-		t.Errorf("node 2 lost %d datagrams over two takeovers (its own and node 1's), want at most %d", res.lost[0], 2*takeoverLoss)
+		res.fail(t, "node 2 lost %d datagrams over two takeovers (its own and node 1's), want at most %d", res.lost[0], 2*takeoverLoss)
 	}
 	if res.split && (res.lostAt2 > takeoverLoss || res.lostAt1 > takeoverLoss) {
-		t.Errorf("node 2 lost %d datagrams at its own takeover and %d at node 1's, want at most %d at each",
+		res.fail(t, "node 2 lost %d datagrams at its own takeover and %d at node 1's, want at most %d at each",
 			res.lostAt2, res.lostAt1, takeoverLoss)
 	}
 	if res.lost[1] > takeoverLoss {
-		t.Errorf("node 3 lost %d datagrams over node 1's takeover, want at most %d", res.lost[1], takeoverLoss)
+		res.fail(t, "node 3 lost %d datagrams over node 1's takeover, want at most %d", res.lost[1], takeoverLoss)
 	}
 }
 
@@ -753,8 +785,8 @@ func (m *mesh) path(t *testing.T) (tx, rx uint64, ok bool) {
 		t.Logf("node 2: %v", err)
 		return 0, 0, false
 	}
-	tx, _, oka := sa.peer(b.Underlay.String())
-	_, rx, okb := sb.peer(a.Underlay.String())
+	tx, _, oka := sa.peer(underlay(b).String())
+	_, rx, okb := sb.peer(underlay(a).String())
 	return tx, rx, oka && okb
 }
 
@@ -768,20 +800,25 @@ func ringCell(encap, cell string) bool { return encap == "gre" && cell == "takeo
 func checkOffloads(t *testing.T, k int, o *offloads, release, encap string, tapGSO bool, res *result) {
 	t.Helper()
 	if o == nil {
-		t.Errorf("node %d: meshcast status --json has no offloads object", k)
+		res.fail(t, "node %d: meshcast status --json has no offloads object", k)
 		return
 	}
 	if o.Kernel != release {
-		t.Errorf("node %d: offloads.kernel is %q, want %q", k, o.Kernel, release)
+		res.fail(t, "node %d: offloads.kernel is %q, want %q", k, o.Kernel, release)
 	}
 	// AF_PACKET egress (PACKET_QDISC_BYPASS is Linux 3.14) is in use on
 	// every kernel meshcast runs on; its segmentation offload for VXLAN
 	// (VIRTIO_NET_HDR_GSO_UDP_L4) needs Linux 6.2, as the TAP's does.
 	want := map[string]bool{"tap_coalesce": tapGSO, "udp_gso": encap == "vxlan", "udp_gro": encap == "vxlan",
 		"af_packet_tx": true, "af_packet_gso": encap == "vxlan" && tapGSO, "af_packet_rx": ringCell(encap, res.cell)}
+	// The reason an offload that is off must give; any where not listed.
+	var wantReason map[string]string
+	if res.cell == cellUnderlay6 {
+		want, wantReason = underlay6Offloads(t, encap, tapGSO)
+	}
 	for _, e := range o.entries() {
 		if e.o == nil {
-			t.Errorf("node %d: offloads.%s is missing", k, e.name)
+			res.fail(t, "node %d: offloads.%s is missing", k, e.name)
 			continue
 		}
 		use := "no"
@@ -794,18 +831,26 @@ func checkOffloads(t *testing.T, k int, o *offloads, release, encap string, tapG
 		res.inUse[e.name] = use
 		res.fallback += e.o.Fallback
 		if e.o.Reason != "" {
-			fmt.Printf("VMTEST-REASON kernel=%s encap=%s node=%d offload=%s in_use=%t reason=%s\n",
-				release, encap, k, e.name, e.o.InUse, e.o.Reason)
+			under := ""
+			if res.cell == cellUnderlay6 {
+				under = "underlay=ipv6 "
+			}
+			fmt.Printf("VMTEST-REASON kernel=%s encap=%s %snode=%d offload=%s in_use=%t reason=%s\n",
+				release, encap, under, k, e.name, e.o.InUse, e.o.Reason)
 		}
 		if e.o.InUse != want[e.name] {
-			t.Errorf("node %d: offloads.%s.in_use is %t on %s with %s, want %t (reason %q)",
-				k, e.name, e.o.InUse, release, encap, want[e.name], e.o.Reason)
+			res.fail(t, "node %d: offloads.%s.in_use is %t on %s with %s over %s, want %t (reason %q)",
+				k, e.name, e.o.InUse, release, encap, res.underlayName(), want[e.name], e.o.Reason)
 		}
 		if !e.o.InUse && e.o.Reason == "" {
-			t.Errorf("node %d: offloads.%s is not in use and gives no reason", k, e.name)
+			res.fail(t, "node %d: offloads.%s is not in use and gives no reason", k, e.name)
+		}
+		if r, ok := wantReason[e.name]; ok && !e.o.InUse && e.o.Reason != r {
+			res.fail(t, "node %d: offloads.%s is off on %s with %s over %s because %q, want %q",
+				k, e.name, release, encap, res.underlayName(), e.o.Reason, r)
 		}
 		if e.o.Fallback != 0 {
-			t.Errorf("node %d: offloads.%s.offload_fallback is %d, want 0: the probe decided wrongly", k, e.name, e.o.Fallback)
+			res.fail(t, "node %d: offloads.%s.offload_fallback is %d, want 0: the probe decided wrongly", k, e.name, e.o.Fallback)
 		}
 	}
 }
