@@ -156,7 +156,7 @@ soak: deps ## Sustained load (root, not part of test): 5 nodes, a steady stream,
 # Boots Debian's 6.1 and 6.12 cloud kernels under qemu (TCG, no KVM needed)
 # and runs ./internal/vmtest inside each; see scripts/vmtest.sh.
 .PHONY: vmtest
-vmtest: ## Check multicast delivery, takeovers and MLD snooping on Debian's 6.1 and 6.12 kernels booted under qemu (root; a few minutes)
+vmtest: ## Check multicast delivery, takeovers, MLD snooping and delivery over an IPv6 underlay on Debian's 6.1 and 6.12 kernels booted under qemu (root; a few minutes)
 	./scripts/vmtest.sh
 
 microbench: ## Run the Go micro-benchmarks (codecs, engine, IGMP) with allocation counts
