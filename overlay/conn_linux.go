@@ -264,9 +264,9 @@ const (
 // fragments), and drops what fails there, counted in its own statistics
 // (nstat's Ip6InHdrErrors, Ip6InTruncatedPkts and the like).
 //
-// Over an IPv6 underlay neither AF_PACKET egress nor the receive ring is
-// used (their status says so, OffloadNoIPv6): every copy goes through the
-// IPv6 socket.
+// Over an IPv6 underlay the receive ring is not used (its status says so,
+// OffloadNoIPv6); AF_PACKET egress works as over IPv4, behind an Ethernet
+// and IPv6 header that WriteBatch writes (see packet6_linux.go).
 //
 // Unless opts.NoPacketEgress or opts.NoOffload is set, both ListenGRE and
 // ListenVXLAN also open AF_PACKET egress (OffloadPacketTx): an AF_PACKET
@@ -515,15 +515,11 @@ func (c *Conn) openPacket(local netip.Addr, proto uint8, opts Options) {
 		}
 		return
 	}
+	sockHdr := func() (sockHeader, error) { return readSockHeader(c.txc) }
 	if local.Is6() {
-		c.pktOff.disable(OffloadNoIPv6)
-		if c.segOff != nil {
-			c.segOff.disable(OffloadNoIPv6)
-		}
-		log.Info("AF_PACKET egress off: every copy goes through the IP socket", "offload", OffloadPacketTx, "reason", OffloadNoIPv6)
-		return
+		sockHdr = func() (sockHeader, error) { return readSockHeader6(c.txc) }
 	}
-	p, err := openPacketTx(local, proto, len(c.wr.hdrs), func() (sockHeader, error) { return readSockHeader(c.txc) }, c.pktOff, c.segOff, log)
+	p, err := openPacketTx(local, proto, len(c.wr.hdrs), sockHdr, c.pktOff, c.segOff, log)
 	if p != nil {
 		c.pkt = p
 		return

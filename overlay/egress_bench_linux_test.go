@@ -28,8 +28,9 @@ import (
 // leaves. The figure is copies/s of WriteBatch; it includes what the
 // veth, the bridge and the peers' ingress cost on the same CPUs, alike for
 // every method. One underlay serves every sub-benchmark of a benchmark, so
-// that no namespace is being torn down while another measures. They need
-// root.
+// that no namespace is being torn down while another measures. With
+// MESHCAST_BENCH_UNDERLAY=6, BenchmarkSendGRE and BenchmarkSendVXLAN run
+// over an IPv6-only underlay instead. They need root.
 
 // egressBenchPeers is the fanout of the benchmarks.
 const egressBenchPeers = 4
@@ -42,6 +43,7 @@ type egressBench struct {
 	// drops are the nodes whose nftables rules drop the copies and count
 	// them.
 	drops []*nstest.Node
+	v6    bool // the underlay is IPv6 (MESHCAST_BENCH_UNDERLAY=6)
 }
 
 // newEgressBench builds the underlay: the source, and peers that drop
@@ -51,11 +53,21 @@ func newEgressBench(b *testing.B) *egressBench {
 	if os.Geteuid() != 0 {
 		b.Skip("the egress benchmarks need root (network namespaces, raw and packet sockets): run them as root")
 	}
-	nt := nstest.NewNet(b, 1+egressBenchPeers)
-	e := &egressBench{nt: nt, src: nt.Node(1)}
+	v6 := os.Getenv("MESHCAST_BENCH_UNDERLAY") == "6"
+	var nt *nstest.Net
+	if v6 {
+		nt = nstest.NewNetWith(b, 1+egressBenchPeers, nstest.Options{Underlay: nstest.UnderlayIPv6})
+	} else {
+		nt = nstest.NewNet(b, 1+egressBenchPeers)
+	}
+	e := &egressBench{nt: nt, src: nt.Node(1), v6: v6}
 	exec(b, e.src, "ethtool", "-K", nstest.NodeLink, "tx-udp-segmentation", "off")
 	for _, n := range nt.Nodes()[1:] {
-		e.peers = append(e.peers, n.Underlay)
+		if v6 {
+			e.peers = append(e.peers, n.Underlay6)
+		} else {
+			e.peers = append(e.peers, n.Underlay)
+		}
 	}
 	where, dev := nt.Hub, nstest.HubPort(1)
 	if os.Getenv("MESHCAST_BENCH_DROP") == "peers" {
@@ -69,6 +81,16 @@ func newEgressBench(b *testing.B) *egressBench {
 	}
 }
 `, dev, DefaultVXLANPort)
+	if v6 {
+		rules = fmt.Sprintf(`table netdev mcdrop {
+	chain in {
+		type filter hook ingress device %q priority 0; policy accept;
+		meta protocol ip6 ip6 nexthdr gre counter drop
+		meta protocol ip6 udp dport %d counter drop
+	}
+}
+`, dev, DefaultVXLANPort)
+	}
 	f := b.TempDir() + "/drop.nft"
 	if err := os.WriteFile(f, []byte(rules), 0o644); err != nil {
 		b.Fatal(err)
@@ -90,6 +112,15 @@ func newEgressBench(b *testing.B) *egressBench {
 	// Let the kernel finish with namespaces that earlier tests deleted.
 	time.Sleep(2 * time.Second)
 	return e
+}
+
+// listen opens a Conn of codec on the source's underlay address.
+func (e *egressBench) listen(b *testing.B, codec string, port uint16, opts Options) *Conn {
+	b.Helper()
+	if e.v6 {
+		return listenIn6(b, e.src, codec, port, opts)
+	}
+	return listenIn(b, e.src, codec, port, opts)
 }
 
 // dropped returns the copies the nftables rules have dropped so far.
@@ -129,7 +160,11 @@ func (e *egressBench) warm(b *testing.B, c *Conn, msgs []Message) {
 	deadline := time.Now().Add(ioTimeout)
 	for {
 		writeIn(b, e.src, c, msgs)
-		out := exec(b, e.src, "ip", "-4", "neigh", "show", "dev", nstest.NodeLink)
+		family := "-4"
+		if e.v6 {
+			family = "-6"
+		}
+		out := exec(b, e.src, "ip", family, "neigh", "show", "dev", nstest.NodeLink)
 		done := strings.Count(out, "lladdr") >= len(e.peers) // the kernel has resolved them
 		for _, st := range []string{"INCOMPLETE", "FAILED"} {
 			done = done && !strings.Contains(out, st)
@@ -229,7 +264,7 @@ func BenchmarkSendGRE(b *testing.B) {
 	for _, method := range []string{"socket", "packet"} {
 		for _, size := range []int{64, 1400} {
 			b.Run(fmt.Sprintf("method=%s/frame=%d", method, size), func(b *testing.B) {
-				c := listenIn(b, e.src, "gre", 0, Options{NoPacketEgress: method == "socket"})
+				c := e.listen(b, "gre", 0, Options{NoPacketEgress: method == "socket"})
 				e.run(b, c, e.batch(codecOf("gre"), size, 1), method == "packet")
 			})
 		}
@@ -251,7 +286,7 @@ func BenchmarkSendVXLAN(b *testing.B) {
 						"socket": {NoOffload: true},
 						"gso":    {NoPacketEgress: true},
 					}[method]
-					c := listenIn(b, e.src, "vxlan", packetTestPort, opts)
+					c := e.listen(b, "vxlan", packetTestPort, opts)
 					if _, gso := c.Offload(); method == "gso" && !gso {
 						b.Skip("no UDP segmentation offload on this kernel")
 					}
@@ -272,6 +307,9 @@ func BenchmarkSendVXLAN(b *testing.B) {
 // headers from the same published routes, with PACKET_QDISC_BYPASS.
 func BenchmarkPacketTxRing(b *testing.B) {
 	e := newEgressBench(b)
+	if e.v6 {
+		b.Skip("the ring writes IPv4 headers only")
+	}
 	for _, method := range []string{"sendmmsg", "ring"} {
 		for _, size := range []int{64, 1400} {
 			b.Run(fmt.Sprintf("method=%s/frame=%d", method, size), func(b *testing.B) {

@@ -3,13 +3,15 @@ package overlay
 // The resolver of AF_PACKET egress: for each peer the data path sends to,
 // the route the kernel would take (netlink RTM_GETROUTE from the local
 // address) and the neighbour entry of its next hop, turned into the
-// Ethernet and IPv4 header of its copies. It follows changes as the kernel
+// Ethernet and IPv4 (or IPv6) header of its copies. It follows changes as the kernel
 // announces them (neighbour, route, rule, link and traffic control updates
 // on one netlink socket, IPsec policy updates on another) and looks at
 // everything again every resolveEvery as a safety net.
 // It never resolves a neighbour itself: while a peer's next hop has no
 // usable entry its copies go through the IP sockets, whose first packet
-// makes the kernel ask ARP, and the entry's update switches the peer over.
+// makes the kernel ask ARP (or neighbour discovery, over IPv6), and the
+// entry's update switches the peer over. Its tables are keyed by 16-byte
+// addresses (IPv4 ones mapped) whatever the underlay's family.
 
 import (
 	"encoding/binary"
@@ -56,7 +58,10 @@ type resolverConfig struct {
 	watch *watchConn
 	// xwatch is subscribed to IPsec policy updates; nil where the kernel
 	// or the process's capabilities do not allow it.
-	xwatch  *watchConn
+	xwatch *watchConn
+	// hops reads the hop limit and path MTU per peer over IPv6; nil
+	// over IPv4.
+	hops    *hopProbe
 	local   netip.Addr
 	link    netlink.Link
 	proto   uint8
@@ -73,7 +78,8 @@ type resolverConfig struct {
 type resolver struct {
 	resolverConfig
 	ifindex  int
-	requests chan [4]byte
+	v6       bool
+	requests chan netip.Addr
 	kicks    chan struct{}
 	events   chan neighEvent
 	full     atomic.Bool // events were lost: look at everything again
@@ -81,8 +87,8 @@ type resolver struct {
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 
-	peers map[[4]byte]*peerEntry
-	neigh map[[4]byte]neighEntry // of the bound interface
+	peers map[[16]byte]*peerEntry
+	neigh map[[16]byte]neighEntry // of the bound interface
 	ifc   ifaceState
 	hdr   sockHeader
 	why   string // why no peer takes AF_PACKET now, or ""
@@ -103,7 +109,7 @@ type peerEntry struct {
 	// unicast, and if not why; the next hop; the MTU, whether it is
 	// locked, and the hop limit.
 	why      string
-	nh       [4]byte
+	nh       [16]byte
 	mtu      int
 	locked   bool
 	hoplimit int
@@ -125,7 +131,7 @@ type ifaceState struct {
 // neighEvent is a neighbour update of the bound interface.
 type neighEvent struct {
 	del bool
-	ip  [4]byte
+	ip  [16]byte
 	n   neighEntry
 }
 
@@ -133,12 +139,13 @@ func newResolver(cfg resolverConfig) *resolver {
 	r := &resolver{
 		resolverConfig: cfg,
 		ifindex:        cfg.link.Attrs().Index,
-		requests:       make(chan [4]byte, 256),
+		v6:             cfg.hops != nil,
+		requests:       make(chan netip.Addr, 256),
 		kicks:          make(chan struct{}, 1),
 		events:         make(chan neighEvent, 1024),
 		done:           make(chan struct{}),
-		peers:          make(map[[4]byte]*peerEntry),
-		neigh:          make(map[[4]byte]neighEntry),
+		peers:          make(map[[16]byte]*peerEntry),
+		neigh:          make(map[[16]byte]neighEntry),
 	}
 	// Read now, while the process surely has the capabilities to.
 	r.ipsec()
@@ -154,7 +161,7 @@ func newResolver(cfg resolverConfig) *resolver {
 
 // request asks the resolver to follow the peer at a. It never blocks: a
 // request that does not fit is made again by the next copy.
-func (r *resolver) request(a [4]byte) {
+func (r *resolver) request(a netip.Addr) {
 	select {
 	case r.requests <- a:
 	default:
@@ -178,6 +185,9 @@ func (r *resolver) stop() {
 		}
 		r.wg.Wait()
 		r.h.Close()
+		if r.hops != nil {
+			r.hops.close()
+		}
 		if r.xfrm != nil {
 			r.xfrm.Close()
 		}
@@ -220,8 +230,9 @@ func (r *resolver) run() {
 	}
 }
 
-// add starts to follow the peer at a.
-func (r *resolver) add(a [4]byte) bool {
+// add starts to follow the peer at addr.
+func (r *resolver) add(addr netip.Addr) bool {
+	a := addr.As16()
 	if _, ok := r.peers[a]; ok || len(r.peers) >= maxResolvedPeers {
 		return false
 	}
@@ -277,16 +288,28 @@ func (r *resolver) refresh() bool {
 	r.hdr, r.why = hdr, ""
 	if err != nil {
 		r.why = fmt.Sprintf("read the socket's TTL, TOS and PMTU discovery: %v", err)
+		if r.v6 {
+			r.why = fmt.Sprintf("read the socket's hop limit, traffic class and flow labelling: %v", err)
+		}
+	}
+	if r.v6 && err == nil {
+		// The socket's own hop limit, unless it is the default one, in
+		// which case each peer's route or interface decides (routeOf).
+		def, err := r.hops.defaultHops()
+		if err != nil {
+			r.why = fmt.Sprintf("read the default hop limit: %v", err)
+		}
+		r.hdr.hopsSet = r.hdr.ttl != def
 	}
 	if r.why == "" {
 		r.why = r.ipsec()
 	}
-	neighs, err := retryDump(func() ([]netlink.Neigh, error) { return r.h.NeighList(r.ifindex, unix.AF_INET) })
+	neighs, err := retryDump(func() ([]netlink.Neigh, error) { return r.h.NeighList(r.ifindex, family(r.local)) })
 	if err == nil {
 		clear(r.neigh)
 		for _, n := range neighs {
-			if ip := n.IP.To4(); ip != nil {
-				r.neigh[[4]byte(ip)] = toNeighEntry(n)
+			if ip, ok := r.neighKey(n.IP); ok {
+				r.neigh[ip] = toNeighEntry(n)
 			}
 		}
 	}
@@ -370,11 +393,29 @@ func (r *resolver) ipsec() string {
 	return r.xfrmWhy
 }
 
+// neighKey returns the key of a neighbour's address, if it is of the
+// underlay's family.
+func (r *resolver) neighKey(ip net.IP) ([16]byte, bool) {
+	if r.v6 {
+		if len(ip) != net.IPv6len || ip.To4() != nil {
+			return [16]byte{}, false
+		}
+		return [16]byte(ip), true
+	}
+	if ip4 := ip.To4(); ip4 != nil {
+		return netip.AddrFrom4([4]byte(ip4)).As16(), true
+	}
+	return [16]byte{}, false
+}
+
+// keyAddr is the address of a key of the resolver's tables.
+func keyAddr(a [16]byte) netip.Addr { return netip.AddrFrom16(a).Unmap() }
+
 // routeOf asks the kernel for the route to peer a from the local address,
 // as the socket path would take it.
-func (r *resolver) routeOf(a [4]byte, pe *peerEntry) {
+func (r *resolver) routeOf(a [16]byte, pe *peerEntry) {
 	pe.why, pe.nh, pe.mtu, pe.locked, pe.hoplimit = "", a, r.ifc.mtu, false, 0
-	dst := netip.AddrFrom4(a)
+	dst := keyAddr(a)
 	routes, err := r.h.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{SrcAddr: r.local.AsSlice()})
 	switch {
 	case err != nil:
@@ -396,18 +437,32 @@ func (r *resolver) routeOf(a [4]byte, pe *peerEntry) {
 	if pe.why != "" {
 		return
 	}
-	if gw := rt.Gw.To4(); gw != nil {
-		pe.nh = [4]byte(gw)
+	if gw, ok := r.neighKey(rt.Gw); ok {
+		pe.nh = gw
 	}
 	if rt.MTU > 0 && rt.MTU < pe.mtu {
 		pe.mtu = rt.MTU
 	}
 	pe.locked, pe.hoplimit = rt.MTULock, rt.Hoplimit
+	if r.v6 {
+		// What the socket path's packets to the peer get: the hop
+		// limit of the route or the interface, and the path MTU (a
+		// learnt one, or the interface's IPv6 MTU).
+		hops, mtu, err := r.hops.query(dst)
+		if err != nil {
+			pe.why = fmt.Sprintf("read the hop limit and MTU of the route: %v", err)
+			return
+		}
+		pe.hoplimit = hops
+		if mtu > 0 && mtu < pe.mtu {
+			pe.mtu = mtu
+		}
+	}
 }
 
 // compute builds peer a's route from what the resolver knows and reports
 // whether it differs from the published one.
-func (r *resolver) compute(a [4]byte, pe *peerEntry) bool {
+func (r *resolver) compute(a [16]byte, pe *peerEntry) bool {
 	nr := &peerRoute{st: pe.st}
 	why := r.why
 	if why == "" {
@@ -421,12 +476,26 @@ func (r *resolver) compute(a [4]byte, pe *peerEntry) bool {
 	if why == "" {
 		switch {
 		case !found:
-			why = fmt.Sprintf("no neighbour entry for next hop %v", netip.AddrFrom4(pe.nh))
+			why = fmt.Sprintf("no neighbour entry for next hop %v", keyAddr(pe.nh))
 		case n.state&usableNeigh == 0 || n.mac == [6]byte{}:
-			why = fmt.Sprintf("neighbour %v is %s", netip.AddrFrom4(pe.nh), neighState(n.state))
+			why = fmt.Sprintf("neighbour %v is %s", keyAddr(pe.nh), neighState(n.state))
 		}
 	}
-	if why == "" {
+	switch {
+	case why != "":
+	case r.v6:
+		hops := pe.hoplimit
+		if r.hdr.hopsSet || hops <= 0 {
+			hops = r.hdr.ttl
+		}
+		var label uint32
+		if r.hdr.autoFlow {
+			label = flowLabel(r.local, keyAddr(a), r.proto)
+		}
+		nr.ok = true
+		nr.maxLen = pe.mtu - IPv6HeaderLen
+		nr.buildHeader6(n.mac[:], r.ifc.mac, r.local, keyAddr(a), r.proto, hops, r.hdr.tos, label)
+	default:
 		ttl := r.hdr.ttl
 		if pe.hoplimit > 0 {
 			ttl = pe.hoplimit
@@ -434,26 +503,35 @@ func (r *resolver) compute(a [4]byte, pe *peerEntry) bool {
 		nr.ok = true
 		nr.maxLen = pe.mtu - IPv4HeaderLen
 		df := r.hdr.setsDF(pe.locked)
-		nr.buildHeader(n.mac[:], r.ifc.mac, r.local.As4(), a, r.proto, ttl, r.hdr.tos, df, r.hdr.zeroID(df))
+		nr.buildHeader(n.mac[:], r.ifc.mac, r.local.As4(), keyAddr(a).As4(), r.proto, ttl, r.hdr.tos, df, r.hdr.zeroID(df))
 	}
 	old := pe.route
-	if old != nil && old.ok == nr.ok && old.elsewhere == nr.elsewhere && old.hdr == nr.hdr && old.maxLen == nr.maxLen && old.zeroID == nr.zeroID {
+	if old != nil && old.ok == nr.ok && old.elsewhere == nr.elsewhere && old.hdr == nr.hdr && old.hdr6 == nr.hdr6 &&
+		old.maxLen == nr.maxLen && old.zeroID == nr.zeroID {
 		return false
 	}
 	pe.route = nr
 	if nr.ok {
-		r.log.Debug("AF_PACKET egress to peer", "peer", netip.AddrFrom4(a), "next_hop", netip.AddrFrom4(pe.nh),
+		r.log.Debug("AF_PACKET egress to peer", "peer", keyAddr(a), "next_hop", keyAddr(pe.nh),
 			"mac", net.HardwareAddr(n.mac[:]), "state", neighState(n.state), "max_len", nr.maxLen)
 	} else if old == nil || old.ok {
-		r.log.Debug("socket egress to peer", "peer", netip.AddrFrom4(a), "why", why)
+		r.log.Debug("socket egress to peer", "peer", keyAddr(a), "why", why)
 	}
 	return true
 }
 
 func (r *resolver) publishTable() {
-	t := &peerTable{m: make(map[[4]byte]*peerRoute, len(r.peers))}
-	for a, pe := range r.peers {
-		t.m[a] = pe.route
+	t := &peerTable{}
+	if r.v6 {
+		t.m6 = make(map[[16]byte]*peerRoute, len(r.peers))
+		for a, pe := range r.peers {
+			t.m6[a] = pe.route
+		}
+	} else {
+		t.m = make(map[[4]byte]*peerRoute, len(r.peers))
+		for a, pe := range r.peers {
+			t.m[keyAddr(a).As4()] = pe.route
+		}
 	}
 	r.publish(t)
 }
@@ -516,11 +594,14 @@ func (r *resolver) follow() {
 			switch m.Header.Type {
 			case unix.RTM_NEWNEIGH, unix.RTM_DELNEIGH:
 				n, err := netlink.NeighDeserialize(m.Data)
-				ip := n.IP.To4()
-				if err != nil || n.LinkIndex != r.ifindex || ip == nil {
+				if err != nil || n.LinkIndex != r.ifindex {
 					continue
 				}
-				ev := neighEvent{del: m.Header.Type == unix.RTM_DELNEIGH, ip: [4]byte(ip), n: toNeighEntry(*n)}
+				ip, ok := r.neighKey(n.IP)
+				if !ok {
+					continue
+				}
+				ev := neighEvent{del: m.Header.Type == unix.RTM_DELNEIGH, ip: ip, n: toNeighEntry(*n)}
 				select {
 				case r.events <- ev:
 				default:
@@ -566,11 +647,17 @@ type watchConn struct {
 	buf []byte
 }
 
-// watchSocket opens the socket of link, neighbour, IPv4 route, IPv4 rule
-// and traffic control updates in the calling thread's network namespace.
-func watchSocket() (*watchConn, error) {
-	return subscribe(unix.NETLINK_ROUTE, uint32(1)<<(unix.RTNLGRP_LINK-1)|1<<(unix.RTNLGRP_NEIGH-1)|
-		1<<(unix.RTNLGRP_IPV4_ROUTE-1)|1<<(unix.RTNLGRP_IPV4_RULE-1)|1<<(unix.RTNLGRP_TC-1))
+// watchSocket opens the socket of link, neighbour, route and rule (IPv4,
+// or IPv6 with v6) and traffic control updates in the calling thread's
+// network namespace.
+func watchSocket(v6 bool) (*watchConn, error) {
+	groups := uint32(1)<<(unix.RTNLGRP_LINK-1) | 1<<(unix.RTNLGRP_NEIGH-1) | 1<<(unix.RTNLGRP_TC-1)
+	if v6 {
+		groups |= 1<<(unix.RTNLGRP_IPV6_ROUTE-1) | 1<<(unix.RTNLGRP_IPV6_RULE-1)
+	} else {
+		groups |= 1<<(unix.RTNLGRP_IPV4_ROUTE-1) | 1<<(unix.RTNLGRP_IPV4_RULE-1)
+	}
+	return subscribe(unix.NETLINK_ROUTE, groups)
 }
 
 // xfrmWatchSocket opens the socket of IPsec policy updates in the calling

@@ -39,10 +39,12 @@ const (
 // configuration turned off (Options.NoOffload, TAPConfig.NoCoalesce).
 const OffloadOffByConfig = "turned off by configuration"
 
-// OffloadNoIPv6 is the OffloadStatus.Reason of an AF_PACKET offload over
-// an IPv6 underlay, where meshcast does not use it: the copies go through
-// the IPv6 socket, which loses none of them.
-const OffloadNoIPv6 = "not used over an IPv6 underlay: copies go through the IPv6 socket"
+// OffloadNoIPv6 is the OffloadStatus.Reason of the GRE receive ring
+// (OffloadPacketRx) over an IPv6 underlay, where meshcast does not use it:
+// the packets arrive through the IPv6 socket, which loses none of them.
+// AF_PACKET egress (OffloadPacketTx, OffloadPacketGSO) works over IPv6 as
+// over IPv4.
+const OffloadNoIPv6 = "not used over an IPv6 underlay: packets arrive through the IPv6 socket"
 
 // OffloadStatus is a snapshot of one offload.
 type OffloadStatus struct {

@@ -8,7 +8,8 @@ package overlay
 // NIC). This crosses the kernel once per run instead of once per copy. It
 // needs a second AF_PACKET socket, with PACKET_VNET_HDR and without the
 // qdisc bypass: the bypass (dev_direct_xmit) drops a packet that needs
-// segmenting in software.
+// segmenting in software. Over IPv6 the runs leave behind an IPv6 header
+// (segTx.fill6, packet6_linux.go).
 
 import (
 	"encoding/binary"
@@ -45,8 +46,9 @@ type segTx struct {
 	sll  unix.RawSockaddrLinklayer
 	b    *batchIO     // one header per run
 	iovs []unix.Iovec // per header: ours, then each copy's payload
-	hdrs []byte       // segHdrLen bytes per header
+	hdrs []byte       // segHdrLen (segHdr6Len over IPv6) bytes per header
 	fn   func(fd uintptr)
+	v6   bool
 
 	runs  []segRun
 	next  []int
@@ -56,7 +58,7 @@ type segTx struct {
 
 // openSegTx opens the segmentation-offload socket on ifindex, or returns
 // nil with off disabled and the reason.
-func openSegTx(ifindex, batch int, off *Offload, log *slog.Logger) *segTx {
+func openSegTx(ifindex, batch int, v6 bool, off *Offload, log *slog.Logger) *segTx {
 	fd, _, err := packetSocket(ifindex, log)
 	if err != nil {
 		off.disable(probeError("open AF_PACKET socket", err, ""))
@@ -73,14 +75,19 @@ func openSegTx(ifindex, batch int, off *Offload, log *slog.Logger) *segTx {
 		off.disable(probeError("setsockopt PACKET_QDISC_BYPASS 0", err, ""))
 		return nil
 	}
+	ethType, hl := uint16(unix.ETH_P_IP), segHdrLen
+	if v6 {
+		ethType, hl = unix.ETH_P_IPV6, segHdr6Len
+	}
 	s := &segTx{
 		off:   off,
 		file:  os.NewFile(uintptr(fd), "packet-gso"),
-		sll:   unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(unix.ETH_P_IP), Ifindex: int32(ifindex)},
+		sll:   unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(ethType), Ifindex: int32(ifindex)},
 		b:     newBatchIO(batch),
 		iovs:  make([]unix.Iovec, batch*(1+maxGSOSegments)),
-		hdrs:  make([]byte, batch*segHdrLen),
+		hdrs:  make([]byte, batch*hl),
 		owner: make([]int, batch),
+		v6:    v6,
 	}
 	if s.rc, err = s.file.SyscallConn(); err != nil {
 		s.file.Close()
@@ -189,7 +196,13 @@ func (s *segTx) group(msgs []Message, p *packetTx) {
 	for j, i := range p.pk {
 		m := &msgs[i]
 		s.next[i] = -1
-		key, ok := runKeyOf(m)
+		var key uint64
+		var ok bool
+		if s.v6 {
+			key, ok = runKey6Of(m, p.route[j])
+		} else {
+			key, ok = runKeyOf(m)
+		}
 		if !ok {
 			s.runs = append(s.runs, segRun{r: p.route[j], head: i, tail: i, count: 1, closed: true})
 			continue
@@ -235,7 +248,11 @@ func (s *segTx) send(msgs []Message, p *packetTx) {
 		nh := min(len(s.runs)-start, len(b.hdrs))
 		niov := 0
 		for k := range nh {
-			niov += s.fill(msgs, start+k, k, niov)
+			if s.v6 {
+				niov += s.fill6(msgs, start+k, k, niov)
+			} else {
+				niov += s.fill(msgs, start+k, k, niov)
+			}
 		}
 		for sent := 0; sent < nh; {
 			b.start, b.cnt, b.n, b.errno = sent, nh-sent, 0, 0

@@ -2,10 +2,10 @@ package overlay
 
 // Egress through AF_PACKET: the copies to a peer whose next hop the kernel
 // has resolved leave through a packet socket bound to the underlay
-// interface, behind an Ethernet and IPv4 header that meshcast writes,
-// instead of crossing the IP output path (routing, netfilter, the
-// neighbour table and, with PACKET_QDISC_BYPASS, the queueing discipline)
-// once per copy. The resolver (neigh_linux.go) follows the kernel's routes
+// interface, behind an Ethernet and IPv4 (or IPv6: packet6_linux.go)
+// header that meshcast writes, instead of crossing the IP output path
+// (routing, netfilter, the neighbour table and, with PACKET_QDISC_BYPASS,
+// the queueing discipline) once per copy. The resolver (neigh_linux.go) follows the kernel's routes
 // and neighbours and publishes, per peer, whether and how its copies may
 // go this way; every other copy goes through the IP sockets as before.
 
@@ -56,6 +56,11 @@ type peerRoute struct {
 	// not folded.
 	hdr [ethIPLen]byte
 	sum uint32
+	// Over IPv6: hdr6 is the Ethernet and IPv6 header with payload
+	// length zero, and psum the UDP pseudo-header's sum of addresses and
+	// next header, not folded.
+	hdr6 [ethIP6Len]byte
+	psum uint32
 	// zeroID: the ID stays 0, as the kernel leaves it on a packet with DF
 	// from a socket that does not let it fragment (IP_PMTUDISC_DO or
 	// _PROBE). Otherwise, as with the default IP_PMTUDISC_WANT, each copy
@@ -84,11 +89,16 @@ type peerState struct {
 	// id is the next IPv4 ID (unless the route has zeroID); WriteBatch
 	// owns it (under Conn.wmu).
 	id uint16
+	// seq numbers the peers the resolver follows (it keys the runs of
+	// segmentation offload over IPv6).
+	seq uint32
 }
 
-// peerTable maps a peer's underlay address to its route.
+// peerTable maps a peer's underlay address to its route: m over an IPv4
+// underlay, m6 over IPv6.
 type peerTable struct {
-	m map[[4]byte]*peerRoute
+	m  map[[4]byte]*peerRoute
+	m6 map[[16]byte]*peerRoute
 }
 
 // PacketEgressStats counts what a Conn sent through AF_PACKET and what it
@@ -133,10 +143,15 @@ type packetTx struct {
 	bypass   atomic.Bool
 	ifname   string
 	log      *slog.Logger
+	// v6: the underlay is IPv6; udp6: and the copies are VXLAN, whose
+	// UDP header goes into each copy's header, behind a virtio-net
+	// header. hlen is the length of a copy's header.
+	v6, udp6 bool
+	hlen     int
 
 	b    *batchIO     // headers of one sendmmsg, each with two iovecs
 	iovs []unix.Iovec // two per header: ours and the packet
-	hdrs []byte       // ethIPLen bytes per header
+	hdrs []byte       // hlen bytes per header
 	sll  unix.RawSockaddrLinklayer
 	fn   func(fd uintptr)
 
@@ -158,6 +173,12 @@ type packetTx struct {
 // and reports whether the kernel took it (the resolver turns it off again
 // where the interface has a queueing discipline an operator installed).
 func packetSocket(ifindex int, log *slog.Logger) (fd int, bypass bool, err error) {
+	return packetSocketVnet(ifindex, false, log)
+}
+
+// packetSocketVnet opens the packet socket as packetSocket does; with
+// vnet, its packets start with a virtio-net header (PACKET_VNET_HDR).
+func packetSocketVnet(ifindex int, vnet bool, log *slog.Logger) (fd int, bypass bool, err error) {
 	fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, false, fmt.Errorf("socket(AF_PACKET, SOCK_RAW, 0): %w", err)
@@ -166,6 +187,12 @@ func packetSocket(ifindex int, log *slog.Logger) (fd int, bypass bool, err error
 		unix.Close(fd)
 		return -1, false, fmt.Errorf("bind AF_PACKET to interface %d: %w", ifindex, err)
 	}
+	if vnet {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+			unix.Close(fd)
+			return -1, false, fmt.Errorf("setsockopt PACKET_VNET_HDR: %w", err)
+		}
+	}
 	bypass = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1) == nil
 	setBuffer(fd, sendBuffer, log)
 	return fd, bypass, nil
@@ -173,7 +200,7 @@ func packetSocket(ifindex int, log *slog.Logger) (fd int, bypass bool, err error
 
 // underlayLink returns the interface that holds local.
 func underlayLink(h *netlink.Handle, local netip.Addr) (netlink.Link, error) {
-	addrs, err := retryDump(func() ([]netlink.Addr, error) { return h.AddrList(nil, unix.AF_INET) })
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return h.AddrList(nil, family(local)) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}
@@ -211,7 +238,11 @@ func openPacketTx(local netip.Addr, proto uint8, batch int, sockHdr func() (sock
 		}
 		return nil, e
 	}
-	if !local.Is4() || local.IsUnspecified() {
+	v6 := local.Is6() && !local.Is4In6()
+	if v6 && (local.IsUnspecified() || local.IsMulticast() || local.IsLinkLocalUnicast()) {
+		return fail(fmt.Sprintf("local address %v is not a global or unique local IPv6 address", local), nil)
+	}
+	if !v6 && (!local.Is4() || local.IsUnspecified()) {
 		return fail(fmt.Sprintf("local address %v is not a unicast IPv4 address", local), nil)
 	}
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
@@ -228,16 +259,35 @@ func openPacketTx(local netip.Addr, proto uint8, batch int, sockHdr func() (sock
 		return fail(why, nil)
 	}
 	ifindex := link.Attrs().Index
-	watch, err := watchSocket()
+	watch, err := watchSocket(v6)
 	if err != nil {
 		h.Close()
 		return fail(probeError("subscribe to route and neighbour updates", err, ""), err)
 	}
-	fd, bypass, err := packetSocket(ifindex, log)
+	var hops *hopProbe
+	if v6 {
+		if hops, err = newHopProbe(local); err != nil {
+			watch.Close()
+			h.Close()
+			return fail(probeError("open a UDP socket on "+local.String()+" to read hop limits and MTUs", err, ""), err)
+		}
+	}
+	udp6 := v6 && proto == ProtoUDP
+	fd, bypass, err := packetSocketVnet(ifindex, udp6, log)
 	if err != nil {
+		if hops != nil {
+			hops.close()
+		}
 		watch.Close()
 		h.Close()
 		return fail(probeError("open AF_PACKET socket on "+link.Attrs().Name, err, ""), err)
+	}
+	hlen, ethType := ethIPLen, uint16(unix.ETH_P_IP)
+	if v6 {
+		hlen, ethType = greHdr6Len, unix.ETH_P_IPV6
+		if udp6 {
+			hlen = vxlanHdr6Len
+		}
 	}
 	p = &packetTx{
 		off:      off,
@@ -245,25 +295,34 @@ func openPacketTx(local netip.Addr, proto uint8, batch int, sockHdr func() (sock
 		bypassOK: bypass,
 		ifname:   link.Attrs().Name,
 		log:      log,
+		v6:       v6,
+		udp6:     udp6,
+		hlen:     hlen,
 		b:        newBatchIO(batch),
 		iovs:     make([]unix.Iovec, 2*batch),
-		hdrs:     make([]byte, ethIPLen*batch),
+		hdrs:     make([]byte, hlen*batch),
 	}
 	if p.rc, err = p.file.SyscallConn(); err != nil {
 		p.file.Close()
+		if hops != nil {
+			hops.close()
+		}
 		watch.Close()
 		h.Close()
 		return fail(probeError("AF_PACKET socket", err, ""), err)
 	}
-	p.sll = unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(unix.ETH_P_IP), Ifindex: int32(ifindex)}
+	p.sll = unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(ethType), Ifindex: int32(ifindex)}
 	for i := range p.b.hdrs {
 		h := &p.b.hdrs[i].hdr
 		h.Name = (*byte)(unsafe.Pointer(&p.sll))
 		h.Namelen = unix.SizeofSockaddrLinklayer
 		h.Iov = &p.iovs[2*i]
 		h.SetIovlen(2)
-		p.iovs[2*i].Base = &p.hdrs[i*ethIPLen]
-		p.iovs[2*i].SetLen(ethIPLen)
+		p.iovs[2*i].Base = &p.hdrs[i*hlen]
+		p.iovs[2*i].SetLen(hlen)
+	}
+	if v6 {
+		p.initHdrs6()
 	}
 	p.fn = func(fd uintptr) { sendmmsgNow(p.b, fd) }
 	p.table.Store(&peerTable{})
@@ -276,12 +335,12 @@ func openPacketTx(local netip.Addr, proto uint8, batch int, sockHdr func() (sock
 	}
 	p.bypass.Store(bypass)
 	p.res = newResolver(resolverConfig{
-		h: h, xfrm: xfrm, watch: watch, xwatch: xwatch, local: local, link: link, proto: proto,
+		h: h, xfrm: xfrm, watch: watch, xwatch: xwatch, hops: hops, local: local, link: link, proto: proto,
 		sockHdr: sockHdr, log: log, publish: func(t *peerTable) { p.table.Store(t) },
 		setBypass: p.setBypass,
 	})
 	if segOff != nil {
-		p.seg = openSegTx(ifindex, batch, segOff, log)
+		p.seg = openSegTx(ifindex, batch, v6, segOff, log)
 	}
 	off.enable()
 	return p, nil
@@ -299,16 +358,25 @@ func (p *packetTx) writeBatch(msgs []Message, socket func([]Message) (int, error
 	var unresolved, other uint64
 	for i := range msgs {
 		m := &msgs[i]
-		if !m.Addr.Is4() || len(m.Buf) == 0 {
-			p.sock, p.at = append(p.sock, *m), append(p.at, i)
-			other++
-			continue
+		var r *peerRoute
+		if p.v6 {
+			if !m.Addr.Is6() || m.Addr.Is4In6() || len(m.Buf) < UDPHeaderLen {
+				p.sock, p.at = append(p.sock, *m), append(p.at, i)
+				other++
+				continue
+			}
+			r = t.m6[m.Addr.As16()]
+		} else {
+			if !m.Addr.Is4() || len(m.Buf) == 0 {
+				p.sock, p.at = append(p.sock, *m), append(p.at, i)
+				other++
+				continue
+			}
+			r = t.m[m.Addr.As4()]
 		}
-		a := m.Addr.As4()
-		r := t.m[a]
 		switch {
 		case r == nil:
-			p.res.request(a)
+			p.res.request(m.Addr)
 			unresolved++
 		case !r.st.used.Load():
 			r.st.used.Store(true)
@@ -350,7 +418,11 @@ func (p *packetTx) writeBatch(msgs []Message, socket func([]Message) (int, error
 	}
 	for start := 0; start < len(p.pk); {
 		n := min(len(p.pk)-start, len(p.b.hdrs))
-		p.fill(msgs, start, n)
+		if p.v6 {
+			p.fill6(msgs, start, n)
+		} else {
+			p.fill(msgs, start, n)
+		}
 		for sent := 0; sent < n; {
 			b := p.b
 			b.start, b.cnt, b.n, b.errno = sent, n-sent, 0, 0
@@ -471,7 +543,14 @@ func (p *packetTx) stats() PacketEgressStats {
 		Packet: p.packet.Load(), Socket: p.socket.Load(), Unresolved: p.unresolved.Load(), Segmented: p.segmented.Load(),
 		QdiscBypass: p.bypass.Load(), Interface: p.ifname,
 	}
-	for _, r := range p.table.Load().m {
+	t := p.table.Load()
+	for _, r := range t.m {
+		s.Peers++
+		if r.ok {
+			s.Resolved++
+		}
+	}
+	for _, r := range t.m6 {
 		s.Peers++
 		if r.ok {
 			s.Resolved++
@@ -489,10 +568,16 @@ func (p *packetTx) close() error {
 }
 
 // sockHeader is what the socket path writes into the outer IPv4 header of
-// a copy, as the Conn's send socket reports it.
+// a copy, as the Conn's send socket reports it. Over IPv6, ttl is the hop
+// limit, tos the traffic class, and autoFlow whether the kernel labels
+// the flow (readSockHeader6).
 type sockHeader struct {
 	ttl, tos int
 	pmtudisc int // IP_MTU_DISCOVER
+	autoFlow bool
+	// hopsSet: the socket's hop limit is not the default one, so it
+	// overrides the route's (IPv6).
+	hopsSet bool
 }
 
 // readSockHeader reads the header fields of the socket behind rc: its TTL
@@ -560,9 +645,12 @@ func (r *peerRoute) buildHeader(dstMAC, srcMAC net.HardwareAddr, src, dst [4]byt
 	r.zeroID = zeroID
 }
 
+// peerSeq numbers the peers the resolvers follow.
+var peerSeq atomic.Uint32
+
 // newPeerState returns the state of a peer the resolver starts to follow.
 func newPeerState() *peerState {
-	s := &peerState{id: uint16(rand.Uint32())}
+	s := &peerState{id: uint16(rand.Uint32()), seq: peerSeq.Add(1)}
 	s.used.Store(true)
 	return s
 }

@@ -37,8 +37,9 @@
 //     the UDP6 receive socket. Every receiver gets every datagram; each
 //     daemon reports its IPv6 address as local, lists its peers by theirs,
 //     and a TAP MTU of 1500 less 58 (GRE) or 70 (VXLAN); and the offloads
-//     fit the kernel: AF_PACKET egress (and its segmentation offload) and
-//     GRE's receive ring are off because the underlay is IPv6
+//     fit the kernel: AF_PACKET egress (and, for VXLAN on 6.2 and later,
+//     its segmentation offload) in use behind an IPv6 header, GRE's
+//     receive ring off because the underlay is IPv6
 //     (overlay.OffloadNoIPv6), the rest as over IPv4.
 //
 // On a development host the test skips unless MESHCAST_VMTEST=1: it is

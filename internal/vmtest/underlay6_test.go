@@ -64,10 +64,10 @@ func (r *result) underlayName() string {
 }
 
 // packetEgress6 says whether meshcast sends through AF_PACKET egress over
-// an IPv6 underlay. It does not: every copy goes through its IPv6 socket,
-// and af_packet_tx and af_packet_gso are off with overlay.OffloadNoIPv6.
-// Once it does, set this to true: the cell then expects them as over IPv4.
-const packetEgress6 = false
+// an IPv6 underlay. It does, behind an IPv6 header it writes: the cell
+// expects af_packet_tx and af_packet_gso as over IPv4. (false: every copy
+// through the IPv6 socket, both off with overlay.OffloadNoIPv6.)
+const packetEgress6 = true
 
 // underlay6Offloads returns the offloads this kernel allows over an IPv6
 // underlay with encap, with default flags, and the reasons those that are
