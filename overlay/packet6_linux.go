@@ -232,20 +232,7 @@ func (s *segTx) fill6(msgs []Message, r, k, niov int) int {
 	copy(u[0:4], msgs[run.head].Buf[0:4])
 	binary.BigEndian.PutUint16(u[4:6], uint16(udpLen))
 	binary.BigEndian.PutUint16(u[6:8], fold(run.r.psum+uint32(udpLen)))
-	first := niov
-	s.iovs[niov] = unix.Iovec{Base: &h[0]}
-	s.iovs[niov].SetLen(segHdr6Len)
-	niov++
-	for i := run.head; i >= 0; i = s.next[i] {
-		pl := msgs[i].Buf[UDPHeaderLen:]
-		s.iovs[niov] = unix.Iovec{Base: unsafe.SliceData(pl)}
-		s.iovs[niov].SetLen(len(pl))
-		niov++
-	}
-	mh := &s.b.hdrs[k].hdr
-	mh.Iov = &s.iovs[first]
-	mh.SetIovlen(niov - first)
-	return niov - first
+	return s.runIovecs(k, h[:segHdr6Len], msgs, run.head, niov)
 }
 
 // segHdr6Len is the header of a run over IPv6.

@@ -340,12 +340,18 @@ func (s *segTx) fill(msgs []Message, r, k, niov int) int {
 		ps += uint32(binary.BigEndian.Uint16(ip[o:]))
 	}
 	binary.BigEndian.PutUint16(u[6:8], fold(ps))
-	// The iovecs: the header, then each copy's VXLAN header and frame.
+	return s.runIovecs(k, h[:segHdrLen], msgs, run.head, niov)
+}
+
+// runIovecs points message k of the next sendmmsg at the run that starts
+// at message head: its header hdr, then each copy's VXLAN header and
+// frame, in the iovecs from niov on. It returns how many it used.
+func (s *segTx) runIovecs(k int, hdr []byte, msgs []Message, head, niov int) int {
 	first := niov
-	s.iovs[niov] = unix.Iovec{Base: &h[0]}
-	s.iovs[niov].SetLen(segHdrLen)
+	s.iovs[niov] = unix.Iovec{Base: &hdr[0]}
+	s.iovs[niov].SetLen(len(hdr))
 	niov++
-	for i := run.head; i >= 0; i = s.next[i] {
+	for i := head; i >= 0; i = s.next[i] {
 		pl := msgs[i].Buf[UDPHeaderLen:]
 		s.iovs[niov] = unix.Iovec{Base: unsafe.SliceData(pl)}
 		s.iovs[niov].SetLen(len(pl))
