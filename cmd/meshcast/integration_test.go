@@ -129,28 +129,48 @@ func drops(out string) map[string]int {
 // receive coalescing, one TAP write per frame.
 func TestIntegrationMesh(t *testing.T) {
 	for _, encap := range []string{"gre", "vxlan", "vxlan-offload-off"} {
-		t.Run(encap, func(t *testing.T) { testMesh(t, encap) })
+		t.Run(encap, func(t *testing.T) { testMesh(t, encap, nstest.UnderlayIPv4) })
 	}
 }
 
-func testMesh(t *testing.T, variant string) {
+// testMesh is TestIntegrationMesh's run of variant over an underlay of
+// family (IPv4, or IPv6 only: TestIntegrationUnderlay6).
+func testMesh(t *testing.T, variant string, family nstest.Family) {
 	encap, extra := variant, []string(nil)
 	if e, ok := strings.CutSuffix(variant, "-offload-off"); ok {
 		encap, extra = e, []string{"--offload", "off"}
 	}
-	nt := nstest.NewNet(t, 4)
+	v6 := family == nstest.UnderlayIPv6
+	nt := nstest.NewNetWith(t, 4, nstest.Options{Underlay: family})
 	nstest.LeakCheck(t)
 	bin, probe := binaries(t)
-	inv := filepath.Join(t.TempDir(), "peers")
-	if err := os.WriteFile(inv, []byte(demoInventory), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	nodes := nt.Nodes()[:3]
 	outsider := nt.Node(4)
+	under := func(n *nstest.Node) netip.Addr {
+		if v6 {
+			return n.Underlay6
+		}
+		return n.Underlay
+	}
+	inventory := demoInventory
+	if v6 {
+		inventory = ""
+		for i, n := range nodes {
+			inventory += fmt.Sprintf("%s demo,198.19.0.%d/24\n", n.Underlay6, i+1)
+		}
+	}
+	inv := filepath.Join(t.TempDir(), "peers")
+	if err := os.WriteFile(inv, []byte(inventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	daemons := make([]*nstest.Proc, 3)
 	socks := []string{ctlPath(t), ctlPath(t), ctlPath(t)}
 	for i, n := range nodes {
-		args := []string{"run", "--peers", inv, "--local", n.Underlay.String(), "--encap", encap, "--control", socks[i]}
+		args := []string{"run", "--peers", inv, "--encap", encap, "--control", socks[i]}
+		if !v6 {
+			// Over IPv6 the daemon finds its line itself.
+			args = append(args, "--local", n.Underlay.String())
+		}
 		daemons[i] = n.Start(t, bin, append(args, extra...)...)
 	}
 	for i, d := range daemons {
@@ -158,10 +178,30 @@ func testMesh(t *testing.T, variant string) {
 			t.Fatalf("node %d did not start: %v\n%s", i+1, err, d.Output())
 		}
 	}
-	// The TAP has the expected MTU: underlay 1500 minus the overhead.
+	// The TAP has the expected MTU: underlay 1500 minus the overhead, 20
+	// bytes more over IPv6; status says so, and names the node's and its
+	// peers' addresses of the family.
 	wantMTU := map[string]int{"gre": 1462, "vxlan": 1450}[encap]
+	if v6 {
+		wantMTU -= 20
+	}
 	if l, err := nodes[0].Link("mcbr-demo"); err != nil || l.Attrs().MTU != wantMTU {
 		t.Fatalf("TAP MTU: link %v err %v, want %d", l, err, wantMTU)
+	}
+	st := fetchState(t, socks[0])
+	if st.Local != under(nodes[0]).String() || st.Local6 != "" || st.MTU != wantMTU || len(st.Peers) != 2 {
+		t.Fatalf("status: local %q local6 %q mtu %d, %d peers; want %v, no local6, %d, 2 peers", st.Local, st.Local6, st.MTU, len(st.Peers), under(nodes[0]), wantMTU)
+	}
+	for _, p := range st.Peers {
+		if a, err := netip.ParseAddr(p.Underlay); err != nil || a.Is6() != v6 {
+			t.Errorf("peer underlay %q is not of the underlay's family", p.Underlay)
+		}
+	}
+	t.Logf("%s: TAP MTU %d over an underlay of MTU 1500 (IPv6 %v)", variant, wantMTU, v6)
+	// A frame of the TAP's full MTU crosses without fragmentation: the
+	// path MTU is right (ping's 28 bytes of IPv4 and ICMP headers).
+	if out, err := nodes[0].Exec(t, "ping", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do", "-s", strconv.Itoa(wantMTU-28), "198.19.0.2"); err != nil {
+		t.Errorf("a full-MTU ping across the overlay: %v\n%s", err, out)
 	}
 
 	// Multicast: nodes 2 and 3 join 239.1.2.3; node 1 sends 1000 datagrams.
@@ -192,7 +232,7 @@ func testMesh(t *testing.T, variant string) {
 	for i, p := range recvs {
 		p.Wait(40 * time.Second)
 		got := received(t, p.Output())
-		t.Logf("%s: node %d received %d/%d multicast datagrams", encap, i+2, got, count)
+		t.Logf("%s (IPv6 underlay %v): node %d received %d/%d multicast datagrams", variant, v6, i+2, got, count)
 		if got*1000 < count*999 {
 			t.Errorf("node %d received %d/%d (< 99.9%%)", i+2, got, count)
 		}
@@ -232,7 +272,12 @@ func testMesh(t *testing.T, variant string) {
 	tapBefore := nodes[0].MustCounters(t, "mcbr-demo")
 	notPeer0 := notPeerDrops(t, socks[0])
 	const forged = 300
-	if err := outsider.Do(func() error { return sendForged(outsider.Underlay, nodes[0].Underlay, forged, defaultVNI("demo")) }); err != nil {
+	if err := outsider.Do(func() error {
+		if v6 {
+			return sendForged6(outsider.Underlay6, nodes[0].Underlay6, forged, defaultVNI("demo"), encap)
+		}
+		return sendForged(outsider.Underlay, nodes[0].Underlay, forged, defaultVNI("demo"))
+	}); err != nil {
 		t.Fatal(err)
 	}
 	// The TAP is read once the daemon has dropped the forged packets of
