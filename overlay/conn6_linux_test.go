@@ -50,25 +50,7 @@ func (ns *testNS) addLoopback6(t testing.TB, addrs ...netip.Addr) {
 func listenPair6(t testing.TB, ns *testNS, codec string, opts Options) (a, b *Conn) {
 	t.Helper()
 	ns.addLoopback6(t, underlay6A, underlay6B)
-	open := func(addr netip.Addr) (*Conn, error) {
-		if codec == "gre" {
-			return ListenGRE(addr, opts)
-		}
-		return ListenVXLAN(addr, DefaultVXLANPort, opts)
-	}
-	ns.do(t, func() error {
-		var err error
-		if a, err = open(underlay6A); err != nil {
-			return err
-		}
-		t.Cleanup(func() { a.Close() })
-		if b, err = open(underlay6B); err != nil {
-			return err
-		}
-		t.Cleanup(func() { b.Close() })
-		return nil
-	})
-	return a, b
+	return listenPairAt(t, ns, codec, opts, underlay6A, underlay6B)
 }
 
 // captureLo opens an AF_PACKET socket on lo that receives the IPv6

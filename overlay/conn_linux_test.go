@@ -281,6 +281,13 @@ func listenPair(t *testing.T, ns *testNS, codec string, batch int) (a, b *Conn) 
 func listenPairOpts(t testing.TB, ns *testNS, codec string, opts Options) (a, b *Conn) {
 	t.Helper()
 	ns.addLoopback(t, underlayA, underlayB)
+	return listenPairAt(t, ns, codec, opts, underlayA, underlayB)
+}
+
+// listenPairAt opens a Conn of the codec with opts on addrA and on addrB,
+// which the namespace holds.
+func listenPairAt(t testing.TB, ns *testNS, codec string, opts Options, addrA, addrB netip.Addr) (a, b *Conn) {
+	t.Helper()
 	open := func(addr netip.Addr) (*Conn, error) {
 		if codec == "gre" {
 			return ListenGRE(addr, opts)
@@ -289,11 +296,11 @@ func listenPairOpts(t testing.TB, ns *testNS, codec string, opts Options) (a, b 
 	}
 	ns.do(t, func() error {
 		var err error
-		if a, err = open(underlayA); err != nil {
+		if a, err = open(addrA); err != nil {
 			return err
 		}
 		t.Cleanup(func() { a.Close() })
-		if b, err = open(underlayB); err != nil {
+		if b, err = open(addrB); err != nil {
 			return err
 		}
 		t.Cleanup(func() { b.Close() })
