@@ -321,18 +321,23 @@ func encapFrames(c Codec, n int) (pkts, frames [][]byte) {
 	return pkts, frames
 }
 
-// checkDelivered decaps every received message and checks that it came
-// from src and that the frames are exactly frames, each once.
+// checkDelivered decaps every received message (with DecapIPv6 if src is
+// an IPv6 address) and checks that it came from src and that the frames
+// are exactly frames, each once.
 func checkDelivered(t *testing.T, c Codec, got []received, src netip.Addr, frames [][]byte) {
 	t.Helper()
+	decap, name := c.Decap, "Decap"
+	if src.Is6() {
+		decap, name = c.DecapIPv6, "DecapIPv6"
+	}
 	seen := make([]bool, len(frames))
 	for i, m := range got {
 		if m.addr != src {
 			t.Errorf("message %d from %v, want %v", i, m.addr, src)
 		}
-		inner, r := c.Decap(m.buf)
+		inner, r := decap(m.buf)
 		if r != OK {
-			t.Errorf("message %d (%d bytes): Decap: %v", i, len(m.buf), r)
+			t.Errorf("message %d (%d bytes): %s: %v", i, len(m.buf), name, r)
 			continue
 		}
 		found := false

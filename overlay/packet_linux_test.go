@@ -29,12 +29,27 @@ const packetTestPort = 4790
 // listenIn opens a Conn of codec on node n's underlay address.
 func listenIn(t testing.TB, n *nstest.Node, codec string, port uint16, opts Options) *Conn {
 	t.Helper()
+	return listenAt(t, n, n.Underlay, codec, port, opts)
+}
+
+// newNetOf builds an underlay of n nodes, IPv6-only if v6.
+func newNetOf(t testing.TB, n int, v6 bool) *nstest.Net {
+	t.Helper()
+	if v6 {
+		return newNet6(t, n)
+	}
+	return nstest.NewNet(t, n)
+}
+
+// listenAt opens a Conn of codec on addr, an address of node n.
+func listenAt(t testing.TB, n *nstest.Node, addr netip.Addr, codec string, port uint16, opts Options) *Conn {
+	t.Helper()
 	var c *Conn
 	err := n.Do(func() (err error) {
 		if codec == "gre" {
-			c, err = ListenGRE(n.Underlay, opts)
+			c, err = ListenGRE(addr, opts)
 		} else {
-			c, err = ListenVXLAN(n.Underlay, port, opts)
+			c, err = ListenVXLAN(addr, port, opts)
 		}
 		return err
 	})
@@ -77,9 +92,28 @@ func packetOf(t testing.TB, c *Conn) *packetTx {
 	return c.pkt
 }
 
-// routeTo returns the published route of peer, or nil.
+// routeTo returns the published route of peer (of either family), or nil.
 func routeTo(c *Conn, peer netip.Addr) *peerRoute {
+	if peer.Is6() {
+		return c.pkt.table.Load().m6[peer.As16()]
+	}
 	return c.pkt.table.Load().m[peer.As4()]
+}
+
+// tableOf returns a route table that holds only r, the route to peer.
+func tableOf(peer netip.Addr, r *peerRoute) *peerTable {
+	if peer.Is6() {
+		return &peerTable{m6: map[[16]byte]*peerRoute{peer.As16(): r}}
+	}
+	return &peerTable{m: map[[4]byte]*peerRoute{peer.As4(): r}}
+}
+
+// routeMAC returns the destination MAC of r's header for peer's family.
+func routeMAC(r *peerRoute, peer netip.Addr) []byte {
+	if peer.Is6() {
+		return r.hdr6[0:6]
+	}
+	return r.hdr[0:6]
 }
 
 // waitRoute waits until the published route to peer satisfies ok.
@@ -102,11 +136,13 @@ func waitResolved(t testing.TB, c *Conn, peer netip.Addr) {
 	waitRoute(t, c, peer, "resolution", func(r *peerRoute) bool { return r.ok })
 }
 
-// capture receives the IPv4 frames of one interface, Ethernet header
-// included, through an AF_PACKET socket in the interface's namespace.
+// capture receives the IPv4 or IPv6 frames of one interface, Ethernet
+// header included, through an AF_PACKET socket in the interface's
+// namespace.
 type capture struct{ fd int }
 
-func newCapture(t testing.TB, n *nstest.Node, ifname string) *capture {
+// newCapture receives the frames of EtherType ethType of one interface.
+func newCapture(t testing.TB, n *nstest.Node, ifname string, ethType uint16) *capture {
 	t.Helper()
 	var c capture
 	err := n.Do(func() error {
@@ -114,11 +150,11 @@ func newCapture(t testing.TB, n *nstest.Node, ifname string) *capture {
 		if err != nil {
 			return err
 		}
-		c.fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_IP)))
+		c.fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(ethType)))
 		if err != nil {
 			return err
 		}
-		if err := unix.Bind(c.fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: l.Index}); err != nil {
+		if err := unix.Bind(c.fd, &unix.SockaddrLinklayer{Protocol: htons(ethType), Ifindex: l.Index}); err != nil {
 			unix.Close(c.fd)
 			return err
 		}
@@ -132,7 +168,16 @@ func newCapture(t testing.TB, n *nstest.Node, ifname string) *capture {
 	return &c
 }
 
-// frames returns the next n frames of protocol proto from src.
+// ethTypeOf returns the EtherType of IPv6 if v6, of IPv4 if not.
+func ethTypeOf(v6 bool) uint16 {
+	if v6 {
+		return unix.ETH_P_IPV6
+	}
+	return unix.ETH_P_IP
+}
+
+// frames returns the next n frames of protocol (or IPv6 next header) proto
+// from src, of src's family.
 func (c *capture) frames(t testing.TB, n int, src netip.Addr, proto uint8) [][]byte {
 	t.Helper()
 	var got [][]byte
@@ -143,7 +188,11 @@ func (c *capture) frames(t testing.TB, n int, src netip.Addr, proto uint8) [][]b
 			t.Fatalf("capture: %d of %d frames, then %v", len(got), n, err)
 		}
 		f := buf[:k]
-		if len(f) >= ethIPLen && f[EthHeaderLen+9] == proto && netipFrom(f[EthHeaderLen+12:EthHeaderLen+16]) == src {
+		if src.Is6() {
+			if len(f) >= ethIP6Len && f[EthHeaderLen+6] == proto && netip.AddrFrom16([16]byte(f[hdr6Src:hdr6Src+16])) == src {
+				got = append(got, bytes.Clone(f))
+			}
+		} else if len(f) >= ethIPLen && f[EthHeaderLen+9] == proto && netipFrom(f[EthHeaderLen+12:EthHeaderLen+16]) == src {
 			got = append(got, bytes.Clone(f))
 		}
 	}
@@ -180,6 +229,15 @@ func routeElsewhere(t testing.TB, n *nstest.Node) netip.Addr {
 	exec(t, n, "ip", "link", "set", "mcx1", "up")
 	exec(t, n, "ip", "route", "add", "198.18.5.0/24", "dev", "mcx0")
 	return netip.MustParseAddr("198.18.5.9")
+}
+
+// routeElsewhereOf is routeElsewhere6 if v6, routeElsewhere if not.
+func routeElsewhereOf(t testing.TB, n *nstest.Node, v6 bool) netip.Addr {
+	t.Helper()
+	if v6 {
+		return routeElsewhere6(t, n)
+	}
+	return routeElsewhere(t, n)
 }
 
 // statusOf returns the OffloadPacketTx status of c.
@@ -234,6 +292,60 @@ func checkOuter(t *testing.T, f []byte, pkt []byte, srcMAC, dstMAC net.HardwareA
 	}
 }
 
+// egressCopies is what sendEgressBothWays sent and saw.
+type egressCopies struct {
+	c                    Codec
+	proto                uint8
+	pkts, frames         [][]byte
+	got                  []received // what the peer's Conn read of the copies through AF_PACKET
+	viaPacket, viaSocket [][]byte   // the copies on the wire through AF_PACKET and through the socket
+	srcMAC, dstMAC       net.HardwareAddr
+}
+
+// sendEgressBothWays is what TestIntegrationPacketEgress and its IPv6
+// variant share: it sends the same copies from src to peer (of the family
+// of their underlay addresses) through pc, first unresolved, then through
+// AF_PACKET, then through sc's socket path, checks that rc receives them
+// and how pc counted them, and returns the copies and what the peer's
+// link saw of them. what names the egress in the log.
+func sendEgressBothWays(t *testing.T, codec string, src, peer *nstest.Node, pc, sc, rc *Conn, what string) egressCopies {
+	t.Helper()
+	srcAddr, peerAddr := underlayOf(src), underlayOf(peer)
+	capt := newCapture(t, peer, nstest.NodeLink, ethTypeOf(srcAddr.Is6()))
+	c := codecOf(codec)
+	proto := uint8(ProtoGRE)
+	if codec == "vxlan" {
+		proto = ProtoUDP
+	}
+	pkts, frames := encapFrames(c, 37) // 60 to 1392 bytes, over 3 sendmmsg calls
+	srcMAC, dstMAC := linkMAC(t, src, nstest.NodeLink), linkMAC(t, peer, nstest.NodeLink)
+
+	// Unresolved: the socket path, which makes the kernel ask ARP (over
+	// IPv6, neighbour discovery).
+	writeIn(t, src, pc, peerMsgs(pkts, peerAddr))
+	checkDelivered(t, c, readN(t, rc, len(pkts)), srcAddr, frames)
+	capt.frames(t, len(pkts), srcAddr, proto)
+	if s := pc.PacketEgress(); s.Packet != 0 || s.Unresolved != uint64(len(pkts)) || s.Socket != uint64(len(pkts)) {
+		t.Fatalf("before resolution: %+v, want every copy unresolved, through the socket", s)
+	}
+	waitResolved(t, pc, peerAddr)
+
+	writeIn(t, src, pc, peerMsgs(pkts, peerAddr))
+	got := readN(t, rc, len(pkts))
+	viaPacket := capt.frames(t, len(pkts), srcAddr, proto)
+	checkDelivered(t, c, got, srcAddr, frames)
+	s := pc.PacketEgress()
+	if s.Packet != uint64(len(pkts)) || s.Socket != uint64(len(pkts)) || s.Peers != 1 || s.Resolved != 1 || s.Interface != nstest.NodeLink {
+		t.Fatalf("after resolution: %+v, want every copy through AF_PACKET", s)
+	}
+	t.Logf("%s: %+v", what, s)
+
+	writeIn(t, src, sc, peerMsgs(pkts, peerAddr))
+	checkDelivered(t, c, readN(t, rc, len(pkts)), srcAddr, frames)
+	viaSocket := capt.frames(t, len(pkts), srcAddr, proto)
+	return egressCopies{c, proto, pkts, frames, got, viaPacket, viaSocket, srcMAC, dstMAC}
+}
+
 // TestIntegrationPacketEgress sends the same copies through AF_PACKET and
 // through the socket path and checks that the peer receives the same
 // frames, byte for byte but for the IPv4 ID and so the checksum: Ethernet
@@ -260,37 +372,9 @@ func TestIntegrationPacketEgress(t *testing.T) {
 			if st := statusOf(t, sc); st.InUse || st.Reason != OffloadOffByConfig {
 				t.Fatalf("AF_PACKET egress with NoPacketEgress: %+v", st)
 			}
-			capt := newCapture(t, peer, nstest.NodeLink)
-			c := codecOf(codec)
-			proto := uint8(ProtoGRE)
-			if codec == "vxlan" {
-				proto = ProtoUDP
-			}
-			pkts, frames := encapFrames(c, 37) // 60 to 1392 bytes, over 3 sendmmsg calls
-			srcMAC, dstMAC := linkMAC(t, src, nstest.NodeLink), linkMAC(t, peer, nstest.NodeLink)
-
-			// Unresolved: the socket path, which makes the kernel ask ARP.
-			writeIn(t, src, pc, peerMsgs(pkts, peer.Underlay))
-			checkDelivered(t, c, readN(t, rc, len(pkts)), src.Underlay, frames)
-			capt.frames(t, len(pkts), src.Underlay, proto)
-			if s := pc.PacketEgress(); s.Packet != 0 || s.Unresolved != uint64(len(pkts)) || s.Socket != uint64(len(pkts)) {
-				t.Fatalf("before resolution: %+v, want every copy unresolved, through the socket", s)
-			}
-			waitResolved(t, pc, peer.Underlay)
-
-			writeIn(t, src, pc, peerMsgs(pkts, peer.Underlay))
-			got := readN(t, rc, len(pkts))
-			viaPacket := capt.frames(t, len(pkts), src.Underlay, proto)
-			checkDelivered(t, c, got, src.Underlay, frames)
-			s := pc.PacketEgress()
-			if s.Packet != uint64(len(pkts)) || s.Socket != uint64(len(pkts)) || s.Peers != 1 || s.Resolved != 1 || s.Interface != nstest.NodeLink {
-				t.Fatalf("after resolution: %+v, want every copy through AF_PACKET", s)
-			}
-			t.Logf("AF_PACKET egress: %+v", s)
-
-			writeIn(t, src, sc, peerMsgs(pkts, peer.Underlay))
-			checkDelivered(t, c, readN(t, rc, len(pkts)), src.Underlay, frames)
-			viaSocket := capt.frames(t, len(pkts), src.Underlay, proto)
+			e := sendEgressBothWays(t, codec, src, peer, pc, sc, rc, "AF_PACKET egress")
+			pkts, got, viaPacket, viaSocket, proto := e.pkts, e.got, e.viaPacket, e.viaSocket, e.proto
+			srcMAC, dstMAC := e.srcMAC, e.dstMAC
 
 			id := func(f []byte) uint16 { return binary.BigEndian.Uint16(f[hdrID:]) }
 			for i := range pkts {
@@ -329,26 +413,41 @@ func TestIntegrationPacketEgress(t *testing.T) {
 // ARP again, then AF_PACKET to the new address). A peer routed through
 // another interface stays on the socket path.
 func TestIntegrationPacketEgressNeighbour(t *testing.T) {
-	nstest.LeakCheck(t)
-	nt := nstest.NewNet(t, 2)
-	src, peer := nt.Node(1), nt.Node(2)
-	elsewhere := routeElsewhere(t, src)
+	testPacketEgressNeighbour(t, false)
+}
 
-	pc := listenIn(t, src, "gre", 0, Options{Batch: 16})
-	rc := listenIn(t, peer, "gre", 0, Options{})
+// testPacketEgressNeighbour is TestIntegrationPacketEgressNeighbour over
+// an IPv6-only underlay if v6, over IPv4 if not; over IPv6 it also checks
+// that a copy larger than the route's MTU takes the socket path and that
+// the resolver follows a route's MTU.
+func testPacketEgressNeighbour(t *testing.T, v6 bool) {
+	nstest.LeakCheck(t)
+	nt := newNetOf(t, 2, v6)
+	src, peer := nt.Node(1), nt.Node(2)
+	srcAddr, peerAddr := underlayOf(src), underlayOf(peer)
+	ip := func(args ...string) []string {
+		if v6 {
+			return append([]string{"ip", "-6"}, args...)
+		}
+		return append([]string{"ip"}, args...)
+	}
+	elsewhere := routeElsewhereOf(t, src, v6)
+
+	pc := listenAt(t, src, srcAddr, "gre", 0, Options{Batch: 16})
+	rc := listenAt(t, peer, peerAddr, "gre", 0, Options{})
 	p := packetOf(t, pc)
-	capt := newCapture(t, peer, nstest.NodeLink)
+	capt := newCapture(t, peer, nstest.NodeLink, ethTypeOf(v6))
 	c := codecOf("gre")
 	pkts, frames := encapFrames(c, 10)
 	n := uint64(len(pkts))
 	round := func(name string, wantPacket, wantUnresolved uint64, wantMAC net.HardwareAddr) {
 		t.Helper()
 		before := p.stats()
-		msgs := peerMsgs(pkts, peer.Underlay)
+		msgs := peerMsgs(pkts, peerAddr)
 		msgs = append(msgs, Message{Buf: pkts[0], Addr: elsewhere})
 		writeIn(t, src, pc, msgs)
-		checkDelivered(t, c, readN(t, rc, len(pkts)), src.Underlay, frames)
-		for i, f := range capt.frames(t, len(pkts), src.Underlay, ProtoGRE) {
+		checkDelivered(t, c, readN(t, rc, len(pkts)), srcAddr, frames)
+		for i, f := range capt.frames(t, len(pkts), srcAddr, ProtoGRE) {
 			if !bytes.Equal(f[0:6], wantMAC) {
 				t.Errorf("%s: copy %d to %x, want %v", name, i, f[0:6], wantMAC)
 			}
@@ -370,7 +469,7 @@ func TestIntegrationPacketEgressNeighbour(t *testing.T) {
 	}
 	oldMAC := linkMAC(t, peer, nstest.NodeLink)
 	round("unresolved", 0, n, oldMAC)
-	waitResolved(t, pc, peer.Underlay)
+	waitResolved(t, pc, peerAddr)
 	round("resolved", n, 0, oldMAC)
 	if r := routeTo(pc, elsewhere); r == nil || r.ok {
 		t.Errorf("the peer routed through another interface takes AF_PACKET: %+v", r)
@@ -379,22 +478,43 @@ func TestIntegrationPacketEgressNeighbour(t *testing.T) {
 		t.Errorf("%+v, want 2 peers, 1 resolved", s)
 	}
 
+	if v6 {
+		// A copy larger than the MTU goes through the socket, which
+		// fragments it; the rest of the batch through AF_PACKET.
+		big := testFrame(1600, 7)
+		before := p.stats()
+		msgs := append(peerMsgs(pkts[:3], peerAddr), Message{Buf: c.Encap(withHeadroom(big), len(big)), Addr: peerAddr})
+		writeIn(t, src, pc, msgs)
+		checkDelivered(t, c, readN(t, rc, len(msgs)), srcAddr, append([][]byte{big}, frames[:3]...))
+		capt.frames(t, 3, srcAddr, ProtoGRE) // the big one leaves as fragments
+		if after := p.stats(); after.Packet-before.Packet != 3 || after.Socket-before.Socket != 1 || after.Unresolved != before.Unresolved {
+			t.Errorf("a copy over the MTU: %+v then %+v, want 3 through AF_PACKET and 1 through the socket", before, after)
+		}
+
+		// A route with a lower MTU: the resolver follows it.
+		exec(t, src, "ip", "-6", "route", "add", peerAddr.String()+"/128", "dev", nstest.NodeLink, "mtu", "1300")
+		waitRoute(t, pc, peerAddr, "the route's MTU", func(r *peerRoute) bool { return r.ok && r.maxLen == 1300-IPv6HeaderLen })
+		exec(t, src, "ip", "-6", "route", "del", peerAddr.String()+"/128", "dev", nstest.NodeLink)
+		waitRoute(t, pc, peerAddr, "the interface's MTU", func(r *peerRoute) bool { return r.ok && r.maxLen == 1500-IPv6HeaderLen })
+	}
+
 	// The peer's MAC changes and the entry is replaced: AF_PACKET to the
 	// new address at once.
 	mac1, _ := net.ParseMAC("02:00:5e:10:00:01")
 	exec(t, peer, "ip", "link", "set", "dev", nstest.NodeLink, "address", mac1.String())
-	exec(t, src, "ip", "neigh", "replace", peer.Underlay.String(), "lladdr", mac1.String(), "dev", nstest.NodeLink, "nud", "reachable")
-	waitRoute(t, pc, peer.Underlay, "the new MAC", func(r *peerRoute) bool { return r.ok && bytes.Equal(r.hdr[0:6], mac1) })
+	exec(t, src, ip("neigh", "replace", peerAddr.String(), "lladdr", mac1.String(), "dev", nstest.NodeLink, "nud", "reachable")...)
+	waitRoute(t, pc, peerAddr, "the new MAC", func(r *peerRoute) bool { return r.ok && bytes.Equal(routeMAC(r, peerAddr), mac1) })
 	round("replaced", n, 0, mac1)
 
 	// It changes again and the entry is flushed: the socket path, whose
-	// first copy makes the kernel ask ARP, then AF_PACKET to the answer.
+	// first copy makes the kernel ask ARP (over IPv6, neighbour discovery),
+	// then AF_PACKET to the answer.
 	mac2, _ := net.ParseMAC("02:00:5e:10:00:02")
 	exec(t, peer, "ip", "link", "set", "dev", nstest.NodeLink, "address", mac2.String())
-	exec(t, src, "ip", "neigh", "flush", "dev", nstest.NodeLink)
-	waitRoute(t, pc, peer.Underlay, "the flush", func(r *peerRoute) bool { return !r.ok })
+	exec(t, src, ip("neigh", "flush", "dev", nstest.NodeLink)...)
+	waitRoute(t, pc, peerAddr, "the flush", func(r *peerRoute) bool { return !r.ok })
 	round("flushed", 0, n, mac2)
-	waitRoute(t, pc, peer.Underlay, "the MAC the kernel resolved", func(r *peerRoute) bool { return r.ok && bytes.Equal(r.hdr[0:6], mac2) })
+	waitRoute(t, pc, peerAddr, "the MAC the kernel resolved", func(r *peerRoute) bool { return r.ok && bytes.Equal(routeMAC(r, peerAddr), mac2) })
 	round("resolved again", n, 0, mac2)
 }
 
@@ -406,26 +526,33 @@ func TestIntegrationPacketEgressNeighbour(t *testing.T) {
 // the batch; the fallback is counted, the offload stays in use, and the
 // peer's next copies take the socket path until the resolver's next tick.
 func TestIntegrationPacketEgressRefused(t *testing.T) {
+	testPacketEgressRefused(t, false)
+}
+
+// testPacketEgressRefused is TestIntegrationPacketEgressRefused over an
+// IPv6-only underlay if v6, over IPv4 if not.
+func testPacketEgressRefused(t *testing.T, v6 bool) {
 	nstest.LeakCheck(t)
-	nt := nstest.NewNet(t, 2)
+	nt := newNetOf(t, 2, v6)
 	src, peer := nt.Node(1), nt.Node(2)
-	pc := listenIn(t, src, "gre", 0, Options{Batch: 16})
-	rc := listenIn(t, peer, "gre", 0, Options{})
+	srcAddr, peerAddr := underlayOf(src), underlayOf(peer)
+	pc := listenAt(t, src, srcAddr, "gre", 0, Options{Batch: 16})
+	rc := listenAt(t, peer, peerAddr, "gre", 0, Options{})
 	p := packetOf(t, pc)
 	c := codecOf("gre")
 	small, smallFrames := encapFrames(c, 3)
-	writeIn(t, src, pc, peerMsgs(small, peer.Underlay))
+	writeIn(t, src, pc, peerMsgs(small, peerAddr))
 	readN(t, rc, len(small))
-	waitResolved(t, pc, peer.Underlay)
+	waitResolved(t, pc, peerAddr)
 
-	r := *routeTo(pc, peer.Underlay)
+	r := *routeTo(pc, peerAddr)
 	r.maxLen = 9000
-	p.table.Store(&peerTable{m: map[[4]byte]*peerRoute{peer.Underlay.As4(): &r}})
+	p.table.Store(tableOf(peerAddr, &r))
 	big := testFrame(1600, 7)
-	msgs := peerMsgs(small, peer.Underlay)
-	msgs = append(msgs[:1], append([]Message{{Buf: c.Encap(withHeadroom(big), len(big)), Addr: peer.Underlay}}, msgs[1:]...)...)
+	msgs := peerMsgs(small, peerAddr)
+	msgs = append(msgs[:1], append([]Message{{Buf: c.Encap(withHeadroom(big), len(big)), Addr: peerAddr}}, msgs[1:]...)...)
 	writeIn(t, src, pc, msgs)
-	checkDelivered(t, c, readN(t, rc, len(msgs)), src.Underlay, append([][]byte{big}, smallFrames...))
+	checkDelivered(t, c, readN(t, rc, len(msgs)), srcAddr, append([][]byte{big}, smallFrames...))
 	st := statusOf(t, pc)
 	if !st.InUse || st.Fallbacks != 1 {
 		t.Errorf("%+v, want in use with 1 fallback", st)
@@ -436,8 +563,8 @@ func TestIntegrationPacketEgressRefused(t *testing.T) {
 	if !r.st.hold.Load() {
 		t.Error("the peer is not held on the socket path after a refused copy")
 	}
-	writeIn(t, src, pc, peerMsgs(small, peer.Underlay))
-	checkDelivered(t, c, readN(t, rc, len(small)), src.Underlay, smallFrames)
+	writeIn(t, src, pc, peerMsgs(small, peerAddr))
+	checkDelivered(t, c, readN(t, rc, len(small)), srcAddr, smallFrames)
 	if s := p.stats(); s.Packet != uint64(len(small)) {
 		t.Errorf("%+v: a held peer took AF_PACKET", s)
 	}
@@ -507,16 +634,22 @@ func TestIntegrationPacketEgressStatus(t *testing.T) {
 // another interface (the socket path) in the batch and, for VXLAN, runs of
 // one flow (segmentation offload).
 func TestIntegrationPacketEgressZeroAllocs(t *testing.T) {
+	testPacketEgressZeroAllocs(t, false)
+}
+
+// testPacketEgressZeroAllocs is TestIntegrationPacketEgressZeroAllocs over
+// an IPv6-only underlay if v6, over IPv4 if not.
+func testPacketEgressZeroAllocs(t *testing.T, v6 bool) {
 	for _, codec := range []string{"gre", "vxlan"} {
 		t.Run(codec, func(t *testing.T) {
 			nstest.LeakCheck(t)
-			nt := nstest.NewNet(t, 3)
+			nt := newNetOf(t, 3, v6)
 			src := nt.Node(1)
-			peers := []netip.Addr{nt.Node(2).Underlay, nt.Node(3).Underlay, routeElsewhere(t, src)}
+			peers := []netip.Addr{underlayOf(nt.Node(2)), underlayOf(nt.Node(3)), routeElsewhereOf(t, src, v6)}
 			for _, n := range nt.Nodes()[1:] {
-				listenIn(t, n, codec, DefaultVXLANPort, Options{NoOffload: true})
+				listenAt(t, n, underlayOf(n), codec, DefaultVXLANPort, Options{NoOffload: true})
 			}
-			pc := listenIn(t, src, codec, packetTestPort, Options{})
+			pc := listenAt(t, src, underlayOf(src), codec, packetTestPort, Options{})
 			c := codecOf(codec)
 			var msgs []Message
 			for i := range 16 {
@@ -625,58 +758,7 @@ func TestIntegrationPacketEgressTshark(t *testing.T) {
 // copy with the outer header the others have, a valid UDP checksum and
 // IDs that count up.
 func TestIntegrationPacketEgressVXLANRuns(t *testing.T) {
-	nstest.LeakCheck(t)
-	nt := nstest.NewNet(t, 2)
-	src, peer := nt.Node(1), nt.Node(2)
-	exec(t, src, "ethtool", "-K", nstest.NodeLink, "tx-udp-segmentation", "off", "tx", "off")
-	pc := listenIn(t, src, "vxlan", packetTestPort, Options{})
-	rc := listenIn(t, peer, "vxlan", DefaultVXLANPort, Options{NoOffload: true})
-	capt := newCapture(t, peer, nstest.NodeLink)
-	c := codecOf("vxlan")
-	var msgs []Message
-	var frames [][]byte
-	add := func(flow uint16, size, seq int) {
-		f := testFrame(size, flow)
-		binary.BigEndian.PutUint32(f[size-4:], uint32(seq))
-		frames = append(frames, f)
-		msgs = append(msgs, Message{Buf: c.Encap(withHeadroom(f), len(f)), Addr: peer.Underlay})
-	}
-	for i := range 10 {
-		size := 1000
-		if i == 9 {
-			size = 300 // a shorter last copy ends the run
-		}
-		add(1001, size, i)
-		if i%2 == 0 {
-			add(uint16(2000+i), 200, i) // singles
-		}
-	}
-	writeIn(t, src, pc, msgs)
-	readN(t, rc, len(msgs))
-	capt.frames(t, len(msgs), src.Underlay, ProtoUDP)
-	waitResolved(t, pc, peer.Underlay)
-	before := pc.PacketEgress()
-	writeIn(t, src, pc, msgs)
-	got := readN(t, rc, len(msgs))
-	wire := capt.frames(t, len(msgs), src.Underlay, ProtoUDP)
-	checkDelivered(t, c, got, src.Underlay, frames)
-	var run []uint32
-	for _, m := range got {
-		inner, _ := c.Decap(m.buf)
-		if binary.BigEndian.Uint16(inner[34:36]) == 1001 {
-			run = append(run, binary.BigEndian.Uint32(inner[len(inner)-4:]))
-		}
-	}
-	for i, seq := range run {
-		if seq != uint32(i) {
-			t.Errorf("the run arrived out of order: %v", run)
-			break
-		}
-	}
-	after := pc.PacketEgress()
-	if p, s := after.Packet-before.Packet, after.Segmented-before.Segmented; p != uint64(len(msgs)) || s != 10 {
-		t.Errorf("%d through AF_PACKET, %d of them segmented; want %d and 10", p, s, len(msgs))
-	}
+	src, peer, pc, msgs, frames, wire := sendVXLANRuns(t, false)
 	if st := pc.Offloads()[3]; st.Name != OffloadPacketGSO || !st.InUse || st.Fallbacks != 0 {
 		t.Errorf("%+v, want %s in use", st, OffloadPacketGSO)
 	}
@@ -719,6 +801,72 @@ func TestIntegrationPacketEgressVXLANRuns(t *testing.T) {
 	if len(ids) != 10 {
 		t.Errorf("%d copies of the run on the wire, want 10", len(ids))
 	}
+}
+
+// sendVXLANRuns is what TestIntegrationPacketEgressVXLANRuns and its IPv6
+// variant share: over an IPv6-only underlay if v6, it sends VXLAN with
+// runs of one flow through pc, from src to peer, whose interface the
+// kernel splits them on, and checks that the peer receives every frame,
+// the run in order, and how pc counted them. It returns the copies sent,
+// their frames and the copies on the wire.
+func sendVXLANRuns(t *testing.T, v6 bool) (src, peer *nstest.Node, pc *Conn, msgs []Message, frames, wire [][]byte) {
+	t.Helper()
+	nstest.LeakCheck(t)
+	nt := newNetOf(t, 2, v6)
+	src, peer = nt.Node(1), nt.Node(2)
+	srcAddr, peerAddr := underlayOf(src), underlayOf(peer)
+	exec(t, src, "ethtool", "-K", nstest.NodeLink, "tx-udp-segmentation", "off", "tx", "off")
+	pc = listenAt(t, src, srcAddr, "vxlan", packetTestPort, Options{})
+	rc := listenAt(t, peer, peerAddr, "vxlan", DefaultVXLANPort, Options{NoOffload: true})
+	capt := newCapture(t, peer, nstest.NodeLink, ethTypeOf(v6))
+	c := codecOf("vxlan")
+	add := func(flow uint16, size, seq int) {
+		f := testFrame(size, flow)
+		binary.BigEndian.PutUint32(f[size-4:], uint32(seq))
+		frames = append(frames, f)
+		msgs = append(msgs, Message{Buf: c.Encap(withHeadroom(f), len(f)), Addr: peerAddr})
+	}
+	for i := range 10 {
+		size := 1000
+		if i == 9 {
+			size = 300 // a shorter last copy ends the run
+		}
+		add(1001, size, i)
+		if i%2 == 0 {
+			add(uint16(2000+i), 200, i) // singles
+		}
+	}
+	writeIn(t, src, pc, msgs)
+	readN(t, rc, len(msgs))
+	capt.frames(t, len(msgs), srcAddr, ProtoUDP)
+	waitResolved(t, pc, peerAddr)
+	before := pc.PacketEgress()
+	writeIn(t, src, pc, msgs)
+	got := readN(t, rc, len(msgs))
+	wire = capt.frames(t, len(msgs), srcAddr, ProtoUDP)
+	checkDelivered(t, c, got, srcAddr, frames)
+	var run []uint32
+	decap := c.Decap
+	if v6 {
+		decap = c.DecapIPv6
+	}
+	for _, m := range got {
+		inner, _ := decap(m.buf)
+		if binary.BigEndian.Uint16(inner[34:36]) == 1001 {
+			run = append(run, binary.BigEndian.Uint32(inner[len(inner)-4:]))
+		}
+	}
+	for i, seq := range run {
+		if seq != uint32(i) {
+			t.Errorf("the run arrived out of order: %v", run)
+			break
+		}
+	}
+	after := pc.PacketEgress()
+	if p, s := after.Packet-before.Packet, after.Segmented-before.Segmented; p != uint64(len(msgs)) || s != 10 {
+		t.Errorf("%d through AF_PACKET, %d of them segmented; want %d and 10", p, s, len(msgs))
+	}
+	return src, peer, pc, msgs, frames, wire
 }
 
 // udpChecksumOK verifies the UDP checksum of pkt (a UDP header and its
