@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -18,7 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/meshcast/meshcast/igmp"
-	"github.com/meshcast/meshcast/internal/control"
 	"github.com/meshcast/meshcast/internal/inet"
 	"github.com/meshcast/meshcast/internal/nstest"
 	"github.com/meshcast/meshcast/overlay"
@@ -98,38 +96,13 @@ func testHostile6(t *testing.T, encap string) {
 			t.Fatalf("node %d: %v\n%s", i+1, err, d.Output())
 		}
 	}
-	state := func() control.State {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		st, err := control.Fetch(ctx, socks[0])
-		if err != nil {
-			t.Fatalf("the target does not answer: %v\n%s", err, daemons[0].Output())
-		}
-		return st
-	}
+	state := hostileState(t, socks[0], daemons[0])
 	st0 := state()
 	if len(st0.Peers) != 2 {
 		t.Fatalf("the target has %d peers, want 2", len(st0.Peers))
 	}
-	// Let malformed IPv6 reach the target: the hub's bridge must not check
-	// it on the way, and the links of the attacker and the target carry
-	// frames beyond 1500 bytes, raised after the daemon has chosen its TAP
-	// MTU from its underlay's.
-	for _, k := range []string{"net.bridge.bridge-nf-call-ip6tables", "net.bridge.bridge-nf-call-iptables"} {
-		nt.Hub.Exec(t, "sysctl", "-q", "-w", k+"=0") // absent without br_netfilter: fine
-	}
-	for _, l := range []struct {
-		n   *nstest.Node
-		dev string
-	}{{nt.Hub, nstest.HubPort(1)}, {nt.Hub, nstest.HubPort(4)}, {target, nstest.NodeLink}, {attacker, nstest.NodeLink}} {
-		if out, err := l.n.Exec(t, "ip", "link", "set", "dev", l.dev, "mtu", "9000"); err != nil {
-			t.Fatalf("mtu: %v\n%s", err, out)
-		}
-	}
-	if out, err := nt.Hub.Exec(t, "ip", "link", "set", "dev", nstest.BridgeName, "mtu", "9000"); err != nil {
-		t.Logf("bridge mtu: %v\n%s", err, out)
-	}
+	// Let malformed IPv6 reach the target.
+	hostileOpenPath(t, nt, target, attacker, "net.bridge.bridge-nf-call-ip6tables", "net.bridge.bridge-nf-call-iptables")
 
 	// The attacker resolves the target's underlay MAC as any host would.
 	if out, err := attacker.Exec(t, "ping", "-6", "-c", "1", "-W", "2", target.Underlay6.String()); err != nil {
@@ -139,7 +112,6 @@ func testHostile6(t *testing.T, encap string) {
 	if want := linkMAC(t, target, nstest.NodeLink); targetMAC.String() != want.String() {
 		t.Fatalf("the attacker's neighbour entry for %v is %v; the target's %s is %v", target.Underlay6, targetMAC, nstest.NodeLink, want)
 	}
-	attackerMAC := linkMAC(t, attacker, nstest.NodeLink)
 
 	dst := target.Underlay6
 	peer, stranger := p2.Underlay6, attacker.Underlay6
@@ -168,24 +140,7 @@ func testHostile6(t *testing.T, encap string) {
 	// Upper-layer packets: GRE, and UDP (with its checksum over the IPv6
 	// pseudo-header) carrying VXLAN.
 	k := binary.BigEndian.AppendUint32(nil, key)
-	greBody := func(flags, ptype uint16, extra, f []byte) []byte {
-		h := make([]byte, 4+len(extra)+len(f))
-		binary.BigEndian.PutUint16(h[0:2], flags)
-		binary.BigEndian.PutUint16(h[2:4], ptype)
-		copy(h[4:], extra)
-		copy(h[4+len(extra):], f)
-		return h
-	}
-	vxlanBody := func(b0 byte, reserved bool, v uint32, f []byte) []byte {
-		h := make([]byte, 8+len(f))
-		h[0] = b0
-		if reserved {
-			h[3] = 1
-		}
-		binary.BigEndian.PutUint32(h[4:8], v<<8)
-		copy(h[8:], f)
-		return h
-	}
+	vxlanBody := vxlanHeader
 	udp := func(src netip.Addr, dport uint16, body []byte) []byte {
 		u := make([]byte, 8+len(body))
 		binary.BigEndian.PutUint16(u[0:2], 50000)
@@ -195,7 +150,7 @@ func testHostile6(t *testing.T, encap string) {
 		binary.BigEndian.PutUint16(u[6:8], h6UDPChecksum(src, dst, u))
 		return u
 	}
-	greUpper := func(f []byte) []byte { return greBody(0x2000, overlay.EtherTypeTEB, k, f) }
+	greUpper := func(f []byte) []byte { return greHeader(0x2000, overlay.EtherTypeTEB, k, f) }
 	vxlanUpper := func(src netip.Addr, f []byte) []byte {
 		return udp(src, overlay.DefaultVXLANPort, vxlanBody(0x08, false, vni, f))
 	}
@@ -395,29 +350,9 @@ func testHostile6(t *testing.T, encap string) {
 		}},
 	}
 	if encap == "gre" {
-		classes = append(classes,
-			h6Class{"GRE header cut to 2 bytes", "drops:truncated", 0, func(i int) []byte {
-				return pkt(peer, nh, []byte{0x20, 0x00})
-			}},
-			h6Class{"GRE version 1", "drops:gre_version", 0, func(i int) []byte {
-				return pkt(peer, nh, greBody(0x2001, overlay.EtherTypeTEB, k, goodInner(i)))
-			}},
-			h6Class{"GRE reserved flags", "drops:gre_flags", 0, func(i int) []byte {
-				return pkt(peer, nh, greBody(0x2000|0x4000, overlay.EtherTypeTEB, k, goodInner(i)))
-			}},
-			h6Class{"GRE C flag with a wrong checksum", "drops:gre_checksum", 0, func(i int) []byte {
-				return pkt(peer, nh, greBody(0xa000, overlay.EtherTypeTEB, append([]byte{0x12, 0x34, 0, 0}, k...), goodInner(i)))
-			}},
-			h6Class{"GRE without the key", "drops:gre_key", 0, func(i int) []byte {
-				return pkt(peer, nh, greBody(0, overlay.EtherTypeTEB, nil, goodInner(i)))
-			}},
-			h6Class{"GRE with a wrong key", "drops:gre_key", 0, func(i int) []byte {
-				return pkt(peer, nh, greBody(0x2000, overlay.EtherTypeTEB, []byte{0, 0, 0, 7}, goodInner(i)))
-			}},
-			h6Class{"GRE protocol type IPv4", "drops:gre_proto", 0, func(i int) []byte {
-				return pkt(peer, nh, greBody(0x2000, 0x0800, k, goodInner(i)))
-			}},
-		)
+		for _, b := range hostileGREBodies(key, goodInner) {
+			classes = append(classes, h6Class{b.name, b.counter, 0, func(i int) []byte { return pkt(peer, nh, b.body(i)) }})
+		}
 	} else {
 		classes = append(classes,
 			h6Class{"UDP checksum zero (RFC 6935/6936: refused)", "kernel:Udp6InCsumErrors", 0, func(i int) []byte {
@@ -465,25 +400,7 @@ func testHostile6(t *testing.T, encap string) {
 
 	// The attacker writes whole Ethernet frames to the target's underlay
 	// MAC: nothing in its own stack checks or fixes them.
-	var fd, ifindex int
-	if err := attacker.Do(func() error {
-		var err error
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		ifi, err := net.InterfaceByName(nstest.NodeLink)
-		if err != nil {
-			return err
-		}
-		ifindex = ifi.Index
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	sll := &unix.SockaddrLinklayer{Ifindex: ifindex, Protocol: htons16(unix.ETH_P_IPV6), Halen: 6}
-	copy(sll.Addr[:], targetMAC)
+	send := hostileAttacker(t, attacker, targetMAC, unix.ETH_P_IPV6)
 
 	type snap struct {
 		kernel, drops map[string]uint64
@@ -536,29 +453,7 @@ func testHostile6(t *testing.T, encap string) {
 			want = perClass6
 		}
 		before := take()
-		for i := range perClass6 {
-			p := c.build(i)
-			frame := make([]byte, 14+len(p))
-			copy(frame[0:6], targetMAC)
-			copy(frame[6:12], attackerMAC)
-			binary.BigEndian.PutUint16(frame[12:14], unix.ETH_P_IPV6)
-			copy(frame[14:], p)
-			for {
-				err := unix.Sendto(fd, frame, 0, sll)
-				if err == unix.ENOBUFS {
-					time.Sleep(time.Millisecond)
-					continue
-				}
-				if err != nil {
-					t.Fatalf("%s: send: %v", c.name, err)
-				}
-				break
-			}
-			total++
-			if i%200 == 199 {
-				time.Sleep(2 * time.Millisecond) // let the target drain its socket
-			}
-		}
+		total += send(c.name, perClass6, c.build)
 		// Wait for the counter (the daemon counts as it reads), then a
 		// little more for anything that should not come.
 		var after snap

@@ -66,35 +66,10 @@ func testHostile(t *testing.T, encap string) {
 		}
 		daemons = append(daemons, d)
 	}
-	state := func() control.State {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		st, err := control.Fetch(ctx, ctl)
-		if err != nil {
-			t.Fatalf("the target does not answer: %v\n%s", err, daemons[0].Output())
-		}
-		return st
-	}
+	state := hostileState(t, ctl, daemons[0])
 	st0 := state()
-	// Let malformed IPv4 reach the target: the hub's bridge must not check
-	// it on the way (br_netfilter would drop it there), and the links of
-	// the attacker and the target carry frames beyond 1500 bytes, raised
-	// after the daemon has chosen its TAP MTU from its underlay's.
-	for _, k := range []string{"net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-arptables"} {
-		nt.Hub.Exec(t, "sysctl", "-q", "-w", k+"=0") // absent without br_netfilter: fine
-	}
-	for _, l := range []struct {
-		n   *nstest.Node
-		dev string
-	}{{nt.Hub, nstest.HubPort(1)}, {nt.Hub, nstest.HubPort(4)}, {target, nstest.NodeLink}, {attacker, nstest.NodeLink}} {
-		if out, err := l.n.Exec(t, "ip", "link", "set", "dev", l.dev, "mtu", "9000"); err != nil {
-			t.Fatalf("mtu: %v\n%s", err, out)
-		}
-	}
-	if out, err := nt.Hub.Exec(t, "ip", "link", "set", "dev", nstest.BridgeName, "mtu", "9000"); err != nil {
-		t.Logf("bridge mtu: %v\n%s", err, out)
-	}
+	// Let malformed IPv4 reach the target.
+	hostileOpenPath(t, nt, target, attacker, "net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-arptables")
 	targetMAC := linkMAC(t, target, nstest.NodeLink)
 	targetTAPMAC := overlay.MACFor(netip.MustParseAddr("198.19.0.1"))
 	peer, stranger := p2.Underlay, attacker.Underlay
@@ -272,51 +247,16 @@ func testHostile(t *testing.T, encap string) {
 		}},
 	}
 	if encap == "gre" {
-		gre := func(flags uint16, ptype uint16, extra []byte, f []byte) []byte {
-			h := make([]byte, 4+len(extra)+len(f))
-			binary.BigEndian.PutUint16(h[0:2], flags)
-			binary.BigEndian.PutUint16(h[2:4], ptype)
-			copy(h[4:], extra)
-			copy(h[4+len(extra):], f)
-			return h
+		for _, b := range hostileGREBodies(key, goodInner) {
+			classes = append(classes, hostileClass{b.name, peer, b.counter, func(i int) []byte { return tunnel(peer, b.body(i)) }})
 		}
-		k := binary.BigEndian.AppendUint32(nil, key)
-		classes = append(classes,
-			hostileClass{"GRE header cut to 2 bytes", peer, "drops:truncated", func(i int) []byte {
-				return tunnel(peer, []byte{0x20, 0x00})
-			}},
-			hostileClass{"GRE version 1", peer, "drops:gre_version", func(i int) []byte {
-				return tunnel(peer, gre(0x2001, 0x6558, k, goodInner(i)))
-			}},
-			hostileClass{"GRE reserved flags", peer, "drops:gre_flags", func(i int) []byte {
-				return tunnel(peer, gre(0x2000|0x4000, 0x6558, k, goodInner(i)))
-			}},
-			hostileClass{"GRE C flag with a wrong checksum", peer, "drops:gre_checksum", func(i int) []byte {
-				return tunnel(peer, gre(0xa000, 0x6558, append([]byte{0x12, 0x34, 0, 0}, k...), goodInner(i)))
-			}},
-			hostileClass{"GRE without the key", peer, "drops:gre_key", func(i int) []byte {
-				return tunnel(peer, gre(0, 0x6558, nil, goodInner(i)))
-			}},
-			hostileClass{"GRE with a wrong key", peer, "drops:gre_key", func(i int) []byte {
-				return tunnel(peer, gre(0x2000, 0x6558, []byte{0, 0, 0, 7}, goodInner(i)))
-			}},
-			hostileClass{"GRE protocol type IPv4", peer, "drops:gre_proto", func(i int) []byte {
-				return tunnel(peer, gre(0x2000, 0x0800, k, goodInner(i)))
-			}},
-		)
 	} else {
 		vx := func(b0 byte, reserved bool, v uint32, f []byte) []byte {
-			h := make([]byte, 16+len(f))
+			h := make([]byte, 8, 16+len(f))
 			binary.BigEndian.PutUint16(h[0:2], 50000)
 			binary.BigEndian.PutUint16(h[2:4], overlay.DefaultVXLANPort)
-			binary.BigEndian.PutUint16(h[4:6], uint16(len(h)))
-			h[8] = b0
-			if reserved {
-				h[11] = 1
-			}
-			binary.BigEndian.PutUint32(h[12:16], v<<8)
-			copy(h[16:], f)
-			return h
+			binary.BigEndian.PutUint16(h[4:6], uint16(16+len(f)))
+			return append(h, vxlanHeader(b0, reserved, v, f)...)
 		}
 		classes = append(classes,
 			hostileClass{"UDP header cut to 4 bytes", peer, "kernel:Udp:InErrors", func(i int) []byte {
@@ -357,56 +297,14 @@ func testHostile(t *testing.T, encap string) {
 
 	// The attacker writes whole Ethernet frames to the target's underlay
 	// MAC: nothing in its own stack checks or fixes them.
-	var fd int
-	var ifindex int
-	if err := attacker.Do(func() error {
-		var err error
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		ifi, err := net.InterfaceByName(nstest.NodeLink)
-		if err != nil {
-			return err
-		}
-		ifindex = ifi.Index
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	attackerMAC := linkMAC(t, attacker, nstest.NodeLink)
-	sll := &unix.SockaddrLinklayer{Ifindex: ifindex, Protocol: htons16(unix.ETH_P_IP), Halen: 6}
-	copy(sll.Addr[:], targetMAC)
+	send := hostileAttacker(t, attacker, targetMAC, unix.ETH_P_IP)
 	total := 0
 	var report []string
 	for _, c := range classes {
 		kb := kernelCounters(t, target)
 		db := state().Drops
 		tb := target.MustCounters(t, "mcbr-demo")
-		for i := range perClass {
-			pkt := c.build(i)
-			frame := make([]byte, 14+len(pkt))
-			copy(frame[0:6], targetMAC)
-			copy(frame[6:12], attackerMAC)
-			binary.BigEndian.PutUint16(frame[12:14], 0x0800)
-			copy(frame[14:], pkt)
-			for {
-				err := unix.Sendto(fd, frame, 0, sll)
-				if err == unix.ENOBUFS {
-					time.Sleep(time.Millisecond)
-					continue
-				}
-				if err != nil {
-					t.Fatalf("%s: send: %v", c.name, err)
-				}
-				break
-			}
-			total++
-			if i%200 == 199 {
-				time.Sleep(2 * time.Millisecond) // let the target drain its socket
-			}
-		}
+		total += send(c.name, perClass, c.build)
 		time.Sleep(100 * time.Millisecond)
 		ka := kernelCounters(t, target)
 		da := state().Drops
@@ -450,6 +348,160 @@ func testHostile(t *testing.T, encap string) {
 	}
 	if total < 50000 {
 		t.Errorf("only %d packets sent", total)
+	}
+}
+
+// hostileBody is a class of broken tunnel payloads (from the GRE header
+// on), for an underlay of either family, and the counter it must show up
+// under.
+type hostileBody struct {
+	name, counter string
+	body          func(i int) []byte
+}
+
+// greHeader returns a GRE header of flags, protocol type ptype and the
+// optional fields extra, followed by f.
+func greHeader(flags, ptype uint16, extra, f []byte) []byte {
+	h := make([]byte, 4+len(extra)+len(f))
+	binary.BigEndian.PutUint16(h[0:2], flags)
+	binary.BigEndian.PutUint16(h[2:4], ptype)
+	copy(h[4:], extra)
+	copy(h[4+len(extra):], f)
+	return h
+}
+
+// vxlanHeader returns a VXLAN header whose first byte (the flags) is b0,
+// with a reserved bit set if reserved, of VNI vni, followed by f.
+func vxlanHeader(b0 byte, reserved bool, vni uint32, f []byte) []byte {
+	h := make([]byte, 8+len(f))
+	h[0] = b0
+	if reserved {
+		h[3] = 1
+	}
+	binary.BigEndian.PutUint32(h[4:8], vni<<8)
+	copy(h[8:], f)
+	return h
+}
+
+// hostileGREBodies are the classes of broken GRE headers, to a node whose
+// GRE key is key; goodInner(i) is a valid inner frame.
+func hostileGREBodies(key uint32, goodInner func(i int) []byte) []hostileBody {
+	k := binary.BigEndian.AppendUint32(nil, key)
+	return []hostileBody{
+		{"GRE header cut to 2 bytes", "drops:truncated", func(i int) []byte {
+			return []byte{0x20, 0x00}
+		}},
+		{"GRE version 1", "drops:gre_version", func(i int) []byte {
+			return greHeader(0x2001, overlay.EtherTypeTEB, k, goodInner(i))
+		}},
+		{"GRE reserved flags", "drops:gre_flags", func(i int) []byte {
+			return greHeader(0x2000|0x4000, overlay.EtherTypeTEB, k, goodInner(i))
+		}},
+		{"GRE C flag with a wrong checksum", "drops:gre_checksum", func(i int) []byte {
+			return greHeader(0xa000, overlay.EtherTypeTEB, append([]byte{0x12, 0x34, 0, 0}, k...), goodInner(i))
+		}},
+		{"GRE without the key", "drops:gre_key", func(i int) []byte {
+			return greHeader(0, overlay.EtherTypeTEB, nil, goodInner(i))
+		}},
+		{"GRE with a wrong key", "drops:gre_key", func(i int) []byte {
+			return greHeader(0x2000, overlay.EtherTypeTEB, []byte{0, 0, 0, 7}, goodInner(i))
+		}},
+		{"GRE protocol type IPv4", "drops:gre_proto", func(i int) []byte {
+			return greHeader(0x2000, 0x0800, k, goodInner(i))
+		}},
+	}
+}
+
+// hostileState returns a function that fetches the state of the target's
+// daemon d through its control socket sock, and fails the test if it does
+// not answer.
+func hostileState(t *testing.T, sock string, d *nstest.Proc) func() control.State {
+	return func() control.State {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := control.Fetch(ctx, sock)
+		if err != nil {
+			t.Fatalf("the target does not answer: %v\n%s", err, d.Output())
+		}
+		return st
+	}
+}
+
+// hostileOpenPath lets malformed packets from the attacker (node 4) reach
+// the target (node 1): the hub's bridge must not check them on the way
+// (br_netfilter would drop them there; nf names its sysctls), and the
+// links of the attacker and the target carry frames beyond 1500 bytes,
+// raised after the daemon has chosen its TAP MTU from its underlay's.
+func hostileOpenPath(t *testing.T, nt *nstest.Net, target, attacker *nstest.Node, nf ...string) {
+	t.Helper()
+	for _, k := range nf {
+		nt.Hub.Exec(t, "sysctl", "-q", "-w", k+"=0") // absent without br_netfilter: fine
+	}
+	for _, l := range []struct {
+		n   *nstest.Node
+		dev string
+	}{{nt.Hub, nstest.HubPort(1)}, {nt.Hub, nstest.HubPort(4)}, {target, nstest.NodeLink}, {attacker, nstest.NodeLink}} {
+		if out, err := l.n.Exec(t, "ip", "link", "set", "dev", l.dev, "mtu", "9000"); err != nil {
+			t.Fatalf("mtu: %v\n%s", err, out)
+		}
+	}
+	if out, err := nt.Hub.Exec(t, "ip", "link", "set", "dev", nstest.BridgeName, "mtu", "9000"); err != nil {
+		t.Logf("bridge mtu: %v\n%s", err, out)
+	}
+}
+
+// hostileAttacker opens an AF_PACKET socket in attacker, closed when the
+// test ends, and returns a function that sends n packets of the class
+// name, build(0) to build(n-1), each in an Ethernet frame of EtherType
+// ethType from the attacker's MAC to targetMAC, and returns n.
+func hostileAttacker(t *testing.T, attacker *nstest.Node, targetMAC net.HardwareAddr, ethType uint16) func(name string, n int, build func(i int) []byte) int {
+	t.Helper()
+	var fd, ifindex int
+	if err := attacker.Do(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		ifi, err := net.InterfaceByName(nstest.NodeLink)
+		if err != nil {
+			return err
+		}
+		ifindex = ifi.Index
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	attackerMAC := linkMAC(t, attacker, nstest.NodeLink)
+	sll := &unix.SockaddrLinklayer{Ifindex: ifindex, Protocol: htons16(ethType), Halen: 6}
+	copy(sll.Addr[:], targetMAC)
+	return func(name string, n int, build func(i int) []byte) int {
+		t.Helper()
+		for i := range n {
+			pkt := build(i)
+			frame := make([]byte, 14+len(pkt))
+			copy(frame[0:6], targetMAC)
+			copy(frame[6:12], attackerMAC)
+			binary.BigEndian.PutUint16(frame[12:14], ethType)
+			copy(frame[14:], pkt)
+			for {
+				err := unix.Sendto(fd, frame, 0, sll)
+				if err == unix.ENOBUFS {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				if err != nil {
+					t.Fatalf("%s: send: %v", name, err)
+				}
+				break
+			}
+			if i%200 == 199 {
+				time.Sleep(2 * time.Millisecond) // let the target drain its socket
+			}
+		}
+		return n
 	}
 }
 

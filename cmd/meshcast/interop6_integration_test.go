@@ -51,6 +51,17 @@ func interop6Inventory(t *testing.T, nodes []*nstest.Node) string {
 	return path
 }
 
+// interop6Net builds the three nodes of an interop test on an IPv6-only
+// underlay, checks for leaks, and returns the Net, the meshcast and probe
+// binaries and the inventory.
+func interop6Net(t *testing.T) (nt *nstest.Net, bin, probe, inv string) {
+	t.Helper()
+	nt = nstest.NewNetWith(t, 3, nstest.Options{Underlay: nstest.UnderlayIPv6})
+	nstest.LeakCheck(t)
+	bin, probe = binaries(t)
+	return nt, bin, probe, interop6Inventory(t, nt.Nodes())
+}
+
 // interop6Stream starts receivers of group:port on rcvs (on the interface
 // iface(n)), waits until they are ready and ready() (if not nil) returns,
 // sends interop6Count datagrams of size bytes from sender out of
@@ -129,6 +140,57 @@ func interop6Ping(t *testing.T, label string, from *nstest.Node, to string) {
 	t.Logf("interop %s: ping %s from node %d: %s", label, to, from.Index, ovsPingSummary(out))
 }
 
+// interop6StartMesh starts meshcast on nodes (node 1 first) with the
+// inventory inv and the flags args, waits until each forwards, and checks
+// node 1's status: its IPv6 underlay address, the TAP MTU mtu and two
+// peers. It returns the daemons' control sockets and the daemons.
+func interop6StartMesh(t *testing.T, bin, inv string, nodes []*nstest.Node, mtu int, args ...string) (map[*nstest.Node]string, map[*nstest.Node]*nstest.Proc) {
+	t.Helper()
+	socks := map[*nstest.Node]string{}
+	daemons := map[*nstest.Node]*nstest.Proc{}
+	for _, n := range nodes {
+		socks[n] = ctlPath(t)
+		daemons[n] = n.Start(t, bin, append([]string{"run", "--peers", inv, "--control", socks[n]}, args...)...)
+	}
+	for _, n := range nodes {
+		if err := daemons[n].WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
+			t.Fatalf("node %d did not start: %v\n%s", n.Index, err, daemons[n].Output())
+		}
+	}
+	n1 := nodes[0]
+	if st := fetchState(t, socks[n1]); st.MTU != mtu || st.Local != n1.Underlay6.String() || len(st.Peers) != 2 {
+		t.Fatalf("node 1 status: local %s, MTU %d, %d peers; want %s, %d, 2", st.Local, st.MTU, len(st.Peers), n1.Underlay6, mtu)
+	}
+	return socks, daemons
+}
+
+// interop6FullMTUPing checks that a frame of the full MTU crosses
+// unfragmented both ways: from other (node 3) to meshcast node n2, and
+// back.
+func interop6FullMTUPing(t *testing.T, label string, mtu int, n2, other *nstest.Node) {
+	t.Helper()
+	for _, c := range []struct {
+		from *nstest.Node
+		to   string
+	}{{other, "198.19.0.2"}, {n2, "198.19.0.3"}} {
+		if out, err := c.from.Exec(t, "ping", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do",
+			"-s", strconv.Itoa(mtu-28), c.to); err != nil {
+			t.Errorf("interop %s: a full-MTU ping from node %d to %s: %v\n%s", label, c.from.Index, c.to, err, out)
+		}
+	}
+}
+
+// interop6IfaceOf returns the interface of the overlay of each node:
+// other's iface, the meshcast nodes' mcbr-demo.
+func interop6IfaceOf(other *nstest.Node, iface string) func(*nstest.Node) string {
+	return func(n *nstest.Node) string {
+		if n == other {
+			return iface
+		}
+		return "mcbr-demo"
+	}
+}
+
 // interop6DecodeReasons are the decoders' drop reasons: none may count
 // what the other implementation sent.
 var interop6DecodeReasons = []string{"truncated", "ip_header", "ip_options", "ip_fragment", "ip_proto",
@@ -200,12 +262,9 @@ func TestIntegrationInterop6KernelVXLAN(t *testing.T) {
 
 func testInterop6KernelVXLAN(t *testing.T, variant string) {
 	began := time.Now()
-	nt := nstest.NewNetWith(t, 3, nstest.Options{Underlay: nstest.UnderlayIPv6})
-	nstest.LeakCheck(t)
-	bin, probe := binaries(t)
+	nt, bin, probe, inv := interop6Net(t)
 	n1, n2, n3 := nt.Node(1), nt.Node(2), nt.Node(3)
 	meshNodes := []*nstest.Node{n1, n2}
-	inv := interop6Inventory(t, nt.Nodes())
 	vni := defaultVNI("demo")
 
 	// Node 3: the kernel's VXLAN over IPv6, one device, head-end
@@ -238,25 +297,11 @@ func testInterop6KernelVXLAN(t *testing.T, variant string) {
 	t.Logf("node 3 fdb: %s", strings.Join(strings.Fields(ovsExec(t, n3, "bridge", "fdb", "show", "dev", interop6KernelIf)), " "))
 
 	// Nodes 1 and 2: meshcast.
-	socks := map[*nstest.Node]string{}
-	daemons := map[*nstest.Node]*nstest.Proc{}
-	for _, n := range meshNodes {
-		socks[n] = ctlPath(t)
-		args := []string{"run", "--peers", inv, "--encap", "vxlan", "--control", socks[n]}
-		if variant == "offload-off" {
-			args = append(args, "--offload", "off")
-		}
-		daemons[n] = n.Start(t, bin, args...)
+	args := []string{"--encap", "vxlan"}
+	if variant == "offload-off" {
+		args = append(args, "--offload", "off")
 	}
-	for _, n := range meshNodes {
-		if err := daemons[n].WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
-			t.Fatalf("node %d did not start: %v\n%s", n.Index, err, daemons[n].Output())
-		}
-	}
-	st := fetchState(t, socks[n1])
-	if st.MTU != interop6VXLANMTU || st.Local != n1.Underlay6.String() || len(st.Peers) != 2 {
-		t.Fatalf("node 1 status: local %s, MTU %d, %d peers; want %s, %d, 2", st.Local, st.MTU, len(st.Peers), n1.Underlay6, interop6VXLANMTU)
-	}
+	socks, daemons := interop6StartMesh(t, bin, inv, meshNodes, interop6VXLANMTU, args...)
 	csum0 := interop6SNMP(t, n3)
 
 	// Unicast both ways: ARP floods through head-end replication one way
@@ -266,23 +311,9 @@ func testInterop6KernelVXLAN(t *testing.T, variant string) {
 	interop6Ping(t, label+" kernel->meshcast", n3, "198.19.0.2")
 	interop6Ping(t, label+" meshcast->kernel", n1, "198.19.0.3")
 	interop6Ping(t, label+" meshcast->kernel", n2, "198.19.0.3")
-	// A frame of the full MTU crosses unfragmented both ways.
-	for _, c := range []struct {
-		from *nstest.Node
-		to   string
-	}{{n3, "198.19.0.2"}, {n2, "198.19.0.3"}} {
-		if out, err := c.from.Exec(t, "ping", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do",
-			"-s", strconv.Itoa(interop6VXLANMTU-28), c.to); err != nil {
-			t.Errorf("interop %s: a full-MTU ping from node %d to %s: %v\n%s", label, c.from.Index, c.to, err, out)
-		}
-	}
+	interop6FullMTUPing(t, label, interop6VXLANMTU, n2, n3)
 
-	ifaceOf := func(n *nstest.Node) string {
-		if n == n3 {
-			return interop6KernelIf
-		}
-		return "mcbr-demo"
-	}
+	ifaceOf := interop6IfaceOf(n3, interop6KernelIf)
 	size := interop6VXLANMTU - 20 - 8 // the largest datagram of one frame
 
 	// Multicast from the kernel node: it replicates to both meshcast nodes.
@@ -454,12 +485,9 @@ func TestIntegrationInterop6OVSGRE(t *testing.T) {
 
 func testInterop6OVSGRE(t *testing.T, tools map[string]string, key int) {
 	began := time.Now()
-	nt := nstest.NewNetWith(t, 3, nstest.Options{Underlay: nstest.UnderlayIPv6})
-	nstest.LeakCheck(t)
-	bin, probe := binaries(t)
+	nt, bin, probe, inv := interop6Net(t)
 	n1, n2, n3 := nt.Node(1), nt.Node(2), nt.Node(3)
 	meshNodes := []*nstest.Node{n1, n2}
-	inv := interop6Inventory(t, nt.Nodes())
 	mtu, label := interop6GREMTU, "gre6 ovs"
 	if key >= 0 {
 		mtu -= 4
@@ -478,126 +506,28 @@ func testInterop6OVSGRE(t *testing.T, tools map[string]string, key int) {
 			}
 		}
 	})
-	// Checksum offload off on both ends of node 3's veth.
-	ovsExec(t, nt.Hub, tools["ethtool"], "-K", nstest.HubPort(3), "tx", "off", "rx", "off")
-	ovsExec(t, n3, tools["ethtool"], "-K", nstest.NodeLink, "tx", "off", "rx", "off")
-	eth0, err := n3.Link(nstest.NodeLink)
-	if err != nil {
-		t.Fatal(err)
-	}
-	underlay := fmt.Sprintf("%s/%d", n3.Underlay6, nstest.UnderlayPrefix6.Bits())
-	o.vsctl(t,
-		"add-br", "br-phy",
-		"--", "set", "bridge", "br-phy", "datapath_type=netdev",
-		fmt.Sprintf("other-config:hwaddr=%q", eth0.Attrs().HardwareAddr.String()),
-		"--", "add-port", "br-phy", nstest.NodeLink)
-	if err := ovsWaitFor(10*time.Second, func() bool { _, err := n3.Link("br-phy"); return err == nil }); err != nil {
-		t.Fatalf("br-phy's internal port did not appear: %v", err)
-	}
-	// IPv6 is off on every interface of a test namespace but NodeLink:
-	// turn it on for br-phy as nstest does for NodeLink (no duplicate
-	// address detection, no router advertisements).
-	for _, sc := range []string{"accept_dad=0", "accept_ra=0", "disable_ipv6=0"} {
-		ovsExec(t, n3, "sysctl", "-q", "-w", "net.ipv6.conf.br-phy."+sc)
-	}
-	ovsExec(t, n3, "ip", "addr", "del", underlay, "dev", nstest.NodeLink)
-	ovsExec(t, n3, "ip", "addr", "add", underlay, "dev", "br-phy", "nodad")
-	ovsExec(t, n3, "ip", "link", "set", "br-phy", "up")
-
-	args := []string{
-		"add-br", "br-int",
-		"--", "set", "bridge", "br-int", "datapath_type=netdev",
-		"--", "add-port", "br-int", ovsPort,
-		"--", "set", "interface", ovsPort, "type=internal",
-		fmt.Sprintf("mtu_request=%d", mtu), fmt.Sprintf("mac=%q", ovsOverlayMAC),
-	}
-	for _, n := range meshNodes {
-		port := fmt.Sprintf("gre%d", n.Index)
-		args = append(args,
-			"--", "add-port", "br-int", port,
-			"--", "set", "interface", port, "type=ip6gre",
-			"options:remote_ip="+n.Underlay6.String(), "options:local_ip="+n3.Underlay6.String())
-		if key >= 0 {
-			args = append(args, fmt.Sprintf("options:key=%d", key))
-		}
-		args = append(args, "--", "set", "port", port, "protected=true")
-	}
-	o.vsctl(t, args...)
-	if err := ovsWaitFor(10*time.Second, func() bool { _, err := n3.Link(ovsPort); return err == nil }); err != nil {
-		t.Fatalf("%s did not appear: %v", ovsPort, err)
-	}
-	ovsExec(t, n3, "ip", "addr", "add", ovsOverlay, "dev", ovsPort)
-	ovsExec(t, n3, "ip", "link", "set", ovsPort, "up")
-
-	// Without a GRE handler, node 3's kernel would answer each GRE packet
-	// that reaches its IPv6 input through eth0 with ICMPv6 parameter
-	// problem (unrecognized next header). The inet table covers IPv6.
-	ovsExec(t, n3, tools["nft"], "add", "table", "inet", "ovs")
-	ovsExec(t, n3, tools["nft"], "add", "chain", "inet", "ovs", "input",
-		"{ type filter hook input priority 0 ; policy accept ; }")
-	ovsExec(t, n3, tools["nft"], "add", "rule", "inet", "ovs", "input", "meta", "l4proto", "gre", "counter", "drop")
-
-	// Every port is up and attached.
-	o.vsctl(t, "wait-until", "interface", ovsPort, "link_state=up")
-	o.vsctl(t, "wait-until", "interface", nstest.NodeLink, "link_state=up")
-	for _, n := range meshNodes {
-		port := fmt.Sprintf("gre%d", n.Index)
-		if ofport := o.vsctl(t, "get", "interface", port, "ofport"); ofport == "-1" || ofport == "[]" {
-			t.Fatalf("ip6gre port %s has no OpenFlow port (ofport %s): %s", port, ofport,
-				o.vsctl(t, "get", "interface", port, "error"))
-		}
-		if p := o.vsctl(t, "get", "port", port, "protected"); p != "true" {
-			t.Fatalf("port %s: protected is %s", port, p)
-		}
-	}
-	if l, err := n3.Link(ovsPort); err != nil || l.Attrs().MTU != mtu || l.Attrs().HardwareAddr.String() != ovsOverlayMAC {
-		t.Fatalf("%s: %v (err %v), want MTU %d and MAC %s", ovsPort, l, err, mtu, ovsOverlayMAC)
-	}
-	t.Logf("%s up in %v", strings.TrimSpace(strings.SplitN(ovsExec(t, n3, tools["ovs-vswitchd"], "--version"), "\n", 2)[0]),
-		time.Since(ovsStart).Round(time.Millisecond))
+	ovsLayOut(t, nt, o, meshNodes, ovsLayout{
+		underlay: fmt.Sprintf("%s/%d", n3.Underlay6, nstest.UnderlayPrefix6.Bits()),
+		v6:       true, portType: "ip6gre", portName: "ip6gre", mtu: mtu, key: key,
+		local:  n3.Underlay6.String(),
+		remote: func(n *nstest.Node) string { return n.Underlay6.String() },
+	}, ovsStart)
 
 	// Nodes 1 and 2: meshcast.
-	socks := map[*nstest.Node]string{}
-	daemons := map[*nstest.Node]*nstest.Proc{}
-	for _, n := range meshNodes {
-		socks[n] = ctlPath(t)
-		args := []string{"run", "--peers", inv, "--encap", "gre", "--control", socks[n]}
-		if key >= 0 {
-			args = append(args, "--gre-key", strconv.Itoa(key))
-		}
-		daemons[n] = n.Start(t, bin, args...)
+	args := []string{"--encap", "gre"}
+	if key >= 0 {
+		args = append(args, "--gre-key", strconv.Itoa(key))
 	}
-	for _, n := range meshNodes {
-		if err := daemons[n].WaitOutput("meshcast forwarding", 10*time.Second); err != nil {
-			t.Fatalf("node %d did not start: %v\n%s", n.Index, err, daemons[n].Output())
-		}
-	}
-	if st := fetchState(t, socks[n1]); st.MTU != mtu || st.Local != n1.Underlay6.String() || len(st.Peers) != 2 {
-		t.Fatalf("node 1 status: local %s, MTU %d, %d peers; want %s, %d, 2", st.Local, st.MTU, len(st.Peers), n1.Underlay6, mtu)
-	}
+	socks, daemons := interop6StartMesh(t, bin, inv, meshNodes, mtu, args...)
 
 	// Unicast both ways. This also has OVS resolve the meshcast nodes'
 	// tunnel endpoints (neighbour discovery on br-phy) before the streams.
 	interop6Ping(t, label+" meshcast->ovs", n1, "198.19.0.3")
 	interop6Ping(t, label+" ovs->meshcast", n3, "198.19.0.1")
 	interop6Ping(t, label+" ovs->meshcast", n3, "198.19.0.2")
-	// A frame of the full MTU crosses unfragmented both ways.
-	for _, c := range []struct {
-		from *nstest.Node
-		to   string
-	}{{n3, "198.19.0.2"}, {n2, "198.19.0.3"}} {
-		if out, err := c.from.Exec(t, "ping", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do",
-			"-s", strconv.Itoa(mtu-28), c.to); err != nil {
-			t.Errorf("interop %s: a full-MTU ping from node %d to %s: %v\n%s", label, c.from.Index, c.to, err, out)
-		}
-	}
+	interop6FullMTUPing(t, label, mtu, n2, n3)
 
-	ifaceOf := func(n *nstest.Node) string {
-		if n == n3 {
-			return ovsPort
-		}
-		return "mcbr-demo"
-	}
+	ifaceOf := interop6IfaceOf(n3, ovsPort)
 	size := mtu - 20 - 8 // the largest datagram of one frame
 	// Multicast from meshcast node 1 to node 3 (OVS) and node 2: node 1
 	// sends a registered group only to member peers, so wait until both

@@ -330,73 +330,12 @@ func TestIntegrationOVSGRE(t *testing.T) {
 			o.diagnose(t)
 		}
 	})
-	// Checksum offload off on both ends of node 3's veth.
-	ovsExec(t, nt.Hub, tools["ethtool"], "-K", nstest.HubPort(3), "tx", "off", "rx", "off")
-	ovsExec(t, n3, tools["ethtool"], "-K", nstest.NodeLink, "tx", "off", "rx", "off")
-	eth0, err := n3.Link(nstest.NodeLink)
-	if err != nil {
-		t.Fatal(err)
-	}
-	underlay := fmt.Sprintf("%s/%d", n3.Underlay, nstest.UnderlayPrefix.Bits())
-	o.vsctl(t,
-		"add-br", "br-phy",
-		"--", "set", "bridge", "br-phy", "datapath_type=netdev",
-		fmt.Sprintf("other-config:hwaddr=%q", eth0.Attrs().HardwareAddr.String()),
-		"--", "add-port", "br-phy", nstest.NodeLink)
-	if err := ovsWaitFor(10*time.Second, func() bool { _, err := n3.Link("br-phy"); return err == nil }); err != nil {
-		t.Fatalf("br-phy's internal port did not appear: %v", err)
-	}
-	ovsExec(t, n3, "ip", "addr", "del", underlay, "dev", nstest.NodeLink)
-	ovsExec(t, n3, "ip", "addr", "add", underlay, "dev", "br-phy")
-	ovsExec(t, n3, "ip", "link", "set", "br-phy", "up")
-
-	args := []string{
-		"add-br", "br-int",
-		"--", "set", "bridge", "br-int", "datapath_type=netdev",
-		"--", "add-port", "br-int", ovsPort,
-		"--", "set", "interface", ovsPort, "type=internal",
-		fmt.Sprintf("mtu_request=%d", ovsMTU), fmt.Sprintf("mac=%q", ovsOverlayMAC),
-	}
-	for _, n := range meshNodes {
-		port := fmt.Sprintf("gre%d", n.Index)
-		args = append(args,
-			"--", "add-port", "br-int", port,
-			"--", "set", "interface", port, "type=gre",
-			"options:remote_ip="+n.Underlay.String(), "options:local_ip="+n3.Underlay.String(),
-			"--", "set", "port", port, "protected=true")
-	}
-	o.vsctl(t, args...)
-	if err := ovsWaitFor(10*time.Second, func() bool { _, err := n3.Link(ovsPort); return err == nil }); err != nil {
-		t.Fatalf("%s did not appear: %v", ovsPort, err)
-	}
-	ovsExec(t, n3, "ip", "addr", "add", ovsOverlay, "dev", ovsPort)
-	ovsExec(t, n3, "ip", "link", "set", ovsPort, "up")
-
-	// Without a GRE handler, node 3's kernel would answer each GRE packet
-	// that reaches its IP input through eth0 with ICMP protocol-unreachable.
-	ovsExec(t, n3, tools["nft"], "add", "table", "inet", "ovs")
-	ovsExec(t, n3, tools["nft"], "add", "chain", "inet", "ovs", "input",
-		"{ type filter hook input priority 0 ; policy accept ; }")
-	ovsExec(t, n3, tools["nft"], "add", "rule", "inet", "ovs", "input", "meta", "l4proto", "gre", "counter", "drop")
-
-	// Every port is up and attached.
-	o.vsctl(t, "wait-until", "interface", ovsPort, "link_state=up")
-	o.vsctl(t, "wait-until", "interface", nstest.NodeLink, "link_state=up")
-	for _, n := range meshNodes {
-		port := fmt.Sprintf("gre%d", n.Index)
-		if ofport := o.vsctl(t, "get", "interface", port, "ofport"); ofport == "-1" || ofport == "[]" {
-			t.Fatalf("GRE port %s has no OpenFlow port (ofport %s): %s", port, ofport,
-				o.vsctl(t, "get", "interface", port, "error"))
-		}
-		if p := o.vsctl(t, "get", "port", port, "protected"); p != "true" {
-			t.Fatalf("port %s: protected is %s", port, p)
-		}
-	}
-	if l, err := n3.Link(ovsPort); err != nil || l.Attrs().MTU != ovsMTU || l.Attrs().HardwareAddr.String() != ovsOverlayMAC {
-		t.Fatalf("%s: %v (err %v), want MTU %d and MAC %s", ovsPort, l, err, ovsMTU, ovsOverlayMAC)
-	}
-	t.Logf("%s up in %v", strings.TrimSpace(strings.SplitN(ovsExec(t, n3, tools["ovs-vswitchd"], "--version"), "\n", 2)[0]),
-		time.Since(ovsStart).Round(time.Millisecond))
+	ovsLayOut(t, nt, o, meshNodes, ovsLayout{
+		underlay: fmt.Sprintf("%s/%d", n3.Underlay, nstest.UnderlayPrefix.Bits()),
+		portType: "gre", portName: "GRE", mtu: ovsMTU, key: -1,
+		local:  n3.Underlay.String(),
+		remote: func(n *nstest.Node) string { return n.Underlay.String() },
+	}, ovsStart)
 
 	// Nodes 1 and 2: meshcast.
 	socks := map[*nstest.Node]string{}
@@ -464,6 +403,108 @@ func TestIntegrationOVSGRE(t *testing.T) {
 	}
 	t.Logf("nft GRE drops at node 3's IP input:\n%s", ovsExec(t, n3, tools["nft"], "list", "chain", "inet", "ovs", "input"))
 	t.Logf("total %v", time.Since(began).Round(time.Millisecond))
+}
+
+// ovsLayout is how ovsLayOut lays out node 3's switch.
+type ovsLayout struct {
+	underlay string // node 3's underlay address and prefix, moved from eth0 to br-phy
+	v6       bool   // the underlay is IPv6: turned on for br-phy, the address without DAD
+	portType string // of the tunnel ports: "gre" or "ip6gre"
+	portName string // how the failures name a tunnel port
+	mtu      int    // ovsPort's MTU
+	key      int    // the tunnel ports' options:key, none if < 0
+	local    string // node 3's tunnel endpoint
+	remote   func(n *nstest.Node) string
+}
+
+// ovsLayOut lays out node 3 of nt (the node of switch o) as the OVS
+// documentation lays out userspace tunneling (see TestIntegrationOVSGRE),
+// with one protected tunnel port per node of meshNodes, checks that every
+// port is up and attached, and logs the version and the time since start.
+func ovsLayOut(t *testing.T, nt *nstest.Net, o *ovsSwitch, meshNodes []*nstest.Node, l ovsLayout, start time.Time) {
+	t.Helper()
+	n3, tools := o.node, o.tools
+	// Checksum offload off on both ends of node 3's veth.
+	ovsExec(t, nt.Hub, tools["ethtool"], "-K", nstest.HubPort(3), "tx", "off", "rx", "off")
+	ovsExec(t, n3, tools["ethtool"], "-K", nstest.NodeLink, "tx", "off", "rx", "off")
+	eth0, err := n3.Link(nstest.NodeLink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.vsctl(t,
+		"add-br", "br-phy",
+		"--", "set", "bridge", "br-phy", "datapath_type=netdev",
+		fmt.Sprintf("other-config:hwaddr=%q", eth0.Attrs().HardwareAddr.String()),
+		"--", "add-port", "br-phy", nstest.NodeLink)
+	if err := ovsWaitFor(10*time.Second, func() bool { _, err := n3.Link("br-phy"); return err == nil }); err != nil {
+		t.Fatalf("br-phy's internal port did not appear: %v", err)
+	}
+	addArgs := []string{"ip", "addr", "add", l.underlay, "dev", "br-phy"}
+	if l.v6 {
+		// IPv6 is off on every interface of a test namespace but
+		// NodeLink: turn it on for br-phy as nstest does for NodeLink (no
+		// duplicate address detection, no router advertisements).
+		for _, sc := range []string{"accept_dad=0", "accept_ra=0", "disable_ipv6=0"} {
+			ovsExec(t, n3, "sysctl", "-q", "-w", "net.ipv6.conf.br-phy."+sc)
+		}
+		addArgs = append(addArgs, "nodad")
+	}
+	ovsExec(t, n3, "ip", "addr", "del", l.underlay, "dev", nstest.NodeLink)
+	ovsExec(t, n3, addArgs...)
+	ovsExec(t, n3, "ip", "link", "set", "br-phy", "up")
+
+	args := []string{
+		"add-br", "br-int",
+		"--", "set", "bridge", "br-int", "datapath_type=netdev",
+		"--", "add-port", "br-int", ovsPort,
+		"--", "set", "interface", ovsPort, "type=internal",
+		fmt.Sprintf("mtu_request=%d", l.mtu), fmt.Sprintf("mac=%q", ovsOverlayMAC),
+	}
+	for _, n := range meshNodes {
+		port := fmt.Sprintf("gre%d", n.Index)
+		args = append(args,
+			"--", "add-port", "br-int", port,
+			"--", "set", "interface", port, "type="+l.portType,
+			"options:remote_ip="+l.remote(n), "options:local_ip="+l.local)
+		if l.key >= 0 {
+			args = append(args, fmt.Sprintf("options:key=%d", l.key))
+		}
+		args = append(args, "--", "set", "port", port, "protected=true")
+	}
+	o.vsctl(t, args...)
+	if err := ovsWaitFor(10*time.Second, func() bool { _, err := n3.Link(ovsPort); return err == nil }); err != nil {
+		t.Fatalf("%s did not appear: %v", ovsPort, err)
+	}
+	ovsExec(t, n3, "ip", "addr", "add", ovsOverlay, "dev", ovsPort)
+	ovsExec(t, n3, "ip", "link", "set", ovsPort, "up")
+
+	// Without a GRE handler, node 3's kernel would answer each GRE packet
+	// that reaches its IP input through eth0 with ICMP protocol-unreachable
+	// (over IPv6, ICMPv6 parameter problem: unrecognized next header). The
+	// inet table covers both.
+	ovsExec(t, n3, tools["nft"], "add", "table", "inet", "ovs")
+	ovsExec(t, n3, tools["nft"], "add", "chain", "inet", "ovs", "input",
+		"{ type filter hook input priority 0 ; policy accept ; }")
+	ovsExec(t, n3, tools["nft"], "add", "rule", "inet", "ovs", "input", "meta", "l4proto", "gre", "counter", "drop")
+
+	// Every port is up and attached.
+	o.vsctl(t, "wait-until", "interface", ovsPort, "link_state=up")
+	o.vsctl(t, "wait-until", "interface", nstest.NodeLink, "link_state=up")
+	for _, n := range meshNodes {
+		port := fmt.Sprintf("gre%d", n.Index)
+		if ofport := o.vsctl(t, "get", "interface", port, "ofport"); ofport == "-1" || ofport == "[]" {
+			t.Fatalf("%s port %s has no OpenFlow port (ofport %s): %s", l.portName, port, ofport,
+				o.vsctl(t, "get", "interface", port, "error"))
+		}
+		if p := o.vsctl(t, "get", "port", port, "protected"); p != "true" {
+			t.Fatalf("port %s: protected is %s", port, p)
+		}
+	}
+	if link, err := n3.Link(ovsPort); err != nil || link.Attrs().MTU != l.mtu || link.Attrs().HardwareAddr.String() != ovsOverlayMAC {
+		t.Fatalf("%s: %v (err %v), want MTU %d and MAC %s", ovsPort, link, err, l.mtu, ovsOverlayMAC)
+	}
+	t.Logf("%s up in %v", strings.TrimSpace(strings.SplitN(ovsExec(t, n3, tools["ovs-vswitchd"], "--version"), "\n", 2)[0]),
+		time.Since(start).Round(time.Millisecond))
 }
 
 // ovsMulticast starts receivers of group:port on rcvs, waits until they are
