@@ -109,9 +109,13 @@ func (v *VXLAN) Decap(pkt []byte) ([]byte, Reason) {
 func (v *VXLAN) DecapIPv6(pkt []byte) ([]byte, Reason) { return v.Decap(pkt) }
 
 // FlowPort returns a UDP source port in the dynamic range 49152-65535 that
-// is a hash of the inner frame's flow: its MAC addresses and EtherType, and
-// for IPv4 its addresses, protocol and, for unfragmented TCP and UDP, ports.
-// Frames of one flow get one port, so underlay ECMP keeps them in order.
+// is a hash of the inner frame's flow: its MAC addresses and EtherType; for
+// IPv4 its addresses, protocol and, for unfragmented TCP and UDP, ports; for
+// IPv6 its addresses, next header and flow label and, for TCP and UDP right
+// after the IPv6 header, ports (behind extension headers, such as a
+// fragment header, the ports are not hashed, so the fragments of a
+// datagram share its flow). Frames of one flow get one port, so underlay
+// ECMP keeps them in order.
 func FlowPort(frame []byte) uint16 {
 	h := uint32(fnvOffset32)
 	mix := func(b []byte) { h = fnv32a(h, b) }
@@ -120,12 +124,25 @@ func FlowPort(frame []byte) uint16 {
 	} else {
 		mix(frame[:EthHeaderLen])
 		ip := inet.IPv4(frame[EthHeaderLen:])
-		if binary.BigEndian.Uint16(frame[12:14]) == 0x0800 && len(ip) >= inet.IPv4MinLen && ip.Version() == 4 {
-			mix(ip[inet.IPv4Proto : inet.IPv4Proto+1])
-			mix(ip.Addrs())
-			ihl, proto := ip.HeaderLen(), ip.Protocol()
-			if (proto == 6 || proto == 17) && !ip.IsFragment() && ihl >= inet.IPv4MinLen && len(ip) >= ihl+4 {
-				mix(ip[ihl : ihl+4]) // the ports
+		switch binary.BigEndian.Uint16(frame[12:14]) {
+		case 0x0800:
+			if len(ip) >= inet.IPv4MinLen && ip.Version() == 4 {
+				mix(ip[inet.IPv4Proto : inet.IPv4Proto+1])
+				mix(ip.Addrs())
+				ihl, proto := ip.HeaderLen(), ip.Protocol()
+				if (proto == 6 || proto == 17) && !ip.IsFragment() && ihl >= inet.IPv4MinLen && len(ip) >= ihl+4 {
+					mix(ip[ihl : ihl+4]) // the ports
+				}
+			}
+		case 0x86dd:
+			if len(ip) >= IPv6HeaderLen && ip[0]>>4 == 6 {
+				// The flow label (the low 20 bits of the first word),
+				// the next header, and the addresses.
+				mix([]byte{ip[1] & 0x0f, ip[2], ip[3], ip[6]})
+				mix(ip[8:IPv6HeaderLen])
+				if nh := ip[6]; (nh == 6 || nh == 17) && len(ip) >= IPv6HeaderLen+4 {
+					mix(ip[IPv6HeaderLen : IPv6HeaderLen+4]) // the ports
+				}
 			}
 		}
 	}

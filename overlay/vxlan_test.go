@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"testing"
 
 	"github.com/google/gopacket"
@@ -355,6 +356,107 @@ func FuzzVXLANDecap(f *testing.F) {
 		var vx layers.VXLAN
 		if err := vx.DecodeFromBytes(pkt, gopacket.NilDecodeFeedback); err != nil || !vx.ValidIDFlag || vx.VNI != vni {
 			t.Fatalf("gopacket: I=%v VNI=%#x (%v)", vx.ValidIDFlag, vx.VNI, err)
+		}
+	})
+}
+
+// udp6Frame is an Ethernet frame of an IPv6 UDP datagram from src:sport
+// to dst:dport with flow label 0x12345.
+func udp6Frame(src, dst netip.Addr, sport, dport uint16) []byte {
+	f := make([]byte, EthHeaderLen+IPv6HeaderLen+UDPHeaderLen+60)
+	copy(f[0:12], testFrame(60, 1)[0:12])
+	binary.BigEndian.PutUint16(f[12:14], 0x86dd)
+	ip := f[EthHeaderLen:]
+	binary.BigEndian.PutUint32(ip[0:4], 6<<28|0x12345)
+	binary.BigEndian.PutUint16(ip[4:6], UDPHeaderLen+60)
+	ip[6], ip[7] = ProtoUDP, 64
+	s, d := src.As16(), dst.As16()
+	copy(ip[8:24], s[:])
+	copy(ip[24:40], d[:])
+	binary.BigEndian.PutUint16(ip[40:42], sport)
+	binary.BigEndian.PutUint16(ip[42:44], dport)
+	return f
+}
+
+// TestFlowPort6: IPv6 inner flows get a port of their own, stable over
+// the payload and the hop limit, spread over addresses, ports and flow
+// labels; the fragments of a datagram share one; and none allocates.
+func TestFlowPort6(t *testing.T) {
+	a, b := netip.MustParseAddr("fd00:198:19::1"), netip.MustParseAddr("ff15::4d43:1")
+	base := udp6Frame(a, b, 40000, 4321)
+	port := FlowPort(base)
+	if got := FlowPort(mutate(base, func(p []byte) { p[EthHeaderLen+7] = 1; p[len(p)-1] ^= 0xff })); got != port {
+		t.Errorf("the same flow with another hop limit and payload: port %d, want %d", got, port)
+	}
+	if got := FlowPort(mutate(base, func(p []byte) { p[EthHeaderLen+3] ^= 1 })); got == port {
+		t.Errorf("another flow label kept port %d", got)
+	}
+	// A fragment header (44) before UDP: ports are not hashed, so every
+	// fragment of the datagram has the first one's port.
+	frag := func(payload byte) []byte {
+		return mutate(base, func(p []byte) { p[EthHeaderLen+6] = 44; p[EthHeaderLen+40] = payload })
+	}
+	if FlowPort(frag(17)) != FlowPort(frag(99)) {
+		t.Errorf("fragments of one datagram get different ports")
+	}
+	for _, vary := range []struct {
+		name string
+		make func(i int) []byte
+	}{
+		{"source port", func(i int) []byte { return udp6Frame(a, b, uint16(30000+i), 4321) }},
+		{"source address", func(i int) []byte {
+			s := a.As16()
+			s[14], s[15] = byte(i>>8), byte(i)
+			return udp6Frame(netip.AddrFrom16(s), b, 40000, 4321)
+		}},
+		{"destination group", func(i int) []byte {
+			d := b.As16()
+			d[14], d[15] = byte(i>>8), byte(i)
+			return udp6Frame(a, netip.AddrFrom16(d), 40000, 4321)
+		}},
+	} {
+		ports := map[uint16]bool{}
+		const flows = 500
+		for i := range flows {
+			p := FlowPort(vary.make(i))
+			if p < 49152 {
+				t.Fatalf("%s: port %d outside the dynamic range", vary.name, p)
+			}
+			ports[p] = true
+		}
+		if len(ports) < flows-25 {
+			t.Errorf("%s: %d flows got only %d ports", vary.name, flows, len(ports))
+		}
+	}
+	// Short and truncated IPv6 frames still get a port.
+	for n := EthHeaderLen; n <= len(base); n++ {
+		if p := FlowPort(base[:n]); p < 49152 {
+			t.Errorf("FlowPort of %d bytes of IPv6 = %d", n, p)
+		}
+	}
+	if allocs := testing.AllocsPerRun(1000, func() { sinkPort = FlowPort(base) }); allocs != 0 {
+		t.Errorf("FlowPort of an IPv6 frame allocates %.1f", allocs)
+	}
+}
+
+// FuzzFlowPort checks that FlowPort reads any frame, IPv4, IPv6 or other,
+// without panicking, into the dynamic port range, and that the bytes past
+// what it hashes (an IPv6 UDP payload) do not change the port.
+func FuzzFlowPort(f *testing.F) {
+	f.Add(udp6Frame(netip.MustParseAddr("fd00:198:19::1"), netip.MustParseAddr("ff15::1"), 1, 2))
+	f.Add(udpFrame([4]byte{198, 19, 0, 1}, [4]byte{239, 1, 2, 3}, 1, 2))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		p := FlowPort(frame)
+		if p < 49152 {
+			t.Fatalf("port %d outside the dynamic range", p)
+		}
+		if len(frame) > EthHeaderLen+IPv6HeaderLen+4 && binary.BigEndian.Uint16(frame[12:14]) == 0x86dd {
+			g := bytes.Clone(frame)
+			g[len(g)-1] ^= 0xff
+			if FlowPort(g) != p {
+				t.Fatalf("the last payload byte of an IPv6 frame changed its port")
+			}
 		}
 	})
 }
