@@ -14,7 +14,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -84,10 +83,7 @@ type EC2 struct {
 	last   map[string]Member // the previous successful result, by ID
 	absent map[string]int    // consecutive listings an instance of last was missing from
 
-	mu       sync.Mutex
-	problems []Problem
-	reported map[string]string // ID -> detail last logged
-	counts   map[string]uint64 // problems by reason, cumulative
+	problems *ProblemLog
 }
 
 // NewEC2 loads the AWS configuration and asks IMDSv2 who this instance is.
@@ -266,8 +262,7 @@ func NewEC2(ctx context.Context, cfg EC2Config) (*EC2, error) {
 		log:      cfg.Logger,
 		last:     map[string]Member{},
 		absent:   map[string]int{},
-		reported: map[string]string{},
-		counts:   map[string]uint64{},
+		problems: &ProblemLog{Msg: "ec2: instance left out of the mesh", IDKey: "instance", Logger: cfg.Logger},
 	}, nil
 }
 
@@ -285,23 +280,11 @@ func (e *EC2) Name() string { return "ec2" }
 func (e *EC2) Self() Self { return e.self }
 
 // Problems returns the instances the last successful listing left out.
-func (e *EC2) Problems() []Problem {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return slices.Clone(e.problems)
-}
+func (e *EC2) Problems() []Problem { return e.problems.Problems() }
 
 // Counts returns how often each problem was seen, by reason, across all
 // listings.
-func (e *EC2) Counts() map[string]uint64 {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	m := make(map[string]uint64, len(e.counts))
-	for k, v := range e.counts {
-		m[k] = v
-	}
-	return m
-}
+func (e *EC2) Counts() map[string]uint64 { return e.problems.Counts() }
 
 // IsThrottled reports whether err is the EC2 API's request rate limit.
 func IsThrottled(err error) bool {
@@ -348,7 +331,7 @@ func (e *EC2) Members(ctx context.Context) ([]Member, error) {
 	}
 	members, problems = consistent(members, problems, e.self.ID)
 	members = e.graceAndGone(ctx, members, seen)
-	e.record(problems)
+	e.problems.Record(problems)
 	return members, nil
 }
 
@@ -581,28 +564,6 @@ func (e *EC2) graceAndGone(ctx context.Context, members []Member, seen map[strin
 	}
 	e.last = next
 	return members
-}
-
-// record keeps the problems of a listing, logging each instance's problem
-// once until it changes, and counting them.
-func (e *EC2) record(problems []Problem) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.problems = problems
-	now := map[string]bool{}
-	for _, p := range problems {
-		now[p.ID] = true
-		e.counts[p.Reason]++
-		if e.reported[p.ID] != p.Detail {
-			e.reported[p.ID] = p.Detail
-			e.log.Warn("ec2: instance left out of the mesh", "instance", p.ID, "reason", p.Reason, "detail", p.Detail)
-		}
-	}
-	for id := range e.reported {
-		if !now[id] {
-			delete(e.reported, id)
-		}
-	}
 }
 
 // The IMDS endpoint modes, by name and default endpoint, for the log.

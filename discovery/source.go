@@ -3,7 +3,9 @@ package discovery
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -77,3 +79,66 @@ type Problem struct {
 }
 
 func (p Problem) String() string { return fmt.Sprintf("%s: %s", p.ID, p.Detail) }
+
+// ProblemLog keeps the problems of the last listing, counts them by
+// reason across listings, and logs each member's problem once, and again
+// when what is wrong with it changes. Set Msg, IDKey and Logger before
+// the first Record. It is safe for concurrent use.
+type ProblemLog struct {
+	Msg    string       // the log message
+	IDKey  string       // the log attribute naming the member
+	Logger *slog.Logger // default slog.Default()
+
+	mu       sync.Mutex
+	problems []Problem
+	reported map[string]string // ID -> detail last logged
+	counts   map[string]uint64 // problems by reason, cumulative
+}
+
+// Record replaces the problems with those of a listing, counts them and
+// logs the new ones.
+func (l *ProblemLog) Record(problems []Problem) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.counts == nil {
+		l.counts, l.reported = map[string]uint64{}, map[string]string{}
+	}
+	log := l.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	l.problems = problems
+	now := make(map[string]bool, len(problems))
+	for _, p := range problems {
+		now[p.ID] = true
+		l.counts[p.Reason]++
+		if l.reported[p.ID] != p.Detail {
+			l.reported[p.ID] = p.Detail
+			log.Warn(l.Msg, l.IDKey, p.ID, "reason", p.Reason, "detail", p.Detail)
+		}
+	}
+	for id := range l.reported {
+		if !now[id] {
+			delete(l.reported, id)
+		}
+	}
+}
+
+// Problems returns the problems of the last listing.
+func (l *ProblemLog) Problems() []Problem {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.problems)
+}
+
+// Counts returns how often each problem was seen, by reason, across all
+// listings.
+func (l *ProblemLog) Counts() map[string]uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := make(map[string]uint64, len(l.counts))
+	for k, v := range l.counts {
+		m[k] = v
+	}
+	return m
+}

@@ -118,13 +118,9 @@ type daemon struct {
 
 	mu    sync.Mutex
 	peers []replicate.PeerInfo // the peers in force (the kernel path keeps no table of its own)
-	// unreached are the members of the last listing that no tunnel can
-	// join this node to (--underlay-family), unreachedCounts how often
-	// each reason was seen across listings, and unreachedLogged what was
-	// logged of each, by ID.
-	unreached       []discovery.Problem
-	unreachedCounts map[string]uint64
-	unreachedLogged map[string]string
+	// unreached are the members of the listings that no tunnel can join
+	// this node to (--underlay-family), counted and logged.
+	unreached discovery.ProblemLog
 }
 
 // memoryLimit is the daemon's soft limit on the Go runtime's memory, unless
@@ -180,7 +176,8 @@ func runDaemon(cfg *runConfig, log *slog.Logger) error {
 }
 
 func newDaemon(cfg *runConfig, log *slog.Logger) *daemon {
-	return &daemon{cfg: cfg, log: log, started: time.Now(), sd: newSdNotifier(log), stored: storedFiles()}
+	return &daemon{cfg: cfg, log: log, started: time.Now(), sd: newSdNotifier(log), stored: storedFiles(),
+		unreached: discovery.ProblemLog{Msg: "member left out: no tunnel can reach it", IDKey: "id", Logger: log}}
 }
 
 // open is the first phase: after it the daemon is ready to forward.
@@ -317,7 +314,7 @@ func (d *daemon) resolve(ctx context.Context) error {
 			d.mtu = m
 		}
 	}
-	d.noteUnreached(n.unreached)
+	d.unreached.Record(n.unreached)
 	d.ctlPath = cfg.control
 	if d.ctlPath == "" {
 		d.ctlPath = control.DefaultPath(d.self.Community)
@@ -681,7 +678,7 @@ func (d *daemon) serve(ctx context.Context, hup <-chan os.Signal) error {
 			return err
 		}
 		d.setPeerList(next.peers)
-		d.noteUnreached(next.unreached)
+		d.unreached.Record(next.unreached)
 		if len(added)+len(removed) > 0 {
 			log.Info("peers changed", "peers", len(next.peers), "added", added, "removed", removed)
 		}

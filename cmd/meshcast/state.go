@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/meshcast/meshcast/discovery"
 	"github.com/meshcast/meshcast/igmp"
 	"github.com/meshcast/meshcast/internal/control"
 	"github.com/meshcast/meshcast/overlay"
@@ -264,41 +263,13 @@ func (d *daemon) fillDiscovery(st *control.State, now time.Time) {
 		}
 		st.Discovery.ProblemCounts = d.ec2.Counts()
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, p := range d.unreached {
+	for _, p := range d.unreached.Problems() {
 		st.Discovery.Problems = append(st.Discovery.Problems, p.String())
 	}
-	for r, n := range d.unreachedCounts {
+	for r, n := range d.unreached.Counts() {
 		if st.Discovery.ProblemCounts == nil {
 			st.Discovery.ProblemCounts = map[string]uint64{}
 		}
 		st.Discovery.ProblemCounts[r] += n
-	}
-}
-
-// noteUnreached records the members of a listing that no tunnel can join
-// this node to, counts them by reason, and logs each once (again when
-// what is wrong with it changes).
-func (d *daemon) noteUnreached(ps []discovery.Problem) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.unreachedCounts == nil {
-		d.unreachedCounts, d.unreachedLogged = map[string]uint64{}, map[string]string{}
-	}
-	d.unreached = ps
-	seen := make(map[string]bool, len(ps))
-	for _, p := range ps {
-		seen[p.ID] = true
-		d.unreachedCounts[p.Reason]++
-		if d.unreachedLogged[p.ID] != p.Detail {
-			d.unreachedLogged[p.ID] = p.Detail
-			d.log.Warn("member left out: no tunnel can reach it", "id", p.ID, "reason", p.Reason, "detail", p.Detail)
-		}
-	}
-	for id := range d.unreachedLogged {
-		if !seen[id] {
-			delete(d.unreachedLogged, id)
-		}
 	}
 }
