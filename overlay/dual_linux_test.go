@@ -122,3 +122,10 @@ func TestIntegrationDual(t *testing.T) {
 		})
 	}
 }
+
+// TestNewDualRefuses: a Dual needs a Conn of each family.
+func TestNewDualRefuses(t *testing.T) {
+	if d, err := NewDual(nil, nil); err == nil || d != nil {
+		t.Fatalf("NewDual(nil, nil) = %v, %v; want an error", d, err)
+	}
+}
